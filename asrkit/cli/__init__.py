@@ -1,0 +1,81 @@
+"""The ``asrkit`` command line: option parsing only; the work lives in library functions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from asrkit import __version__, progress
+from asrkit.errors import AsrkitError
+
+app = typer.Typer(
+    name="asrkit",
+    help="A small speech recognition toolkit: prepare data, train a BiLSTM-CTC model, decode, score.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"asrkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors; no progress bars."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    progress.QUIET = quiet
+    _setup_logging(logging.WARNING if quiet else logging.INFO)
+
+
+def _setup_logging(level: int) -> None:
+    """Console messages at ``level``; the logger itself stays at INFO so train.log gets everything."""
+    log = logging.getLogger("asrkit")
+    log.setLevel(logging.INFO)
+    for handler in [h for h in log.handlers if getattr(h, "_asrkit_console", False)]:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(level)
+    handler._asrkit_console = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.propagate = False
+
+
+def fail(message: str) -> None:
+    """One red line on stderr."""
+    first = " ".join(str(message).split("\n")[0].split()) or "error"
+    typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (``asrkit`` the console script exits with it)."""
+    try:
+        result = app(args=argv, prog_name="asrkit", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except AsrkitError as exc:
+        fail(str(exc))
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted")
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+from asrkit.cli import commands, data  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,148 @@
+"""``asrkit prepare|features|train|decode|transcribe|eval``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asrkit.cli import app
+from asrkit.config import load_config
+from asrkit.corpora import CORPORA
+from asrkit.datadir import DataDir
+from asrkit.errors import AsrkitError, CorpusError
+
+log = logging.getLogger("asrkit")
+
+
+@app.command()
+def prepare(
+    corpus: str = typer.Argument(..., help=f"Corpus name: {', '.join(CORPORA)}."),
+    out: Path = typer.Option(..., "--out", help="Output folder; train/dev/test data dirs go under it."),
+    corpus_dir: Optional[Path] = typer.Option(None, "--corpus-dir", help="A local copy in the official layout "
+                                              "(else it is downloaded to --download-dir)."),
+    download_dir: Path = typer.Option(Path("data/downloads"), help="Where downloads go."),
+) -> None:
+    """Turn a corpus in its official layout into Kaldi data dirs (train, dev, test)."""
+    if corpus not in CORPORA:
+        raise CorpusError(f"unknown corpus {corpus!r}; known: {', '.join(CORPORA)}")
+    module = CORPORA[corpus]
+    if corpus_dir is None and hasattr(module, "download"):
+        corpus_dir = module.download(download_dir)
+    elif corpus_dir is not None and not corpus_dir.is_dir():
+        raise CorpusError(f"--corpus-dir {corpus_dir} is not a directory")
+    counts = module.prepare(corpus_dir, out)
+    typer.echo(f"{corpus}: " + ", ".join(f"{name} {n} utterances in {out / name}" for name, n in counts.items()))
+
+
+@app.command()
+def features(
+    data_dir: Path = typer.Argument(..., help="Data dir; features are cached in DATA_DIR/feats.pt."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (its 'feature' section is used)."),
+    override: List[str] = typer.Option([], "--set", help="Override, e.g. feature.num_mel_bins=40 (repeatable)."),
+    force: bool = typer.Option(False, help="Recompute even if a matching cache exists."),
+) -> None:
+    """Compute features for a data dir once, so that training and decoding reuse them."""
+    from asrkit.features import compute_data_dir_features, load_cached_features, save_features
+
+    cfg = load_config(config, override).feature
+    data = DataDir.load(data_dir)
+    if not force and load_cached_features(data, cfg) is not None:
+        typer.echo(f"{data_dir}: features up to date")
+        return
+    feats = compute_data_dir_features(data, cfg, f"features ({data_dir.name})")
+    frames = sum(f.shape[0] for f in feats.values())
+    path = save_features(data_dir, feats, cfg)
+    typer.echo(f"{path}: {len(feats)} utterances, {frames} frames of {cfg.dim}-dim {cfg.kind}")
+
+
+@app.command()
+def train(
+    train_dir: Path = typer.Option(..., "--train", help="Training data dir."),
+    dev_dir: Optional[Path] = typer.Option(None, "--dev", help="Dev data dir (dev loss and greedy WER per epoch)."),
+    out: Path = typer.Option(..., "--out", help="Experiment dir, e.g. exp/bilstm."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (defaults when absent)."),
+    override: List[str] = typer.Option([], "--set", help="Override, e.g. model.hidden_size=320 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+) -> None:
+    """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out."""
+    from asrkit.train import train as run_training
+
+    cfg = load_config(config, override)
+    state = run_training(train_dir, dev_dir, out, cfg, resume=resume)
+    typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps; best dev WER "
+               f"{100 * state.best_dev_wer:.2f}%" if state.best_dev_wer != float("inf") else
+               f"{out}: trained {state.epoch} epochs, {state.step} steps")
+
+
+@app.command()
+def decode(
+    exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
+    data_dir: Path = typer.Argument(..., help="Data dir to decode."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_greedy)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Decode a data dir with greedy CTC search; writes a Kaldi-style 'hyp' text file."""
+    from asrkit.inference import Recognizer, write_hyp
+
+    recognizer = Recognizer(exp, device)
+    hyps = recognizer.decode_data_dir(data_dir)
+    exp_dir = exp if exp.is_dir() else exp.parent
+    out = out or exp_dir / f"decode_{data_dir.name}_greedy"
+    write_hyp(hyps, out / "hyp")
+    typer.echo(f"{out / 'hyp'}: {len(hyps)} utterances")
+
+
+@app.command()
+def transcribe(
+    exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
+    audio: List[Path] = typer.Argument(..., help="Audio files (wav, flac, sph, ogg; any rate, mono or stereo)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Print the transcript of each audio file (with its path when there are several)."""
+    from asrkit.inference import Recognizer
+
+    recognizer = Recognizer(exp, device)
+    results = recognizer.transcribe_files(list(audio))
+    for result in results:
+        typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
+
+
+@app.command("eval")
+def evaluate(
+    ref: Path = typer.Argument(..., help="Reference: a Kaldi 'text' file or a data dir."),
+    hyp: Path = typer.Argument(..., help="Hypothesis: a Kaldi 'text' file (e.g. from asrkit decode)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write per_utt and wer (default: HYP's dir)."),
+    lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase both sides before scoring."),
+    remove_punct: bool = typer.Option(False, "--remove-punct", help="Remove ASCII punctuation before scoring."),
+) -> None:
+    """Score WER and CER; a missing hypothesis counts as all deletions."""
+    from asrkit.score import read_text_file, score, summary_line, write_per_utt
+
+    for path in (ref, hyp):
+        if not path.exists():
+            raise AsrkitError(f"{path} does not exist")
+    report = score(read_text_file(ref), read_text_file(hyp), lowercase, remove_punct)
+    out = out or (hyp if hyp.is_dir() else hyp.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    write_per_utt(report, out / "per_utt")
+    (out / "wer").write_text(summary_line(report) + f"\nnormalization: {report.normalization}\n", encoding="utf-8")
+    table = Table(title=f"{hyp}")
+    for column in ("unit", "error rate", "errors", "ref", "sub", "del", "ins"):
+        table.add_column(column, justify="right")
+    for name, counts in (("word", report.word), ("char", report.char)):
+        table.add_row(name, f"{100 * counts.rate:.2f}%", str(counts.errors), str(counts.ref_len),
+                      str(counts.substitutions), str(counts.deletions), str(counts.insertions))
+    console = Console()
+    console.print(table)
+    console.print(f"utterances: {report.num_utts}; normalization: {report.normalization}")
+    if report.missing:
+        log.warning("%d reference utterances have no hypothesis (scored as deletions), e.g. %s",
+                    len(report.missing), report.missing[0])
+    if report.extra:
+        log.warning("%d hypotheses have no reference and were ignored, e.g. %s", len(report.extra), report.extra[0])
+    console.print(f"alignments: {out / 'per_utt'}; summary: {out / 'wer'}")

@@ -1,0 +1,77 @@
+"""``asrkit data ...``: validate, fix, subset and split Kaldi data dirs."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import typer
+
+from asrkit.cli import app
+from asrkit.datadir import DataDir, fix_data_dir, read_table, split_data_dir
+from asrkit.errors import DataDirError
+
+log = logging.getLogger("asrkit")
+data_app = typer.Typer(help="Check and reshape Kaldi-style data dirs.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("validate")
+def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text, utt2spk, ...).")) -> None:
+    """Check sorting, unique ids and cross-file consistency; exit 1 on the first problem."""
+    data = DataDir.load(data_dir)
+    missing = [u.audio_path for u in data.utterances() if not Path(u.audio_path).is_file()]
+    if missing:
+        raise DataDirError(f"{data_dir / 'wav.scp'}: {len(missing)} audio files do not exist, e.g. {missing[0]}")
+    typer.echo(f"{data_dir}: OK, {len(data)} utterances, {len(data.spk2utt())} speakers")
+
+
+@data_app.command("fix")
+def fix(data_dir: Path = typer.Argument(..., help="Data dir to repair in place.")) -> None:
+    """Sort files, drop utterances missing from any file, regenerate spk2utt (backup in .backup/)."""
+    dropped, backup = fix_data_dir(data_dir)
+    typer.echo(f"{data_dir}: fixed, {dropped} utterances dropped; originals kept in {backup}")
+
+
+@data_app.command("subset")
+def subset(
+    data_dir: Path = typer.Argument(..., help="Source data dir."),
+    out_dir: Path = typer.Argument(..., help="Where to write the subset."),
+    num_utts: int = typer.Option(None, "--num-utts", "-n", help="Keep this many utterances."),
+    utt_list: Path = typer.Option(None, "--utt-list", help="Keep the utterance ids listed in this file."),
+    random_pick: bool = typer.Option(False, "--random", help="With --num-utts, pick at random (else the first)."),
+    seed: int = typer.Option(0, help="Seed for --random."),
+) -> None:
+    """Write a data dir with a subset of the utterances."""
+    data = DataDir.load(data_dir)
+    if (num_utts is None) == (utt_list is None):
+        raise DataDirError("give exactly one of --num-utts and --utt-list")
+    if utt_list is not None:
+        wanted = [key for key, _, _ in read_table(utt_list, min_fields=1, check_sorted=False, allow_empty_value=True)]
+        unknown = [u for u in wanted if u not in data.text]
+        if unknown:
+            raise DataDirError(f"{utt_list}: utterance {unknown[0]!r} is not in {data_dir}")
+    else:
+        ids = data.utt_ids()
+        if num_utts <= 0:
+            raise DataDirError("--num-utts must be positive")
+        wanted = random.Random(seed).sample(ids, min(num_utts, len(ids))) if random_pick else ids[:num_utts]
+    data.subset(wanted).save(out_dir)
+    typer.echo(f"{out_dir}: {len(wanted)} utterances")
+
+
+@data_app.command("split")
+def split(
+    data_dir: Path = typer.Argument(..., help="Source data dir."),
+    rest_dir: Path = typer.Argument(..., help="Where the remaining utterances go."),
+    held_dir: Path = typer.Argument(..., help="Where the held-out utterances go."),
+    fraction: float = typer.Option(0.1, help="Share of utterances to hold out."),
+    by_speaker: bool = typer.Option(False, "--by-speaker", help="Hold out whole speakers (else stratify by speaker)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Split a data dir in two, e.g. a dev set carved from train."""
+    rest, held = split_data_dir(DataDir.load(data_dir), fraction, by_speaker=by_speaker, seed=seed)
+    rest.save(rest_dir)
+    held.save(held_dir)
+    typer.echo(f"{rest_dir}: {len(rest)} utterances; {held_dir}: {len(held)} utterances")

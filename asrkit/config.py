@@ -1,0 +1,213 @@
+"""Experiment configuration: small dataclasses, YAML I/O, dotted overrides.
+
+A config file has up to three sections, each optional::
+
+    feature: {kind: fbank, sample_rate: 8000, num_mel_bins: 40}
+    model:   {rnn_type: lstm, num_layers: 3, hidden_size: 256}
+    train:   {epochs: 30, lr: 0.002, spec_augment: {num_time_masks: 2}}
+
+Unknown keys and values of the wrong type are errors that name the key and
+the file. Overrides use dotted paths: ``model.hidden_size=320``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asrkit.errors import ConfigError
+
+
+@dataclass
+class FeatureConfig:
+    kind: str = "fbank"  # fbank | mfcc
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    num_ceps: int = 13  # MFCC only
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    fmin: float = 20.0
+
+    @property
+    def dim(self) -> int:
+        return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
+
+    def check(self) -> None:
+        if self.kind not in ("fbank", "mfcc"):
+            raise ConfigError(f"feature.kind must be 'fbank' or 'mfcc', not {self.kind!r}")
+        if self.sample_rate <= 0 or self.frame_shift_ms <= 0 or self.frame_length_ms <= 0:
+            raise ConfigError("feature.sample_rate and frame sizes must be positive")
+
+
+@dataclass
+class ModelConfig:
+    subsampling: str = "stack"  # stack | conv2d (stacking escapes the CTC blank plateau sooner)
+    subsampling_factor: int = 4
+    conv_channels: int = 32
+    rnn_type: str = "lstm"  # lstm | gru | rnn
+    bidirectional: bool = True
+    num_layers: int = 3
+    hidden_size: int = 256
+    dropout: float = 0.1
+
+    def check(self) -> None:
+        if self.subsampling not in ("conv2d", "stack"):
+            raise ConfigError(f"model.subsampling must be 'conv2d' or 'stack', not {self.subsampling!r}")
+        if self.subsampling == "conv2d" and self.subsampling_factor not in (1, 2, 4, 8):
+            raise ConfigError("model.subsampling_factor must be 1, 2, 4 or 8 with conv2d subsampling")
+        if self.subsampling_factor < 1:
+            raise ConfigError("model.subsampling_factor must be >= 1")
+        if self.rnn_type not in ("lstm", "gru", "rnn"):
+            raise ConfigError(f"model.rnn_type must be lstm, gru or rnn, not {self.rnn_type!r}")
+        if self.num_layers < 1 or self.hidden_size < 1:
+            raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("model.dropout must be in [0, 1)")
+
+
+@dataclass
+class SpecAugmentConfig:
+    enabled: bool = True
+    num_freq_masks: int = 2
+    max_freq_width: int = 8
+    num_time_masks: int = 2
+    max_time_ratio: float = 0.05  # each time mask at most this share of the utterance
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    final_lr_ratio: float = 0.05  # cosine decay ends at lr * final_lr_ratio
+    grad_clip: float = 5.0
+    max_frames_per_batch: int = 20000  # input feature frames, padding included
+    max_utts_per_batch: int = 64
+    max_duration: float = 30.0  # seconds; longer utterances are dropped from training
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision (bf16) on CUDA
+    num_threads: int = 0  # torch CPU threads; 0 = leave PyTorch's default
+    num_workers: int = 0  # DataLoader workers (features are in memory; 0 is right on CPU)
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("train.epochs must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError("train.lr must be positive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
+        if self.max_frames_per_batch < 1 or self.max_utts_per_batch < 1:
+            raise ConfigError("train.max_frames_per_batch and train.max_utts_per_batch must be >= 1")
+
+
+@dataclass
+class ExperimentConfig:
+    feature: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self) -> None:
+        self.feature.check()
+        self.model.check()
+        self.train.check()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, target_type: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field type; ints are accepted for floats."""
+    type_name = target_type if isinstance(target_type, str) else target_type.__name__
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+    elif type_name == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif type_name == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif type_name == "str":
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - all fields are covered above
+        return value
+    raise ConfigError(f"{where}: expected {type_name}, got {value!r}")
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{where}: unknown key {key!r} (known keys: {known})")
+        f = fields[key]
+        sub = f"{where}.{key}"
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            kwargs[key] = _from_dict(f.default_factory, value, sub)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = _coerce(value, f.type, sub)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    cfg = _from_dict(ExperimentConfig, data or {}, source)
+    cfg.check()
+    return cfg
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config dict (in place)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        path, _, raw = item.partition("=")
+        parts = path.strip().split(".")
+        if len(parts) < 2:
+            raise ConfigError(f"override {item!r} must name a section and a key, e.g. model.hidden_size=320")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    apply_overrides(data, list(overrides or []))
+    return config_from_dict(data, source)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")

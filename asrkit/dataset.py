@@ -1,0 +1,109 @@
+"""Training data: in-memory features, length-bucketed batches capped by frames, padding collate."""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from asrkit.config import SpecAugmentConfig
+from asrkit.features import spec_augment
+
+
+class AsrDataset(Dataset):
+    """Items are (feats: (T, F) float32 tensor, tokens: (L,) int64 tensor, utt_id)."""
+
+    def __init__(self, utt_ids: list[str], feats: dict[str, np.ndarray], tokens: dict[str, list[int]],
+                 spec_aug: SpecAugmentConfig | None = None) -> None:
+        self.utt_ids = list(utt_ids)
+        self.feats = [torch.from_numpy(np.asarray(feats[u], dtype=np.float32)) for u in self.utt_ids]
+        self.tokens = [torch.tensor(tokens[u], dtype=torch.long) for u in self.utt_ids]
+        self.spec_aug = spec_aug
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+    def num_frames(self, index: int) -> int:
+        return int(self.feats[index].shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        feats = self.feats[index]
+        if self.spec_aug is not None:
+            feats = spec_augment(feats, self.spec_aug)
+        return feats, self.tokens[index], self.utt_ids[index]
+
+
+class Batch:
+    def __init__(self, feats, feat_lens, targets, target_lens, utt_ids) -> None:
+        self.feats: torch.Tensor = feats  # (B, T, F)
+        self.feat_lens: torch.Tensor = feat_lens  # (B,)
+        self.targets: torch.Tensor = targets  # (B, L) padded with 0
+        self.target_lens: torch.Tensor = target_lens  # (B,)
+        self.utt_ids: list[str] = utt_ids
+
+    def to(self, device: torch.device) -> "Batch":
+        nb = device.type == "cuda"
+        return Batch(self.feats.to(device, non_blocking=nb), self.feat_lens.to(device, non_blocking=nb),
+                     self.targets.to(device, non_blocking=nb), self.target_lens.to(device, non_blocking=nb),
+                     self.utt_ids)
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), self.targets.pin_memory(),
+                     self.target_lens.pin_memory(), self.utt_ids)
+
+
+def collate(items: list[tuple[torch.Tensor, torch.Tensor, str]]) -> Batch:
+    feats = torch.nn.utils.rnn.pad_sequence([f for f, _, _ in items], batch_first=True)
+    targets = torch.nn.utils.rnn.pad_sequence([t for _, t, _ in items], batch_first=True)
+    return Batch(feats, torch.tensor([f.shape[0] for f, _, _ in items]), targets,
+                 torch.tensor([t.shape[0] for _, t, _ in items]), [u for _, _, u in items])
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length whose padded size (longest × count) stays under ``max_frames``.
+
+    Utterances are sorted by length with a little per-epoch jitter, cut into
+    batches, and the batch order is shuffled; ``set_epoch`` makes each epoch
+    different but reproducible from the seed.
+    """
+
+    def __init__(self, lengths: list[int], max_frames: int, max_utts: int, shuffle: bool = True,
+                 seed: int = 0) -> None:
+        self.lengths = lengths
+        self.max_frames = max_frames
+        self.max_utts = max_utts
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        if self.shuffle:
+            order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i] * (1 + 0.1 * rng.random()))
+        else:
+            order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])
+        batches, current, longest = [], [], 0
+        for i in order:
+            new_longest = max(longest, self.lengths[i])
+            if current and (new_longest * (len(current) + 1) > self.max_frames or len(current) >= self.max_utts):
+                batches.append(current)
+                current, new_longest = [], self.lengths[i]
+            current.append(i)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())

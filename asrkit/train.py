@@ -1,0 +1,307 @@
+"""Training: CTC loss, AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
+
+``train()`` is the whole stage: it reads the data dirs, computes (or reuses)
+features, builds the token table and CMVN stats from the training set, drops
+utterances CTC cannot align (label longer than the subsampled input), and
+writes a self-describing experiment dir::
+
+    exp/NAME/config.yaml   fully resolved config, written at start
+    exp/NAME/tokens.txt    token table
+    exp/NAME/cmvn.json     global CMVN stats
+    exp/NAME/train.log     one line per epoch (and everything said on the console)
+    exp/NAME/metrics.jsonl per-epoch figures, for plots
+    exp/NAME/epoch_N.pt    checkpoint after epoch N
+    exp/NAME/last.pt       newest checkpoint (resume point)
+    exp/NAME/best.pt       lowest dev WER (ties: lowest dev loss)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import TextColumn
+
+from asrkit.checkpoint import load_checkpoint, save_checkpoint
+from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_config
+from asrkit.datadir import DataDir
+from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, collate
+from asrkit.decode import greedy_search
+from asrkit.errors import TrainingError
+from asrkit.features import GlobalCMVN, get_features
+from asrkit.model import AsrModel, build_model, output_length
+from asrkit.progress import make_progress
+from asrkit.score import score
+from asrkit.tokenizer import CharTokenizer
+
+log = logging.getLogger("asrkit")
+
+
+@dataclass
+class TrainState:
+    """Runtime state that a resumed run continues from (kept out of the config)."""
+
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    best_dev_wer: float = math.inf
+    best_dev_loss: float = math.inf
+    skipped_batches: int = 0
+
+
+def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * final_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(total_steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.lr * cfg.final_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def min_ctc_frames(tokens: list[int]) -> int:
+    """Frames CTC needs for a label: one per token plus a blank between repeats."""
+    return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+
+
+def select_trainable(data: DataDir, feats: dict[str, np.ndarray], tokenizer: CharTokenizer,
+                     cfg: ExperimentConfig, max_duration: float | None) -> tuple[list[str], dict[str, list[int]], dict[str, int]]:
+    """Utterance ids CTC can align, their token ids, and counts of what was dropped and why."""
+    shift = cfg.feature.frame_shift_ms / 1000
+    keep, tokens = [], {}
+    dropped = {"too_long_label": 0, "too_long_audio": 0}
+    for utt in data.utt_ids():
+        ids = tokenizer.encode(data.text[utt])
+        num_frames = feats[utt].shape[0]
+        if max_duration is not None and num_frames * shift > max_duration:
+            dropped["too_long_audio"] += 1
+            continue
+        if output_length(num_frames, cfg.model) < min_ctc_frames(ids):
+            dropped["too_long_label"] += 1
+            continue
+        keep.append(utt)
+        tokens[utt] = ids
+    return keep, tokens, dropped
+
+
+def compute_loss(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss) -> torch.Tensor:
+    """Mean over utterances of the CTC loss (summed over each utterance's frames)."""
+    log_probs, out_lens = model(batch.feats, batch.feat_lens)
+    return ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lens, batch.target_lens)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
+             amp: bool) -> tuple[float, float]:
+    """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
+    model.eval()
+    ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
+    total, count, hyps = 0.0, 0, {}
+    for batch in loader:
+        batch = batch.to(device)
+        with _autocast(device, amp):
+            log_probs, out_lens = model(batch.feats, batch.feat_lens)
+        total += float(ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lens, batch.target_lens))
+        count += len(batch.utt_ids)
+        for utt, hyp in zip(batch.utt_ids, greedy_search(log_probs, out_lens, tokenizer.blank_id)):
+            hyps[utt] = tokenizer.decode(hyp.tokens)
+    report = score({u: refs[u] for u in hyps}, hyps)
+    return total / max(count, 1), report.wer
+
+
+def _setup_file_log(out_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(out_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path, cfg: ExperimentConfig,
+          resume: bool = False) -> TrainState:
+    """Train a CTC model on ``train_dir``; evaluate on ``dev_dir`` after every epoch."""
+    out_dir = Path(out_dir)
+    last_path = out_dir / "last.pt"
+    checkpoint = None
+    if resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path)
+        saved = config_from_dict(checkpoint["config"], str(last_path))
+        if saved != cfg:
+            log.warning("resuming with the config saved in %s; the config given now is ignored", last_path)
+        cfg = saved
+    elif last_path.exists():
+        raise TrainingError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose a new --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _setup_file_log(out_dir)
+    try:
+        return _train(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
+           checkpoint: dict | None) -> TrainState:
+    tcfg = cfg.train
+    _seed_everything(tcfg.seed)
+    if tcfg.num_threads > 0:
+        torch.set_num_threads(tcfg.num_threads)
+    device = pick_device(tcfg.device)
+    use_amp = tcfg.amp and device.type == "cuda"
+
+    train_data = DataDir.load(train_dir)
+    dev_data = DataDir.load(dev_dir) if dev_dir else None
+    train_feats = get_features(train_data, cfg.feature, "features (train)")
+    dev_feats = get_features(dev_data, cfg.feature, "features (dev)") if dev_data else {}
+
+    if checkpoint is not None:
+        tokenizer = CharTokenizer(checkpoint["tokens"])
+        cmvn = GlobalCMVN.from_dict(checkpoint["cmvn"])
+        log.info("resuming %s from epoch %d, step %d", out_dir, checkpoint["train_state"]["epoch"],
+                 checkpoint["train_state"]["step"])
+    else:
+        tokenizer = CharTokenizer.build(train_data.text.values())
+        cmvn = GlobalCMVN.from_features(list(train_feats.values()))
+        save_config(cfg, out_dir / "config.yaml")
+    tokenizer.save(out_dir / "tokens.txt")
+    cmvn.save(out_dir / "cmvn.json")
+
+    train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
+    log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
+             len(train_ids), sum(dropped.values()), dropped["too_long_label"], tcfg.max_duration,
+             dropped["too_long_audio"])
+    if not train_ids:
+        raise TrainingError(f"{train_dir}: no utterance is usable for training")
+    norm = {u: cmvn(f) for u, f in train_feats.items() if u in train_tokens}
+    train_set = AsrDataset(train_ids, norm, train_tokens, tcfg.spec_augment)
+    sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
+                                 tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True, seed=tcfg.seed)
+    pin = device.type == "cuda"
+    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
+                                               num_workers=tcfg.num_workers, pin_memory=pin)
+    dev_loader = None
+    if dev_data is not None:
+        dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_feats, tokenizer, cfg, None)
+        if sum(dev_dropped.values()):
+            log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
+                     sum(dev_dropped.values()))
+        dev_set = AsrDataset(dev_ids, {u: cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)
+        dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
+                                         tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False)
+        dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
+
+    model = build_model(cfg.feature.dim, len(tokenizer), cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    state = TrainState()
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        state = TrainState(**checkpoint["train_state"])
+    num_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
+             len(tokenizer), device, " (bf16 autocast)" if use_amp else "")
+
+    total_steps = tcfg.epochs * len(sampler)
+    ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
+    frame_shift = cfg.feature.frame_shift_ms / 1000
+
+    def payload() -> dict:
+        return {
+            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+            "config": cfg.to_dict(), "tokens": tokenizer.symbols, "cmvn": cmvn.to_dict(),
+            "feat_dim": cfg.feature.dim, "vocab_size": len(tokenizer), "train_state": dataclasses.asdict(state),
+        }
+
+    for epoch in range(state.epoch, tcfg.epochs):
+        # Reseed per epoch so a resumed run sees the same batches and masks as an uninterrupted one.
+        _seed_everything(tcfg.seed * 1000 + epoch)
+        sampler.set_epoch(epoch)
+        model.train()
+        epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
+        started = time.perf_counter()
+        with make_progress(TextColumn("{task.fields[info]}")) as progress:
+            task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=len(sampler), info="")
+            for batch in train_loader:
+                lr = lr_at(state.step, tcfg, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = batch.to(device)
+                with _autocast(device, use_amp):
+                    loss_sum = compute_loss(model, batch, ctc_loss)
+                num_utts = len(batch.utt_ids)
+                loss = loss_sum / num_utts
+                if not torch.isfinite(loss):
+                    skipped += 1
+                    state.skipped_batches += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.advance(task)
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # Clipping the global gradient norm keeps an exploding recurrent gradient from
+                # wrecking the weights in a single step.
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                if not torch.isfinite(grad_norm):
+                    skipped += 1
+                    state.skipped_batches += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.advance(task)
+                    continue
+                optimizer.step()
+                state.step += 1
+                epoch_loss += float(loss_sum.detach())
+                epoch_utts += num_utts
+                audio_seconds += float(batch.feat_lens.sum()) * frame_shift
+                speed = audio_seconds / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1,
+                                info=f"loss {epoch_loss / epoch_utts:.3f} lr {lr:.2e} {speed:.0f} audio-s/s")
+        elapsed = time.perf_counter() - started
+        train_loss = epoch_loss / max(epoch_utts, 1)
+        if skipped:
+            log.warning("epoch %d: skipped %d batches with a non-finite loss or gradient", epoch + 1, skipped)
+        if epoch_utts == 0:
+            raise TrainingError(f"epoch {epoch + 1}: every batch had a non-finite loss; lower train.lr or check the data")
+        dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp)
+                             if dev_loader is not None else (math.nan, math.nan))
+        state.epoch = epoch + 1
+        improved = dev_loader is None or (dev_wer, dev_loss) < (state.best_dev_wer, state.best_dev_loss)
+        if improved and dev_loader is not None:
+            state.best_dev_wer, state.best_dev_loss = dev_wer, dev_loss
+        log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",
+                 epoch + 1, tcfg.epochs, train_loss, dev_loss, 100 * dev_wer, elapsed, audio_seconds / elapsed,
+                 " (best)" if improved else "")
+        with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"epoch": epoch + 1, "step": state.step, "train_loss": train_loss,
+                                     "dev_loss": dev_loss, "dev_wer": dev_wer, "lr": lr_at(state.step, tcfg, total_steps),
+                                     "seconds": elapsed, "audio_seconds_per_second": audio_seconds / elapsed}) + "\n")
+        blob = payload()
+        save_checkpoint(out_dir / f"epoch_{epoch + 1}.pt", blob)  # kept for averaging and for going back
+        save_checkpoint(out_dir / "last.pt", blob)
+        if improved:
+            save_checkpoint(out_dir / "best.pt", blob)
+    return state

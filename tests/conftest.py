@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny corpora the tests synthesise themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asrkit.datadir import DataDir
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+TONES = {"a": 440.0, "b": 1300.0}  # each "word" is a tone burst; transcripts are word sequences
+
+
+def tone_words(words: list[str], rate: int = 8000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pieces = [np.zeros(int(0.1 * rate), np.float32)]
+    for word in words:
+        t = np.arange(int(rng.uniform(0.18, 0.25) * rate)) / rate
+        pieces.append(0.5 * np.sin(2 * np.pi * TONES[word] * t).astype(np.float32))
+        pieces.append(np.zeros(int(rng.uniform(0.08, 0.15) * rate), np.float32))
+    audio = np.concatenate(pieces)
+    return audio + rng.normal(0, 0.003, audio.shape).astype(np.float32)
+
+
+def make_tone_data_dir(root: Path, num_utts: int, seed: int, rate: int = 8000) -> Path:
+    rng = np.random.default_rng(seed)
+    audio_dir = root / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    data = DataDir()
+    for i in range(num_utts):
+        words = [str(rng.choice(list(TONES))) for _ in range(int(rng.integers(1, 4)))]
+        utt = f"spk{i % 2}-{seed:02d}{i:03d}"
+        path = audio_dir / f"{utt}.wav"
+        soundfile.write(path, tone_words(words, rate, seed * 1000 + i), rate)
+        data.wav_scp[utt] = str(path)
+        data.text[utt] = " ".join(words)
+        data.utt2spk[utt] = f"spk{i % 2}"
+    data.save(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tones")
+    return {"train": make_tone_data_dir(root / "train", 48, seed=1),
+            "dev": make_tone_data_dir(root / "dev", 12, seed=2)}
+
+
+@pytest.fixture()
+def wav_file(tmp_path) -> Path:
+    path = tmp_path / "a.wav"
+    soundfile.write(path, tone_words(["a", "b"]), 8000)
+    return path
+
+
+TINY_CONFIG = """
+feature: {sample_rate: 8000, num_mel_bins: 23}
+model: {num_layers: 1, hidden_size: 32, dropout: 0.0}
+train: {epochs: 10, lr: 0.01, warmup_steps: 10, max_frames_per_batch: 400, seed: 0,
+       spec_augment: {enabled: false}}
+"""
+
+
+@pytest.fixture()
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from asrkit.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def trained_exp(tone_corpus, tmp_path_factory) -> Path:
+    """A tiny model trained once per session on the tone corpus."""
+    from asrkit.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.yaml").write_text(TINY_CONFIG)
+    exp = root / "tiny"
+    assert main(["-q", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
+                 "--config", str(root / "tiny.yaml"), "--out", str(exp)]) == 0
+    return exp

@@ -1,0 +1,68 @@
+import logging
+
+import numpy as np
+import pytest
+import soundfile
+
+from asrkit.audio import load_audio, read_audio
+from asrkit.errors import AudioError
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="does not exist"):
+        read_audio(tmp_path / "nope.wav")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(AudioError, match="is a directory"):
+        read_audio(tmp_path)
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    with pytest.raises(AudioError, match="bad.wav: cannot read audio"):
+        read_audio(path)
+
+
+def test_empty_audio(tmp_path):
+    path = tmp_path / "empty.wav"
+    soundfile.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="audio is empty"):
+        read_audio(path)
+
+
+def test_nan_samples(tmp_path):
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, np.array([0.1, np.nan, 0.2] * 100, np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        read_audio(path)
+
+
+def test_stereo_flac_downmix(tmp_path):
+    path = tmp_path / "s.flac"
+    left = np.full(1600, 0.5, np.float32)
+    soundfile.write(path, np.stack([left, -left * 0.0], axis=1), 16000)
+    samples, rate = read_audio(path)
+    assert rate == 16000 and samples.ndim == 1
+    assert np.allclose(samples, 0.25, atol=1e-3)
+
+
+def test_resample_is_logged(tmp_path, caplog):
+    path = tmp_path / "eight.wav"
+    soundfile.write(path, np.sin(np.arange(8000) / 10).astype(np.float32) * 0.3, 8000)
+    logger = logging.getLogger("asrkit")
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="asrkit"):
+        out = load_audio(path, 16000)
+    assert abs(len(out) - 16000) <= 2
+    assert "resampling audio from 8000 Hz to the model's 16000 Hz" in caplog.text
+
+
+def test_segment_read(tmp_path):
+    path = tmp_path / "r.wav"
+    soundfile.write(path, np.arange(16000, dtype=np.float32) / 16000, 16000)
+    samples = load_audio(path, 16000, start=0.5, end=0.75)
+    assert len(samples) == 4000 and abs(samples[0] - 0.5) < 1e-3
+    with pytest.raises(AudioError, match="past the end"):
+        load_audio(path, 16000, start=3.0, end=4.0)

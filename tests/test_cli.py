@@ -1,0 +1,127 @@
+"""Bad input through the CLI: exit code 1 and one red line naming the culprit, never a traceback."""
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import run_cli
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture()
+def fake_exp(tmp_path):
+    """A checkpoint-shaped file that is not a checkpoint."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "best.pt").write_bytes(b"this is not a checkpoint")
+    return exp
+
+
+def test_version_and_help(capsys):
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("asrkit ")
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    assert code == 0 and "--resume" in out
+
+
+def test_checkpoint_that_is_not_a_checkpoint(fake_exp, wav_file, capsys):
+    code, _, err = run_cli(["transcribe", fake_exp, wav_file], capsys)
+    assert_one_line_error(code, err, "best.pt is not an asrkit checkpoint")
+    code, _, err = run_cli(["transcribe", fake_exp.parent / "nothing-here", wav_file], capsys)
+    assert_one_line_error(code, err, "does not exist")
+    empty = fake_exp.parent / "empty_exp"
+    empty.mkdir()
+    code, _, err = run_cli(["decode", empty, fake_exp], capsys)
+    assert_one_line_error(code, err, "holds no checkpoint")
+
+
+def test_unknown_config_key(tmp_path, tone_corpus, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  hidden: 12\n")
+    code, _, err = run_cli(["train", "--train", tone_corpus["train"], "--config", config, "--out", tmp_path / "e"],
+                           capsys)
+    assert_one_line_error(code, err, "unknown key 'hidden'", "c.yaml")
+    assert not (tmp_path / "e").exists()  # nothing half-written
+
+
+def test_data_dir_errors(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text("u1 /x/1.wav\nu2 /x/2.wav\n")
+    (d / "utt2spk").write_text("u1 s\nu2 s\n")
+    (d / "text").write_text("u1 HI\n")
+    code, _, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "'u2' has no entry in text")
+    (d / "text").write_text("u2 HI\nu1 HO\n")
+    code, _, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "text line 2", "out of order")
+    (d / "text").write_text("u1 HI\nu1 HO\n")
+    code, _, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "duplicate id 'u1'")
+    (d / "text").write_text("u1 HI\nu2 HO\n")
+    code, out, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "2 audio files do not exist")
+
+
+def test_fix_then_validate(tmp_path, wav_file, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"u2 {wav_file}\nu1 {wav_file}\n")
+    (d / "utt2spk").write_text("u1 s\nu2 s\n")
+    (d / "text").write_text("u1 HI\n")
+    code, out, _ = run_cli(["data", "fix", d], capsys)
+    assert code == 0 and "1 utterances dropped" in out and (d / ".backup" / "wav.scp").is_file()
+    code, out, _ = run_cli(["data", "validate", d], capsys)
+    assert code == 0 and "OK, 1 utterances" in out
+
+
+def test_audio_errors_in_transcribe(trained_exp, tmp_path, capsys):
+    code, _, err = run_cli(["transcribe", trained_exp, tmp_path / "missing.wav"], capsys)
+    assert_one_line_error(code, err, "missing.wav does not exist")
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes(b"fLaC" + bytes(200))
+    code, _, err = run_cli(["transcribe", trained_exp, corrupt], capsys)
+    assert_one_line_error(code, err, "corrupt.flac: cannot read audio")
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), 8000)
+    code, _, err = run_cli(["transcribe", trained_exp, empty], capsys)
+    assert_one_line_error(code, err, "empty.wav: audio is empty")
+    code, _, err = run_cli(["transcribe", trained_exp, tmp_path], capsys)
+    assert_one_line_error(code, err, "is a directory")
+
+
+def test_corrupt_audio_in_training_names_utterance(tmp_path, tone_corpus, tiny_config, capsys):
+    import shutil
+
+    d = tmp_path / "train"
+    shutil.copytree(tone_corpus["train"], d)
+    lines = (d / "wav.scp").read_text().splitlines()
+    utt, path = lines[3].split()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF1234WAVEfmt garbage")
+    lines[3] = f"{utt} {broken}"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli(["-q", "train", "--train", d, "--config", tiny_config, "--out", tmp_path / "e"], capsys)
+    assert_one_line_error(code, err, f"utterance '{utt}'", "broken.wav: cannot read audio")
+    assert not (tmp_path / "e" / "last.pt").exists()
+
+
+def test_eval_missing_file(tmp_path, capsys):
+    (tmp_path / "ref").write_text("u1 a b\n")
+    code, _, err = run_cli(["eval", tmp_path / "ref", tmp_path / "nohyp"], capsys)
+    assert_one_line_error(code, err, "nohyp does not exist")
+
+
+def test_prepare_bad_corpus_dir(tmp_path, capsys):
+    code, _, err = run_cli(["prepare", "yesno", "--corpus-dir", tmp_path, "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "no yesno wav files")
+    code, _, err = run_cli(["prepare", "timit", "--corpus-dir", tmp_path, "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, "unknown corpus 'timit'")

@@ -1,0 +1,44 @@
+import pytest
+
+from asrkit.config import load_config
+from asrkit.errors import ConfigError
+
+
+def test_defaults_are_valid():
+    cfg = load_config(None)
+    assert cfg.model.rnn_type == "lstm" and cfg.model.bidirectional
+    assert cfg.model.subsampling_factor == 4
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {hidden_size: 64}\ntrain: {lr: 1}\n")
+    cfg = load_config(path, ["model.num_layers=2", "train.spec_augment.enabled=false"])
+    assert cfg.model.hidden_size == 64 and cfg.model.num_layers == 2
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.train.spec_augment.enabled is False
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {hiden_size: 64}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml.model: unknown key 'hiden_size'"):
+        load_config(path)
+
+
+def test_unknown_section_and_override():
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        load_config(None, ["modle.hidden_size=3"])
+    with pytest.raises(ConfigError, match="must look like"):
+        load_config(None, ["model.hidden_size"])
+
+
+def test_wrong_type_and_bad_value(tmp_path):
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(None, ["model.hidden_size=big"])
+    with pytest.raises(ConfigError, match="rnn_type"):
+        load_config(None, ["model.rnn_type=transformer"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)

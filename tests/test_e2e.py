@@ -1,0 +1,77 @@
+"""End to end: train a tiny model on tone "words" the test synthesises, then decode, score, transcribe."""
+
+import json
+
+import pytest
+
+from asrkit.checkpoint import load_checkpoint
+from conftest import run_cli
+
+
+@pytest.fixture()
+def trained(trained_exp):
+    return trained_exp
+
+
+def test_training_learns(trained):
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 10
+    assert rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
+    assert rows[0]["dev_wer"] >= 0.5  # untrained: mostly blanks
+    assert min(r["dev_wer"] for r in rows) < min(0.3, 0.5 * rows[0]["dev_wer"])
+    for name in ("config.yaml", "tokens.txt", "cmvn.json", "train.log", "best.pt", "last.pt"):
+        assert (trained / name).is_file(), name
+    blob = load_checkpoint(trained / "last.pt")
+    assert blob["train_state"]["epoch"] == 10 and blob["tokens"][0] == "<blank>"
+
+
+def test_decode_eval_transcribe(trained, tone_corpus, tmp_path, capsys):
+    code, out, _ = run_cli(["-q", "decode", trained, tone_corpus["dev"], "--out", tmp_path / "dec"], capsys)
+    assert code == 0 and (tmp_path / "dec" / "hyp").is_file()
+    code, out, _ = run_cli(["eval", tone_corpus["dev"] / "text", tmp_path / "dec" / "hyp"], capsys)
+    assert code == 0 and "word" in out and (tmp_path / "dec" / "per_utt").is_file()
+    wer_line = (tmp_path / "dec" / "wer").read_text().split()
+    assert wer_line[0] == "%WER" and float(wer_line[1]) < 30.0
+    wavs = sorted((tone_corpus["dev"].parent / "dev" / "audio").glob("*.wav"))[:2]
+    code, out, _ = run_cli(["-q", "transcribe", trained, *wavs], capsys)
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and lines[0].startswith(str(wavs[0]))
+
+
+def test_transcribe_stereo_other_rate(trained, tone_corpus, tmp_path, capsys):
+    """A 16 kHz stereo FLAC of an 8 kHz recording transcribes like the original."""
+    import librosa
+    import numpy as np
+    import soundfile
+
+    wav = sorted((tone_corpus["train"] / "audio").glob("*.wav"))[0]
+    mono, rate = soundfile.read(wav, dtype="float32")
+    up = librosa.resample(mono, orig_sr=rate, target_sr=16000)
+    path = tmp_path / "stereo16k.flac"
+    soundfile.write(path, np.stack([up, up], axis=1), 16000)
+    code, original, _ = run_cli(["-q", "transcribe", trained, wav], capsys)
+    code2, converted, _ = run_cli(["-q", "transcribe", trained, path], capsys)
+    assert code == code2 == 0 and original.strip() and converted.strip() == original.strip()
+
+
+def test_resume_continues_same_run(trained, tone_corpus, tmp_path, capsys):
+    """Going back to epoch 3 and resuming reproduces the uninterrupted run: same steps, LR, weights."""
+    import shutil
+
+    import torch
+
+    exp = tmp_path / "resumed"
+    shutil.copytree(trained, exp)
+    shutil.copy(exp / "epoch_3.pt", exp / "last.pt")
+    code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"],
+                            "--out", exp, "--resume", "--set", "train.epochs=99"], capsys)
+    assert code == 0
+    assert "config given now is ignored" in err
+    original, resumed = load_checkpoint(trained / "last.pt"), load_checkpoint(exp / "last.pt")
+    assert resumed["train_state"]["epoch"] == 10 and resumed["config"]["train"]["epochs"] == 10
+    assert resumed["train_state"]["step"] == original["train_state"]["step"]
+    for key, tensor in original["model_state"].items():
+        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
+    assert resumed["optimizer_state"]["param_groups"][0]["lr"] == original["optimizer_state"]["param_groups"][0]["lr"]
+    code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--out", exp], capsys)
+    assert code == 1 and "already holds a checkpoint" in err

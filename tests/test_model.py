@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from asrkit.config import ModelConfig
+from asrkit.model import build_model, output_length
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("subsampling", ["stack", "conv2d"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_output_independent_of_padding(rnn_type, subsampling, bidirectional):
+    torch.manual_seed(0)
+    cfg = ModelConfig(rnn_type=rnn_type, subsampling=subsampling, bidirectional=bidirectional,
+                      num_layers=2, hidden_size=16, conv_channels=4, dropout=0.0)
+    model = build_model(20, 7, cfg).eval()
+    feats = torch.randn(1, 37, 20)
+    alone, alone_lens = model(feats, torch.tensor([37]))
+    padded = torch.cat([feats, torch.randn(1, 29, 20) * 100], dim=1)  # loud garbage padding
+    other = torch.randn(1, 66, 20)
+    batch, lens = model(torch.cat([padded, other]), torch.tensor([37, 66]))
+    n = int(alone_lens[0])
+    assert int(lens[0]) == n == output_length(37, cfg)
+    assert torch.allclose(alone[0, :n], batch[0, :n], atol=1e-5)
+    assert int(lens[1]) == output_length(66, cfg)
+    assert torch.allclose(batch.exp().sum(-1), torch.ones(batch.shape[:2]), atol=1e-4)
+
+
+def test_very_short_input_gives_one_frame():
+    for subsampling in ("stack", "conv2d"):
+        model = build_model(10, 5, ModelConfig(subsampling=subsampling, hidden_size=8, num_layers=1)).eval()
+        out, lens = model(torch.randn(1, 2, 10), torch.tensor([2]))
+        assert out.shape[1] >= 1 and int(lens[0]) == 1
