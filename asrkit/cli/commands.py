@@ -137,12 +137,12 @@ def evaluate(
     for name, counts in (("word", report.word), ("char", report.char)):
         table.add_row(name, f"{100 * counts.rate:.2f}%", str(counts.errors), str(counts.ref_len),
                       str(counts.substitutions), str(counts.deletions), str(counts.insertions))
-    console = Console()
-    console.print(table)
-    console.print(f"utterances: {report.num_utts}; normalization: {report.normalization}")
+    Console().print(table)
+    typer.echo(f"utterances: {report.num_utts}; normalization: {report.normalization}")
     if report.missing:
         log.warning("%d reference utterances have no hypothesis (scored as deletions), e.g. %s",
                     len(report.missing), report.missing[0])
     if report.extra:
         log.warning("%d hypotheses have no reference and were ignored, e.g. %s", len(report.extra), report.extra[0])
-    console.print(f"alignments: {out / 'per_utt'}; summary: {out / 'wer'}")
+    typer.echo(summary_line(report))
+    typer.echo(f"alignments: {out / 'per_utt'}; summary: {out / 'wer'}")

@@ -1,0 +1,49 @@
+# Shared by recipes/<corpus>/run.sh: option parsing and stage bookkeeping.
+# Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages) --nj is not needed.
+stage=${stage:-0}
+stop_stage=${stop_stage:-100}
+corpus_dir=${corpus_dir:-}
+force=${force:-false}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --corpus-dir) corpus_dir=$2; shift 2 ;;
+    --force) force=true; shift ;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 1 ;;
+  esac
+done
+
+# run_stage N "description": true when stage N is selected by --stage/--stop-stage.
+run_stage() {
+  if [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; then
+    echo "== stage $1: $2"
+    return 0
+  fi
+  return 1
+}
+
+# done_or_force FILE: true when FILE exists and --force was not given (the stage can be skipped).
+done_or_force() {
+  [ "$force" != true ] && [ -e "$1" ]
+}
+
+# train_or_resume: train into $exp, resuming when a previous run left a last.pt there.
+train_or_resume() {
+  local extra=()
+  if [ -e "$exp/last.pt" ]; then
+    if [ "$force" = true ]; then rm -rf "$exp"; else extra=(--resume); fi
+  fi
+  asrkit train --train "$data/train" --dev "$data/dev" --config "$conf" --out "$exp" "${extra[@]}"
+}
+
+# decode_and_score SET: greedy decode, then WER/CER (the table is printed).
+decode_and_score() {
+  local set=$1 dir="$exp/decode_$1_greedy"
+  if ! done_or_force "$dir/hyp" || [ "$exp/best.pt" -nt "$dir/hyp" ]; then
+    asrkit decode "$exp" "$data/$set" --out "$dir"
+  fi
+  asrkit eval "$data/$set/text" "$dir/hyp"
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# yesno recipe: Kaldi's yesno corpus (60 recordings of 8 YES/NO words, 8 kHz).
+#
+#   bash recipes/yesno/run.sh [--stage N] [--stop-stage N] [--corpus-dir DIR] [--force]
+#
+# Stages: 0 prepare data dirs (download when --corpus-dir is absent), 1 features,
+# 2 train (resumes an interrupted run), 3 decode test and score.
+# Finished stages are skipped unless --force. Outputs: data/ and exp/ in this folder.
+
+set -euo pipefail
+cd "$(dirname "$0")"
+. ../common.sh
+
+data=data
+exp=exp/bilstm
+conf=conf/bilstm.yaml
+
+if run_stage 0 "prepare"; then
+  if done_or_force "$data/test/text"; then echo "data ready in $data"; else
+    asrkit prepare yesno --out "$data" ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir "$data/downloads"
+  fi
+fi
+
+if run_stage 1 "features"; then
+  for set in train dev test; do asrkit features "$data/$set" --config "$conf"; done
+fi
+
+if run_stage 2 "train"; then
+  train_or_resume
+fi
+
+if run_stage 3 "decode and score"; then
+  decode_and_score test
+fi
