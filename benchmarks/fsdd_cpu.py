@@ -1,8 +1,9 @@
 """FSDD speed on this machine: training throughput and transcription real-time factor.
 
 Prints, for the recipe's model and config:
-  (a) the bare model step: forward + CTC + backward + AdamW on fixed batches
-      already in memory, in seconds of audio per second;
+  (a) the bare model step: forward + CTC + backward + AdamW over one epoch of
+      batches collated in advance (no SpecAugment, no loader), in seconds of
+      audio per second;
   (b) the real training loop (`asrkit.train.train`, 2 epochs, dev evaluation
       excluded), in seconds of audio per second, and (b)/(a);
   (c) `transcribe` one file at a time (read, resample, features, model, search)
@@ -48,7 +49,7 @@ def bare_step_throughput(data_dir: Path, config: Path, num_batches: int) -> floa
     dataset = AsrDataset(ids, {u: cmvn(feats[u]) for u in ids}, tokens)
     sampler = BucketBatchSampler([dataset.num_frames(i) for i in range(len(dataset))],
                                  cfg.train.max_frames_per_batch, cfg.train.max_utts_per_batch, seed=0)
-    batches = [collate([dataset[i] for i in b]) for b in sampler.batches()[:num_batches]]
+    batches = [collate([dataset[i] for i in b]) for b in sampler.batches()[: num_batches or None]]
     torch.manual_seed(0)
     model = build_model(cfg.feature.dim, len(tokenizer), cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "recipes/fsdd/data")
     parser.add_argument("--exp", type=Path, default=ROOT / "recipes/fsdd/exp/bilstm")
     parser.add_argument("--config", type=Path, default=ROOT / "recipes/fsdd/conf/bilstm.yaml")
-    parser.add_argument("--batches", type=int, default=30, help="batches timed for the bare model step")
+    parser.add_argument("--batches", type=int, default=0, help="batches timed for the bare model step (0: a whole epoch)")
     args = parser.parse_args()
     logging.getLogger("asrkit").setLevel(logging.WARNING)
 

@@ -16,6 +16,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The recipe has cd'ed into its own folder: a relative --corpus-dir is relative to where it was called from.
+case "$corpus_dir" in
+  ""|/*) ;;
+  *) corpus_dir="${OLDPWD:-$PWD}/$corpus_dir" ;;
+esac
+
 # run_stage N "description": true when stage N is selected by --stage/--stop-stage.
 run_stage() {
   if [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; then

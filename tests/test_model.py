@@ -30,3 +30,21 @@ def test_very_short_input_gives_one_frame():
         model = build_model(10, 5, ModelConfig(subsampling=subsampling, hidden_size=8, num_layers=1)).eval()
         out, lens = model(torch.randn(1, 2, 10), torch.tensor([2]))
         assert out.shape[1] >= 1 and int(lens[0]) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_matches_cpu_and_ignores_padding():
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_layers=2, hidden_size=32, dropout=0.0)
+    model = build_model(20, 7, cfg).eval()
+    feats = torch.randn(2, 50, 20)
+    lens = torch.tensor([50, 31])
+    cpu_out, _ = model(feats, lens)
+    model.cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        gpu_out, gpu_lens = model(feats.cuda(), lens.cuda())
+        alone, _ = model(feats[1:, :31].cuda(), lens[1:].cuda())
+    n = int(gpu_lens[1])
+    assert gpu_out.dtype == torch.float32
+    assert torch.allclose(cpu_out, gpu_out.cpu(), atol=0.1)
+    assert torch.allclose(alone[0, :n].cpu(), gpu_out[1, :n].cpu(), atol=0.05)
