@@ -12,7 +12,7 @@ writes a self-describing experiment dir::
     exp/NAME/metrics.jsonl per-epoch figures, for plots
     exp/NAME/epoch_N.pt    checkpoint after epoch N
     exp/NAME/last.pt       newest checkpoint (resume point)
-    exp/NAME/best.pt       lowest dev WER (ties: lowest dev loss)
+    exp/NAME/best.pt       lowest dev loss (ties: lowest dev WER)
 """
 
 from __future__ import annotations
@@ -289,7 +289,9 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp)
                              if dev_loader is not None else (math.nan, math.nan))
         state.epoch = epoch + 1
-        improved = dev_loader is None or (dev_wer, dev_loss) < (state.best_dev_wer, state.best_dev_loss)
+        # Select by dev loss: on small dev sets the greedy WER moves in coarse steps and
+        # often crowns a lucky early epoch; the loss is the smoother signal.
+        improved = dev_loader is None or (dev_loss, dev_wer) < (state.best_dev_loss, state.best_dev_wer)
         if improved and dev_loader is not None:
             state.best_dev_wer, state.best_dev_loss = dev_wer, dev_loss
         log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",

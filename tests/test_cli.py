@@ -125,3 +125,17 @@ def test_prepare_bad_corpus_dir(tmp_path, capsys):
     assert_one_line_error(code, err, "no yesno wav files")
     code, _, err = run_cli(["prepare", "timit", "--corpus-dir", tmp_path, "--out", tmp_path / "o"], capsys)
     assert_one_line_error(code, err, "unknown corpus 'timit'")
+
+
+def test_subset_and_split(tone_corpus, tmp_path, capsys):
+    from asrkit.datadir import DataDir
+
+    code, out, _ = run_cli(["data", "subset", tone_corpus["train"], tmp_path / "sub", "--num-utts", "5"], capsys)
+    assert code == 0 and len(DataDir.load(tmp_path / "sub")) == 5
+    code, _, _ = run_cli(["data", "split", tone_corpus["train"], tmp_path / "rest", tmp_path / "held",
+                          "--fraction", "0.25"], capsys)
+    rest, held = DataDir.load(tmp_path / "rest"), DataDir.load(tmp_path / "held")
+    assert code == 0 and len(rest) + len(held) == 48 and len(held) == 12
+    assert set(rest.text).isdisjoint(held.text)
+    code, _, err = run_cli(["data", "subset", tone_corpus["train"], tmp_path / "x"], capsys)
+    assert_one_line_error(code, err, "exactly one of --num-utts and --utt-list")

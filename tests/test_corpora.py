@@ -77,3 +77,30 @@ def test_digits_synthesis(tmp_path):
 
         info = soundfile.info(utt.audio_path)
         assert info.duration > 0.2
+
+
+def _fake_archive(tmp_path, folder="waves_yesno"):
+    import numpy as np
+    import soundfile
+
+    src = tmp_path / "src" / folder
+    src.mkdir(parents=True)
+    for name in ("0_0_0_0_1_1_1_1", "1_1_1_1_0_0_0_0"):
+        soundfile.write(src / f"{name}.wav", np.zeros(800, np.float32), 8000)
+    archive = tmp_path / "waves_yesno.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname=folder)
+    return archive, tree_digest(src, "*.wav")
+
+
+def test_download_verifies_checksum(tmp_path):
+    from asrkit.corpora.download import download_corpus
+
+    archive, digest = _fake_archive(tmp_path)
+    root = download_corpus(archive.as_uri(), tmp_path / "dl", "waves_yesno", "*.wav", digest)
+    assert root == tmp_path / "dl" / "waves_yesno" and len(list(root.glob("*.wav"))) == 2
+    assert download_corpus(archive.as_uri(), tmp_path / "dl", "waves_yesno", "*.wav", digest) == root
+    with pytest.raises(CorpusError, match="checksum mismatch"):
+        download_corpus(archive.as_uri(), tmp_path / "dl2", "waves_yesno", "*.wav", "0" * 64)
+    with pytest.raises(CorpusError, match="cannot download"):
+        download_corpus((tmp_path / "nope.tar.gz").as_uri(), tmp_path / "dl3", "waves_yesno", "*.wav", digest)

@@ -74,9 +74,9 @@ def train(
 
     cfg = load_config(config, override)
     state = run_training(train_dir, dev_dir, out, cfg, resume=resume)
-    typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps; best dev WER "
-               f"{100 * state.best_dev_wer:.2f}%" if state.best_dev_wer != float("inf") else
-               f"{out}: trained {state.epoch} epochs, {state.step} steps")
+    best = (f"; best dev loss {state.best_dev_loss:.4f}, its dev WER {100 * state.best_dev_wer:.2f}%"
+            if state.best_dev_loss != float("inf") else "")
+    typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")
 
 
 @app.command()
