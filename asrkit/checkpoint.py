@@ -48,3 +48,52 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asrkit checkpoint (no '{FORMAT}' marker)")
     return blob
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+    """Element-wise mean of the float weights of ``paths``; everything else from the newest.
+
+    Averaging the last few epochs smooths out the noise of the final steps; it
+    is the standard last step of ESPnet and icefall recipes.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    blobs = [load_checkpoint(p) for p in paths]
+    keys = blobs[0]["model_state"].keys()
+    for path, blob in zip(paths[1:], blobs[1:]):
+        if blob["model_state"].keys() != keys or blob["config"]["model"] != blobs[0]["config"]["model"]:
+            raise CheckpointError(f"{path} holds a different model than {paths[0]}; cannot average them")
+    newest = max(blobs, key=lambda b: b["train_state"]["step"])
+    averaged = dict(newest)
+    averaged["model_state"] = {}
+    for key, tensor in newest["model_state"].items():
+        if tensor.is_floating_point():
+            total = sum(b["model_state"][key].double() for b in blobs)
+            averaged["model_state"][key] = (total / len(blobs)).to(tensor.dtype)
+        else:
+            averaged["model_state"][key] = tensor
+    averaged.pop("optimizer_state", None)  # an average is for decoding, not for resuming
+    averaged["averaged_from"] = [str(p) for p in paths]
+    return averaged
+
+
+def select_epochs(exp_dir: Path, num: int, by: str = "dev_loss") -> list[Path]:
+    """The ``num`` epoch checkpoints of ``exp_dir`` with the lowest dev loss, or the last ``num``."""
+    import json
+
+    metrics = exp_dir / "metrics.jsonl"
+    if not metrics.is_file():
+        raise CheckpointError(f"{exp_dir} has no metrics.jsonl; is it an experiment dir?")
+    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if (exp_dir / f"epoch_{r['epoch']}.pt").is_file()]
+    if by == "dev_loss":
+        if any(r["dev_loss"] != r["dev_loss"] for r in rows):  # NaN: trained without --dev
+            raise CheckpointError(f"{exp_dir} was trained without a dev set; use --by last")
+        rows.sort(key=lambda r: r["dev_loss"])
+    elif by == "last":
+        rows.sort(key=lambda r: -r["epoch"])
+    else:
+        raise CheckpointError(f"--by must be dev_loss or last, not {by!r}")
+    if len(rows) < num:
+        raise CheckpointError(f"{exp_dir} has {len(rows)} epoch checkpoints, fewer than the {num} asked for")
+    return [exp_dir / f"epoch_{r['epoch']}.pt" for r in sorted(rows[:num], key=lambda r: r["epoch"])]

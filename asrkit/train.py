@@ -255,18 +255,15 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
                     loss_sum = compute_loss(model, batch, ctc_loss)
                 num_utts = len(batch.utt_ids)
                 loss = loss_sum / num_utts
-                if not torch.isfinite(loss):
-                    skipped += 1
-                    state.skipped_batches += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    progress.advance(task)
-                    continue
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # Clipping the global gradient norm keeps an exploding recurrent gradient from
-                # wrecking the weights in a single step.
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                if not torch.isfinite(grad_norm):
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    loss.backward()
+                    # Clipping the global gradient norm keeps an exploding recurrent gradient
+                    # from wrecking the weights in a single step.
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                    finite = bool(torch.isfinite(grad_norm))
+                if not finite:  # a non-finite loss or gradient: skip the batch, count it
                     skipped += 1
                     state.skipped_batches += 1
                     optimizer.zero_grad(set_to_none=True)

@@ -75,3 +75,22 @@ def test_resume_continues_same_run(trained, tone_corpus, tmp_path, capsys):
     assert resumed["optimizer_state"]["param_groups"][0]["lr"] == original["optimizer_state"]["param_groups"][0]["lr"]
     code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--out", exp], capsys)
     assert code == 1 and "already holds a checkpoint" in err
+
+
+def test_average_checkpoints(trained, tone_corpus, tmp_path, capsys):
+    import torch
+
+    code, out, _ = run_cli(["-q", "average", trained, "-n", "3", "--by", "last", "--out", tmp_path / "avg.pt"], capsys)
+    assert code == 0 and "epoch_8, epoch_9, epoch_10" in out
+    averaged = load_checkpoint(tmp_path / "avg.pt")
+    parts = [load_checkpoint(trained / f"epoch_{e}.pt")["model_state"] for e in (8, 9, 10)]
+    for key, tensor in averaged["model_state"].items():
+        assert torch.allclose(tensor, sum(p[key] for p in parts) / 3, atol=1e-6), key
+    assert "optimizer_state" not in averaged
+    code, out, _ = run_cli(["-q", "transcribe", tmp_path / "avg.pt",
+                            sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]], capsys)
+    assert code == 0 and out.strip()
+    code, out, _ = run_cli(["-q", "average", trained, "-n", "2", "--out", tmp_path / "best2.pt"], capsys)
+    assert code == 0 and out.count("epoch_") == 2
+    code, _, err = run_cli(["average", trained, "-n", "99"], capsys)
+    assert code == 1 and "fewer than the 99 asked for" in err

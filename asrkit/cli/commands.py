@@ -80,10 +80,27 @@ def train(
 
 
 @app.command()
+def average(
+    exp: Path = typer.Argument(..., help="Experiment dir with epoch_N.pt checkpoints."),
+    num: int = typer.Option(5, "--num", "-n", help="How many epoch checkpoints to average."),
+    by: str = typer.Option("dev_loss", help="dev_loss: the N with the lowest dev loss; last: the last N."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default EXP/avg_N.pt)."),
+) -> None:
+    """Average the weights of N epoch checkpoints into one (decode it like any checkpoint)."""
+    from asrkit.checkpoint import average_checkpoints, save_checkpoint, select_epochs
+
+    paths = select_epochs(exp, num, by)
+    out = out or exp / f"avg_{num}.pt"
+    save_checkpoint(out, average_checkpoints(paths))
+    typer.echo(f"{out}: average of {', '.join(p.stem for p in paths)}")
+
+
+@app.command()
 def decode(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     data_dir: Path = typer.Argument(..., help="Data dir to decode."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_greedy)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_greedy, "
+                                       "or ..._greedy_<stem> for a checkpoint file)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Decode a data dir with greedy CTC search; writes a Kaldi-style 'hyp' text file."""
@@ -91,8 +108,10 @@ def decode(
 
     recognizer = Recognizer(exp, device)
     hyps = recognizer.decode_data_dir(data_dir)
-    exp_dir = exp if exp.is_dir() else exp.parent
-    out = out or exp_dir / f"decode_{data_dir.name}_greedy"
+    # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
+    default = exp / f"decode_{data_dir.name}_greedy" if exp.is_dir() else \
+        exp.parent / f"decode_{data_dir.name}_greedy_{exp.stem}"
+    out = out or default
     write_hyp(hyps, out / "hyp")
     typer.echo(f"{out / 'hyp'}: {len(hyps)} utterances")
 
