@@ -45,11 +45,19 @@ train_or_resume() {
   asrkit train --train "$data/train" --dev "$data/dev" --config "$conf" --out "$exp" "${extra[@]}"
 }
 
-# decode_and_score SET: greedy decode, then WER/CER (the table is printed).
+# average_last N: average the last N epoch checkpoints into $exp/avg_N.pt (redone when training moved on).
+average_last() {
+  if ! done_or_force "$exp/avg_$1.pt" || [ "$exp/last.pt" -nt "$exp/avg_$1.pt" ]; then
+    asrkit average "$exp" --num "$1" --by last
+  fi
+}
+
+# decode_and_score SET CHECKPOINT: greedy decode of data/SET with CHECKPOINT, then WER/CER (the table is printed).
 decode_and_score() {
-  local set=$1 dir="$exp/decode_$1_greedy"
-  if ! done_or_force "$dir/hyp" || [ "$exp/best.pt" -nt "$dir/hyp" ]; then
-    asrkit decode "$exp" "$data/$set" --out "$dir"
+  local set=$1 model=$2 dir
+  dir="$exp/decode_${set}_greedy_$(basename "$model" .pt)"
+  if ! done_or_force "$dir/hyp" || [ "$model" -nt "$dir/hyp" ]; then
+    asrkit decode "$model" "$data/$set" --out "$dir"
   fi
   asrkit eval "$data/$set/text" "$dir/hyp"
 }

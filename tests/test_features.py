@@ -33,3 +33,22 @@ def test_spec_augment_masks():
     assert out.shape == feats.shape and feats.eq(1).all()  # input untouched
     assert (out == 0).any()
     assert spec_augment(feats, SpecAugmentConfig(enabled=False)) is feats
+
+
+def test_speed_perturbation(tmp_path, tone_corpus):
+    import soundfile
+
+    from asrkit.datadir import DataDir
+    from asrkit.perturb import speed_perturb
+
+    src = DataDir.load(tone_corpus["dev"]).subset(["spk0-02000", "spk1-02001"])
+    src.path = tone_corpus["dev"]
+    out = speed_perturb(src, tmp_path / "sp", [0.9, 1.0, 1.1])
+    assert len(out) == 6
+    loaded = DataDir.load(tmp_path / "sp")
+    assert loaded.text["sp0.9-spk0-02000"] == loaded.text["spk0-02000"]
+    assert loaded.utt2spk["sp1.1-spk1-02001"] == "sp1.1-spk1"
+    original = soundfile.info(loaded.wav_scp["spk0-02000"]).frames
+    slow = soundfile.info(loaded.wav_scp["sp0.9-spk0-02000"]).frames
+    fast = soundfile.info(loaded.wav_scp["sp1.1-spk0-02000"]).frames
+    assert abs(slow - original / 0.9) <= 2 and abs(fast - original / 1.1) <= 2

@@ -75,3 +75,20 @@ def split(
     rest.save(rest_dir)
     held.save(held_dir)
     typer.echo(f"{rest_dir}: {len(rest)} utterances; {held_dir}: {len(held)} utterances")
+
+
+@data_app.command("speed-perturb")
+def speed_perturb_cmd(
+    data_dir: Path = typer.Argument(..., help="Source data dir."),
+    out_dir: Path = typer.Argument(..., help="Where to write the perturbed data dir (audio in OUT_DIR/audio)."),
+    factors: str = typer.Option("0.9,1.0,1.1", help="Comma-separated speed factors."),
+) -> None:
+    """Kaldi-style speed perturbation: one copy per factor, ids prefixed sp<factor>-."""
+    from asrkit.perturb import speed_perturb
+
+    try:
+        values = [float(x) for x in factors.split(",") if x.strip()]
+    except ValueError:
+        raise DataDirError(f"--factors must be numbers separated by commas, not {factors!r}") from None
+    out = speed_perturb(DataDir.load(data_dir), out_dir, values)
+    typer.echo(f"{out_dir}: {len(out)} utterances ({len(values)} speeds)")

@@ -4,7 +4,7 @@
 #   bash recipes/yesno/run.sh [--stage N] [--stop-stage N] [--corpus-dir DIR] [--force]
 #
 # Stages: 0 prepare data dirs (download when --corpus-dir is absent), 1 features,
-# 2 train (resumes an interrupted run), 3 decode test and score.
+# 2 train (resumes an interrupted run), 3 average the last 10 epochs, 4 decode test and score.
 # Finished stages are skipped unless --force. Outputs: data/ and exp/ in this folder.
 
 set -euo pipefail
@@ -14,6 +14,7 @@ cd "$(dirname "$0")"
 data=data
 exp=exp/bilstm
 conf=conf/bilstm.yaml
+avg=10  # epochs averaged for decoding
 
 if run_stage 0 "prepare"; then
   if done_or_force "$data/test/text"; then echo "data ready in $data"; else
@@ -29,6 +30,10 @@ if run_stage 2 "train"; then
   train_or_resume
 fi
 
-if run_stage 3 "decode and score"; then
-  decode_and_score test
+if run_stage 3 "average the last $avg epochs"; then
+  average_last "$avg"
+fi
+
+if run_stage 4 "decode and score"; then
+  decode_and_score test "$exp/avg_$avg.pt"
 fi
