@@ -13,7 +13,7 @@ from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
 from asrkit.decode import Hypothesis, greedy_search
-from asrkit.errors import AsrkitError, CheckpointError
+from asrkit.errors import CheckpointError
 from asrkit.features import GlobalCMVN, compute_features, get_features
 from asrkit.model import build_model
 from asrkit.progress import track
@@ -90,4 +90,4 @@ def write_hyp(hyps: dict[str, str], path: str | Path) -> None:
     path.write_text("".join(f"{u} {t}".rstrip() + "\n" for u, t in sorted(hyps.items())), encoding="utf-8")
 
 
-__all__ = ["Recognizer", "Result", "write_hyp", "AsrkitError"]
+__all__ = ["Recognizer", "Result", "write_hyp"]

@@ -66,3 +66,21 @@ def test_segment_read(tmp_path):
     assert len(samples) == 4000 and abs(samples[0] - 0.5) < 1e-3
     with pytest.raises(AudioError, match="past the end"):
         load_audio(path, 16000, start=3.0, end=4.0)
+
+
+def test_ogg_vorbis(tmp_path):
+    path = tmp_path / "a.ogg"
+    soundfile.write(path, (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000, format="OGG",
+                    subtype="VORBIS")
+    samples, rate = read_audio(path)
+    assert rate == 16000 and abs(len(samples) - 16000) < 100
+
+
+def test_nist_sphere_from_an4():
+    from conftest import SHARED_CORPORA
+
+    files = sorted((SHARED_CORPORA / "an4" / "wav").rglob("*.sph"))[:1] if SHARED_CORPORA.is_dir() else []
+    if not files:
+        pytest.skip("../shared/corpora/an4 not present")
+    samples, rate = read_audio(files[0])
+    assert rate == 16000 and len(samples) > 16000 * 0.5 and np.abs(samples).max() <= 1.0

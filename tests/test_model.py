@@ -48,3 +48,22 @@ def test_cuda_bf16_matches_cpu_and_ignores_padding():
     assert gpu_out.dtype == torch.float32
     assert torch.allclose(cpu_out, gpu_out.cpu(), atol=0.1)
     assert torch.allclose(alone[0, :n].cpu(), gpu_out[1, :n].cpu(), atol=0.05)
+
+
+def test_untrainable_utterances_are_dropped_and_counted():
+    import numpy as np
+
+    from asrkit.config import ExperimentConfig
+    from asrkit.datadir import DataDir
+    from asrkit.tokenizer import CharTokenizer
+    from asrkit.train import min_ctc_frames, select_trainable
+
+    assert min_ctc_frames([1, 2, 2, 3]) == 5  # a blank must separate the repeated 2s
+    data = DataDir()
+    for utt, text, frames in (("a", "hello", 40), ("b", "hello", 23), ("c", "hi", 3000)):
+        data.wav_scp[utt], data.text[utt], data.utt2spk[utt] = "/x", text, "s"
+    feats = {"a": np.zeros((40, 4)), "b": np.zeros((23, 4)), "c": np.zeros((3000, 4))}
+    cfg = ExperimentConfig()  # 4x stacking: 40 -> 10 frames, 23 -> 5 (< 6 for h-e-l-_-l-o), 3000 frames = 30 s
+    keep, tokens, dropped = select_trainable(data, feats, CharTokenizer.build(data.text.values()), cfg, 20.0)
+    assert keep == ["a"] and dropped == {"too_long_label": 1, "too_long_audio": 1}
+    assert len(tokens["a"]) == 5
