@@ -49,6 +49,9 @@ class Espeak:
         if self.sample_rate <= 0:
             raise CorpusError("eSpeak NG failed to initialise")
         self._chunks: list[np.ndarray] = []
+        self._set_seed = getattr(self.lib, "espeak_ng_SetRandSeed", None)  # eSpeak NG >= 1.52
+        if self._set_seed is not None:
+            self._set_seed.argtypes = [ctypes.c_long]
 
         def on_audio(wav, num_samples, events):  # called by eSpeak for each buffer
             if num_samples > 0:
@@ -58,7 +61,11 @@ class Espeak:
         self._callback = self._CALLBACK(on_audio)  # keep a reference: eSpeak holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
 
-    def say(self, text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
+    def say(self, text: str, voice: str, rate: int, pitch: int, seed: int = 0) -> np.ndarray:
+        # Some variants (the female ones) add breath noise from eSpeak's own random
+        # generator, which differs from run to run unless seeded: seeding makes every run the same.
+        if self._set_seed is not None:
+            self._set_seed(seed)
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise CorpusError(f"eSpeak NG has no voice {voice!r}")
         self.lib.espeak_SetParameter(_ESPEAK_PARAM_RATE, rate, 0)
@@ -91,7 +98,8 @@ def prepare(corpus_dir: Path | None, out_dir: Path, utts_per_voice: int = 60, se
             for index in range(utts_per_voice):
                 words = [rng.choice(WORDS) for _ in range(rng.randint(1, 4))]
                 text = " ".join(words)
-                samples = engine.say(text, voice, rate=rng.randint(130, 200), pitch=rng.randint(25, 75))
+                samples = engine.say(text, voice, rate=rng.randint(130, 200), pitch=rng.randint(25, 75),
+                                     seed=seed * 100_003 + 1000 * voices.index(voice) + index)
                 lead, tail = (int(engine.sample_rate * rng.uniform(0.05, 0.3)) for _ in range(2))
                 samples = np.concatenate([np.zeros(lead, np.float32), samples, np.zeros(tail, np.float32)])
                 samples += noise.normal(0, 10 ** (-rng.uniform(35, 50) / 20), samples.shape).astype(np.float32)
