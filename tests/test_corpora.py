@@ -76,8 +76,14 @@ def test_digits_synthesis(tmp_path):
     for utt in test.utterances():
         assert set(utt.text.split()) <= set(digits.WORDS)
         assert soundfile.info(utt.audio_path).duration > 0.2
-    # the same corpus on every run: female variants add random breath noise, seeded per utterance
-    digits.prepare(None, tmp_path / "again", utts_per_voice=2)
+    # the same corpus on every run (female variants add random breath noise, seeded per utterance);
+    # a fresh process, as a second eSpeak initialisation in one process does not start from scratch
+    import subprocess
+    import sys
+
+    again = str(tmp_path / "again")
+    code = f"from pathlib import Path; from asrkit.corpora import digits; digits.prepare(None, Path({again!r}), 2)"
+    subprocess.run([sys.executable, "-c", code], check=True)
     for audio in sorted((tmp_path / "audio").glob("*.wav")):
         assert audio.read_bytes() == (tmp_path / "again" / "audio" / audio.name).read_bytes(), audio.name
 
