@@ -210,6 +210,8 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         if sum(dev_dropped.values()):
             log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
                      sum(dev_dropped.values()))
+        if not dev_ids:
+            raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
         dev_set = AsrDataset(dev_ids, {u: cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)
         dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False)
