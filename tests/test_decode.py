@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from asrkit.decode import greedy_search
+from asrkit.decode import greedy_search, prefix_beam_search
 
 
 def log_probs(rows):
@@ -28,3 +29,55 @@ def test_lengths_respected_in_batch():
     lp = torch.log(torch.tensor([[[0.1, 0.8, 0.1]] * 3 + [[0.1, 0.1, 0.8]]] * 2))
     hyps = greedy_search(lp, torch.tensor([4, 2]))
     assert hyps[0].tokens == [1, 2] and hyps[1].tokens == [1]
+
+
+def brute_force(lp: torch.Tensor, blank: int = 0) -> dict[tuple, float]:
+    """log P(label sequence) by enumerating every alignment of a (T, V) matrix."""
+    import itertools
+
+    totals: dict[tuple, float] = {}
+    num_frames, vocab = lp.shape
+    for path in itertools.product(range(vocab), repeat=num_frames):
+        labels, previous = [], None
+        for token in path:
+            if token != blank and token != previous:
+                labels.append(token)
+            previous = token
+        score = float(sum(lp[t, token] for t, token in enumerate(path)))
+        key = tuple(labels)
+        totals[key] = float(torch.logaddexp(torch.tensor(totals[key]), torch.tensor(score))) if key in totals else score
+    return totals
+
+
+@pytest.mark.parametrize("seed,num_frames,vocab", [(0, 4, 3), (1, 5, 3), (2, 6, 4), (3, 6, 3), (4, 3, 4)])
+def test_prefix_beam_search_is_exact_with_a_wide_beam(seed, num_frames, vocab):
+    torch.manual_seed(seed)
+    lp = torch.randn(num_frames, vocab).mul(2).log_softmax(-1)
+    expected = brute_force(lp)
+    (hyps,) = prefix_beam_search(lp.unsqueeze(0), torch.tensor([num_frames]), beam=10**6, nbest=10**6)
+    assert len(hyps) == len(expected)
+    for hyp in hyps:
+        assert math.isclose(hyp.score, expected[tuple(hyp.tokens)], abs_tol=1e-4)
+        assert len(hyp.timesteps) == len(hyp.tokens) and hyp.timesteps == sorted(hyp.timesteps)
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert math.isclose(float(torch.logsumexp(torch.tensor([h.score for h in hyps]), 0)), 0.0, abs_tol=1e-4)
+
+
+def test_prefix_beam_search_repeats_and_pruning():
+    # "a a" (no blank between) is one "a"; "a - a" is two
+    lp = log_probs([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05], [0.9, 0.05, 0.05], [0.05, 0.9, 0.05]])
+    (hyps,) = prefix_beam_search(lp, torch.tensor([4]), beam=4, nbest=2)
+    assert hyps[0].tokens == [1, 1] and hyps[0].timesteps == [0, 3]
+    (pruned,) = prefix_beam_search(lp, torch.tensor([4]), beam=1, token_prune=1)
+    assert pruned[0].tokens == [1, 1]
+    (greedy,) = greedy_search(lp, torch.tensor([4]))
+    assert hyps[0].score >= greedy.score  # a prefix sums over alignments, greedy takes one
+
+
+def test_prefix_beam_search_bad_input():
+    lp = torch.zeros(1, 3, 3)
+    with pytest.raises(ValueError, match="beam and nbest"):
+        prefix_beam_search(lp, torch.tensor([3]), beam=0)
+    lp[0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        prefix_beam_search(lp, torch.tensor([3]))

@@ -94,3 +94,18 @@ def test_average_checkpoints(trained, tone_corpus, tmp_path, capsys):
     assert code == 0 and out.count("epoch_") == 2
     code, _, err = run_cli(["average", trained, "-n", "99"], capsys)
     assert code == 1 and "fewer than the 99 asked for" in err
+
+
+def test_beam_search_decode_writes_nbest(trained, tone_corpus, tmp_path, capsys):
+    code, _, _ = run_cli(["-q", "decode", trained, tone_corpus["dev"], "--mode", "beam", "--beam", "4",
+                          "--nbest", "3", "--out", tmp_path / "beam"], capsys)
+    assert code == 0
+    lines = (tmp_path / "beam" / "nbest").read_text().splitlines()
+    first = [line.split(maxsplit=3) for line in lines if line.split()[1] == "1"]
+    hyp = dict(line.split(maxsplit=1) if " " in line else (line, "") for line in
+               (tmp_path / "beam" / "hyp").read_text().splitlines())
+    assert len(first) == 12 and all(hyp[utt] == (rest[2] if len(rest) > 2 else "") for utt, *rest in first)
+    code, _, err = run_cli(["decode", trained, tone_corpus["dev"], "--mode", "beam", "--beam", "0"], capsys)
+    assert code == 1 and "--beam and --nbest must be at least 1" in err
+    code, _, err = run_cli(["transcribe", trained, tone_corpus["dev"] / "wav.scp", "--mode", "viterbi"], capsys)
+    assert code == 1 and "--mode must be greedy or beam" in err

@@ -95,24 +95,34 @@ def average(
     typer.echo(f"{out}: average of {', '.join(p.stem for p in paths)}")
 
 
+_MODE_HELP = "Search: greedy (best path) or beam (CTC prefix beam search)."
+
+
 @app.command()
 def decode(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     data_dir: Path = typer.Argument(..., help="Data dir to decode."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_greedy, "
-                                       "or ..._greedy_<stem> for a checkpoint file)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_<mode>, "
+                                       "or ..._<mode>_<stem> for a checkpoint file)."),
+    mode: str = typer.Option("greedy", help=_MODE_HELP),
+    beam: int = typer.Option(10, help="Beam width (prefixes kept per frame) for --mode beam."),
+    nbest: int = typer.Option(1, help="Hypotheses per utterance written to 'nbest' (--mode beam)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
-    """Decode a data dir with greedy CTC search; writes a Kaldi-style 'hyp' text file."""
-    from asrkit.inference import Recognizer, write_hyp
+    """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam)."""
+    from asrkit.inference import Recognizer, SearchOptions, write_hyp, write_nbest
 
+    search = SearchOptions(mode, beam, nbest)
+    search.check()
     recognizer = Recognizer(exp, device)
-    hyps = recognizer.decode_data_dir(data_dir)
+    hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
-    default = exp / f"decode_{data_dir.name}_greedy" if exp.is_dir() else \
-        exp.parent / f"decode_{data_dir.name}_greedy_{exp.stem}"
+    default = exp / f"decode_{data_dir.name}_{mode}" if exp.is_dir() else \
+        exp.parent / f"decode_{data_dir.name}_{mode}_{exp.stem}"
     out = out or default
-    write_hyp(hyps, out / "hyp")
+    write_hyp({u: recognizer.tokenizer.decode(h[0].tokens) for u, h in hyps.items()}, out / "hyp")
+    if mode == "beam":
+        write_nbest(hyps, recognizer.tokenizer, out / "nbest")
     typer.echo(f"{out / 'hyp'}: {len(hyps)} utterances")
 
 
@@ -120,13 +130,17 @@ def decode(
 def transcribe(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     audio: List[Path] = typer.Argument(..., help="Audio files (wav, flac, sph, ogg; any rate, mono or stereo)."),
+    mode: str = typer.Option("greedy", help=_MODE_HELP),
+    beam: int = typer.Option(10, help="Beam width for --mode beam."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
-    from asrkit.inference import Recognizer
+    from asrkit.inference import Recognizer, SearchOptions
 
+    search = SearchOptions(mode, beam, 1)
+    search.check()
     recognizer = Recognizer(exp, device)
-    results = recognizer.transcribe_files(list(audio))
+    results = recognizer.transcribe_files(list(audio), search)
     for result in results:
         typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
 
