@@ -139,3 +139,25 @@ def test_subset_and_split(tone_corpus, tmp_path, capsys):
     assert set(rest.text).isdisjoint(held.text)
     code, _, err = run_cli(["data", "subset", tone_corpus["train"], tmp_path / "x"], capsys)
     assert_one_line_error(code, err, "exactly one of --num-utts and --utt-list")
+
+
+class _Payload:
+    """Pickles to a call that would create a file if unpickled with code execution allowed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, wav_file, capsys):
+    import torch
+
+    marker = tmp_path / "pwned"
+    torch.save({"format": "asrkit-checkpoint-v1", "evil": _Payload(marker)}, tmp_path / "evil.pt")
+    code, _, err = run_cli(["transcribe", tmp_path / "evil.pt", wav_file], capsys)
+    assert_one_line_error(code, err, "evil.pt is not an asrkit checkpoint")
+    assert not marker.exists()
