@@ -109,3 +109,32 @@ def test_beam_search_decode_writes_nbest(trained, tone_corpus, tmp_path, capsys)
     assert code == 1 and "--beam and --nbest must be at least 1" in err
     code, _, err = run_cli(["transcribe", trained, tone_corpus["dev"] / "wav.scp", "--mode", "viterbi"], capsys)
     assert code == 1 and "--mode must be greedy or beam" in err
+
+
+def test_non_finite_batches_are_skipped_and_counted(tone_corpus, tmp_path, monkeypatch):
+    import math
+
+    import asrkit.train as training
+    from asrkit.config import load_config
+    from asrkit.errors import TrainingError
+
+    real = training.compute_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(model, batch, ctc_loss):
+        calls["n"] += 1
+        loss = real(model, batch, ctc_loss)
+        return loss * math.nan if calls["n"] % 3 == 0 else loss
+
+    monkeypatch.setattr(training, "compute_loss", sometimes_nan)
+    cfg = load_config(None, ["feature.sample_rate=8000", "feature.num_mel_bins=23", "model.num_layers=1",
+                             "model.hidden_size=16", "train.epochs=2", "train.max_frames_per_batch=400"])
+    state = training.train(tone_corpus["train"], None, tmp_path / "nan", cfg)
+    assert state.skipped_batches == calls["n"] // 3 > 0
+    assert state.step == calls["n"] - state.skipped_batches
+    assert "non-finite loss or gradient" in (tmp_path / "nan" / "train.log").read_text()
+
+    monkeypatch.setattr(training, "compute_loss", lambda m, b, c: real(m, b, c) * math.nan)
+    with pytest.raises(TrainingError, match="every batch had a non-finite loss"):
+        training.train(tone_corpus["train"], None, tmp_path / "allnan", cfg)
+    assert not (tmp_path / "allnan" / "last.pt").exists()
