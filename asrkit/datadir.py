@@ -227,10 +227,12 @@ class DataDir:
         write_table(path / "text", self.text)
         write_table(path / "utt2spk", self.utt2spk)
         write_table(path / "spk2utt", {spk: " ".join(utts) for spk, utts in self.spk2utt().items()})
-        for name, table in (("segments", self.segments), ("utt2dur", self.utt2dur)):
-            if table:
-                rows = {k: (" ".join(f"{x:.3f}" if isinstance(x, float) else str(x) for x in v)
-                            if isinstance(v, tuple) else f"{v:.3f}") for k, v in table.items()}
+        optional = {
+            "segments": {u: f"{rec} {start:.3f} {end:.3f}" for u, (rec, start, end) in (self.segments or {}).items()},
+            "utt2dur": {u: f"{dur:.3f}" for u, dur in self.utt2dur.items()},
+        }
+        for name, rows in optional.items():
+            if rows:
                 write_table(path / name, rows)
             elif (path / name).exists():
                 (path / name).unlink()

@@ -108,3 +108,16 @@ def test_split_speaker_stratified(tmp_path):
     assert sorted(held.utt2spk.values()) == ["a", "a", "b", "b"]
     rest, held = split_data_dir(data, 0.5, by_speaker=True)
     assert set(held.utt2spk.values()).isdisjoint(rest.utt2spk.values())
+
+
+def test_save_round_trip_with_segments_and_durations(tmp_path):
+    data = DataDir()
+    data.wav_scp = {"rec": "/a/rec.flac"}
+    data.text = {"u1": "A", "u2": "B C"}
+    data.utt2spk = {"u1": "s", "u2": "s"}
+    data.segments = {"u1": ("rec", 0.0, 1.25), "u2": ("rec", 1.25, 2.5)}
+    data.utt2dur = {"u1": 1.25, "u2": 1.25}
+    data.save(tmp_path / "d")
+    again = DataDir.load(tmp_path / "d")
+    assert again.segments == data.segments and again.utt2dur == data.utt2dur and again.text == data.text
+    assert (tmp_path / "d" / "segments").read_text() == "u1 rec 0.000 1.250\nu2 rec 1.250 2.500\n"
