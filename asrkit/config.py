@@ -94,6 +94,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision (bf16) on CUDA
     num_threads: int = 0  # torch CPU threads; 0 = leave PyTorch's default
     num_workers: int = 0  # DataLoader workers (features are in memory; 0 is right on CPU)
+    save_every_steps: int = 0  # also write last.pt every N steps (0: at the end of each epoch only)
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
     def check(self) -> None:

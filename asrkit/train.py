@@ -11,7 +11,8 @@ writes a self-describing experiment dir::
     exp/NAME/train.log     one line per epoch (and everything said on the console)
     exp/NAME/metrics.jsonl per-epoch figures, for plots
     exp/NAME/epoch_N.pt    checkpoint after epoch N
-    exp/NAME/last.pt       newest checkpoint (resume point)
+    exp/NAME/last.pt       newest checkpoint (resume point; also written every
+                           train.save_every_steps steps and on Ctrl-C)
     exp/NAME/best.pt       lowest dev loss (ties: lowest dev WER)
 """
 
@@ -25,6 +26,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,6 +53,7 @@ class TrainState:
 
     step: int = 0
     epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of the current epoch already consumed (mid-epoch resume)
     best_dev_wer: float = math.inf
     best_dev_loss: float = math.inf
     skipped_batches: int = 0
@@ -126,6 +129,67 @@ def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, 
             hyps[utt] = tokenizer.decode(hyp.tokens)
     report = score({u: refs[u] for u in hyps}, hyps)
     return total / max(count, 1), report.wer
+
+
+def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
+    return (seed * 1_000_003 + epoch) * 100_003 + batch_index
+
+
+def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, ctc_loss: torch.nn.CTCLoss,
+                    state: TrainState, cfg: ExperimentConfig, epoch: int, total_steps: int, device: torch.device,
+                    save: Callable[[], None]) -> tuple[float, int, float, int]:
+    """One pass over ``loader``, continuing after ``state.batches_done`` batches of this epoch.
+
+    Every batch is drawn under its own seed (seed, epoch, batch index), so a run
+    resumed in the middle of an epoch sees the same batches, masks and dropout
+    as one that never stopped (exactly so with ``num_workers=0``). ``save`` is called every ``train.save_every_steps``
+    optimizer steps. Returns (summed loss, utterances, audio seconds, skipped batches).
+    """
+    tcfg = cfg.train
+    use_amp = tcfg.amp and device.type == "cuda"
+    frame_shift = cfg.feature.frame_shift_ms / 1000
+    epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
+    started = time.perf_counter()
+    _seed_everything(_batch_seed(tcfg.seed, epoch, 0))
+    with make_progress(TextColumn("{task.fields[info]}")) as progress:
+        task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=len(loader), info="",
+                                 completed=state.batches_done)
+        for index, batch in enumerate(loader):
+            if index >= state.batches_done:
+                lr = lr_at(state.step, tcfg, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = batch.to(device)
+                with _autocast(device, use_amp):
+                    loss_sum = compute_loss(model, batch, ctc_loss)
+                num_utts = len(batch.utt_ids)
+                loss = loss_sum / num_utts
+                optimizer.zero_grad(set_to_none=True)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    loss.backward()
+                    # Clipping the global gradient norm keeps an exploding recurrent gradient
+                    # from wrecking the weights in a single step.
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                    finite = bool(torch.isfinite(grad_norm))
+                if finite:
+                    optimizer.step()
+                    state.step += 1
+                    epoch_loss += float(loss_sum.detach())
+                    epoch_utts += num_utts
+                    audio_seconds += float(batch.feat_lens.sum()) * frame_shift
+                else:  # a non-finite loss or gradient: skip the batch, count it
+                    skipped += 1
+                    state.skipped_batches += 1
+                    optimizer.zero_grad(set_to_none=True)
+                state.batches_done = index + 1
+                speed = audio_seconds / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1, info=f"loss {epoch_loss / max(epoch_utts, 1):.3f} "
+                                                      f"lr {lr:.2e} {speed:.0f} audio-s/s")
+                if finite and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
+                    save()
+            _seed_everything(_batch_seed(tcfg.seed, epoch, index + 1))  # for the next batch's draw
+    return epoch_loss, epoch_utts, audio_seconds, skipped
 
 
 def _setup_file_log(out_dir: Path) -> logging.Handler:
@@ -230,7 +294,6 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
 
     total_steps = tcfg.epochs * len(sampler)
     ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
-    frame_shift = cfg.feature.frame_shift_ms / 1000
 
     def payload() -> dict:
         return {
@@ -239,55 +302,31 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
             "feat_dim": cfg.feature.dim, "vocab_size": len(tokenizer), "train_state": dataclasses.asdict(state),
         }
 
+    def save_mid_epoch() -> None:
+        save_checkpoint(out_dir / "last.pt", payload())
+
     for epoch in range(state.epoch, tcfg.epochs):
-        # Reseed per epoch so a resumed run sees the same batches and masks as an uninterrupted one.
-        _seed_everything(tcfg.seed * 1000 + epoch)
         sampler.set_epoch(epoch)
         model.train()
-        epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
         started = time.perf_counter()
-        with make_progress(TextColumn("{task.fields[info]}")) as progress:
-            task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=len(sampler), info="")
-            for batch in train_loader:
-                lr = lr_at(state.step, tcfg, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                batch = batch.to(device)
-                with _autocast(device, use_amp):
-                    loss_sum = compute_loss(model, batch, ctc_loss)
-                num_utts = len(batch.utt_ids)
-                loss = loss_sum / num_utts
-                optimizer.zero_grad(set_to_none=True)
-                finite = bool(torch.isfinite(loss))
-                if finite:
-                    loss.backward()
-                    # Clipping the global gradient norm keeps an exploding recurrent gradient
-                    # from wrecking the weights in a single step.
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                    finite = bool(torch.isfinite(grad_norm))
-                if not finite:  # a non-finite loss or gradient: skip the batch, count it
-                    skipped += 1
-                    state.skipped_batches += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    progress.advance(task)
-                    continue
-                optimizer.step()
-                state.step += 1
-                epoch_loss += float(loss_sum.detach())
-                epoch_utts += num_utts
-                audio_seconds += float(batch.feat_lens.sum()) * frame_shift
-                speed = audio_seconds / max(time.perf_counter() - started, 1e-9)
-                progress.update(task, advance=1,
-                                info=f"loss {epoch_loss / epoch_utts:.3f} lr {lr:.2e} {speed:.0f} audio-s/s")
+        try:
+            stats = train_one_epoch(model, train_loader, optimizer, ctc_loss, state, cfg, epoch, total_steps,
+                                    device, save_mid_epoch)
+        except KeyboardInterrupt:
+            save_mid_epoch()
+            log.warning("interrupted in epoch %d after step %d; saved %s (continue with --resume)",
+                        epoch + 1, state.step, out_dir / "last.pt")
+            raise
+        epoch_loss, epoch_utts, audio_seconds, skipped = stats
         elapsed = time.perf_counter() - started
         train_loss = epoch_loss / max(epoch_utts, 1)
         if skipped:
             log.warning("epoch %d: skipped %d batches with a non-finite loss or gradient", epoch + 1, skipped)
-        if epoch_utts == 0:
+        if epoch_utts == 0 and skipped:
             raise TrainingError(f"epoch {epoch + 1}: every batch had a non-finite loss; lower train.lr or check the data")
         dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp)
                              if dev_loader is not None else (math.nan, math.nan))
-        state.epoch = epoch + 1
+        state.epoch, state.batches_done = epoch + 1, 0
         # Select by dev loss: on small dev sets the greedy WER moves in coarse steps and
         # often crowns a lucky early epoch; the loss is the smoother signal.
         improved = dev_loader is None or (dev_loss, dev_wer) < (state.best_dev_loss, state.best_dev_wer)

@@ -138,3 +138,84 @@ def test_non_finite_batches_are_skipped_and_counted(tone_corpus, tmp_path, monke
     with pytest.raises(TrainingError, match="every batch had a non-finite loss"):
         training.train(tone_corpus["train"], None, tmp_path / "allnan", cfg)
     assert not (tmp_path / "allnan" / "last.pt").exists()
+
+
+def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, tone_corpus, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of epoch 4 saves last.pt; --resume ends with the weights of a run never stopped."""
+    import torch
+
+    import asrkit.train as training
+    from conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    steps_per_epoch = load_checkpoint(trained / "epoch_1.pt")["train_state"]["step"]
+    stop_at = 3 * steps_per_epoch + 2  # the second batch of epoch 4
+    real, calls = training.compute_loss, {"n": 0}
+
+    def interrupt(model, batch, ctc_loss):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return real(model, batch, ctc_loss)
+
+    monkeypatch.setattr(training, "compute_loss", interrupt)
+    exp = tmp_path / "exp"
+    args = ["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"], "--config", config, "--out", exp]
+    code, _, err = run_cli(args, capsys)
+    assert code == 130 and "interrupted" in err
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] == 3 and saved["batches_done"] == 1 and saved["step"] == stop_at - 1
+    monkeypatch.setattr(training, "compute_loss", real)
+    code, _, _ = run_cli(args + ["--resume"], capsys)
+    assert code == 0
+    original, resumed = load_checkpoint(trained / "last.pt"), load_checkpoint(exp / "last.pt")
+    assert resumed["train_state"]["step"] == original["train_state"]["step"]
+    for key, tensor in original["model_state"].items():
+        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tone_corpus, tmp_path, capsys):
+    """A training process killed with SIGKILL loses at most the steps since its last save."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    overrides = ["--set", "train.epochs=25", "--set", "train.save_every_steps=1"]
+    common = ["train", "--train", str(tone_corpus["train"]), "--config", str(config), *overrides]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "asrkit", "-q", *common, "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, deadline = None, time.time() + 120
+    try:
+        while time.time() < deadline and process.poll() is None:
+            try:
+                state = load_checkpoint(killed / "last.pt")["train_state"]
+            except Exception:  # not written yet
+                state = None
+            if state and state["epoch"] >= 2 and state["batches_done"] > 0:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+    if not (state and state["batches_done"] > 0):
+        pytest.skip("training finished before it could be killed mid-epoch")
+    saved = load_checkpoint(killed / "last.pt")["train_state"]
+    assert saved["batches_done"] > 0 and saved["epoch"] < 25
+    assert run_cli(["-q", *common, "--out", killed, "--resume"], capsys)[0] == 0
+    reference = tmp_path / "reference"
+    assert run_cli(["-q", *common, "--out", reference], capsys)[0] == 0
+    resumed, original = load_checkpoint(killed / "last.pt"), load_checkpoint(reference / "last.pt")
+    assert resumed["train_state"]["step"] == original["train_state"]["step"]
+    assert resumed["train_state"]["epoch"] == 25
+    for key, tensor in original["model_state"].items():
+        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
