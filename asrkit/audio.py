@@ -64,10 +64,3 @@ def load_audio(path: str | Path, target_rate: int, start: float = 0.0, end: floa
     samples, rate = read_audio(path, start, end)
     return resample(samples, rate, target_rate)
 
-
-def audio_duration(path: str | Path) -> float:
-    try:
-        info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot read audio ({str(exc).split(':')[-1].strip()})") from None
-    return info.frames / info.samplerate

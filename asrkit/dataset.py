@@ -78,11 +78,18 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
+        """This epoch's batches (computed once per epoch: ``len`` and iteration share them)."""
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._make_batches())
+        return self._cache[1]
+
+    def _make_batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100003 + self.epoch)
         if self.shuffle:
             order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i] * (1 + 0.1 * rng.random()))

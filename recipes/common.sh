@@ -1,5 +1,12 @@
 # Shared by recipes/<corpus>/run.sh: option parsing and stage bookkeeping.
-# Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages) --nj is not needed.
+# Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages).
+
+# Layout every recipe uses (a recipe may set its own before sourcing this file).
+data=${data:-data}            # data dirs
+exp=${exp:-exp/bilstm}        # experiment dir
+conf=${conf:-conf/bilstm.yaml}
+avg=${avg:-10}                # epochs averaged for decoding
+
 stage=${stage:-0}
 stop_stage=${stop_stage:-100}
 corpus_dir=${corpus_dir:-}
@@ -60,4 +67,32 @@ decode_and_score() {
     asrkit decode "$model" "$data/$set" --out "$dir"
   fi
   asrkit eval "$data/$set/text" "$dir/hyp"
+}
+
+# The stages every recipe shares.
+
+# prepare_stage CORPUS: stage 0, data dirs under $data (skipped when $data/test/text exists).
+prepare_stage() {
+  if run_stage 0 "prepare $1"; then
+    if done_or_force "$data/test/text"; then echo "data ready in $data"; else
+      asrkit prepare "$1" --out "$data" ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir "$data/downloads"
+    fi
+  fi
+}
+
+# model_stages "SET ...": stages 1 features, 2 train (resumes), 3 average the last $avg epochs,
+# 4 decode and score each SET with the average.
+model_stages() {
+  if run_stage 1 "features"; then
+    for set in train dev test; do asrkit features "$data/$set" --config "$conf"; done
+  fi
+  if run_stage 2 "train"; then
+    train_or_resume
+  fi
+  if run_stage 3 "average the last $avg epochs"; then
+    average_last "$avg"
+  fi
+  if run_stage 4 "decode and score"; then
+    for set in $1; do decode_and_score "$set" "$exp/avg_$avg.pt"; done
+  fi
 }

@@ -11,34 +11,10 @@
 
 set -euo pipefail
 cd "$(dirname "$0")"
-. ../common.sh
+. ../common.sh  # options, and data=data exp=exp/bilstm conf=conf/bilstm.yaml avg=10
 
-data=data
-exp=exp/bilstm
-conf=conf/bilstm.yaml
-avg=10  # epochs averaged for decoding
-
-if run_stage 0 "synthesise the corpus"; then
-  if done_or_force "$data/test/text"; then echo "data ready in $data"; else
-    asrkit prepare digits --out "$data"
-  fi
-fi
-
-if run_stage 1 "features"; then
-  for set in train dev test; do asrkit features "$data/$set" --config "$conf"; done
-fi
-
-if run_stage 2 "train"; then
-  train_or_resume
-fi
-
-if run_stage 3 "average the last $avg epochs"; then
-  average_last "$avg"
-fi
-
-if run_stage 4 "decode and score"; then
-  decode_and_score test "$exp/avg_$avg.pt"
-fi
+prepare_stage digits
+model_stages "test"
 
 if run_stage 5 "transcribe one file"; then
   wav=$(head -n 1 "$data/test/wav.scp" | cut -d' ' -f2)

@@ -11,32 +11,7 @@
 
 set -euo pipefail
 cd "$(dirname "$0")"
-. ../common.sh
+. ../common.sh  # options, and data=data exp=exp/bilstm conf=conf/bilstm.yaml avg=10
 
-data=data
-exp=exp/bilstm
-conf=conf/bilstm.yaml
-avg=10  # epochs averaged for decoding
-
-if run_stage 0 "prepare"; then
-  if done_or_force "$data/test/text"; then echo "data ready in $data"; else
-    asrkit prepare fsdd --out "$data" ${corpus_dir:+--corpus-dir "$corpus_dir"} --download-dir "$data/downloads"
-  fi
-fi
-
-if run_stage 1 "features"; then
-  for set in train dev test; do asrkit features "$data/$set" --config "$conf"; done
-fi
-
-if run_stage 2 "train"; then
-  train_or_resume
-fi
-
-if run_stage 3 "average the last $avg epochs"; then
-  average_last "$avg"
-fi
-
-if run_stage 4 "decode and score"; then
-  decode_and_score dev "$exp/avg_$avg.pt"
-  decode_and_score test "$exp/avg_$avg.pt"
-fi
+prepare_stage fsdd
+model_stages "dev test"
