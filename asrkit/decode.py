@@ -1,18 +1,40 @@
-"""CTC search: pure functions from log-probabilities to hypotheses."""
+"""CTC search: pure functions from log-probabilities to hypotheses.
+
+``greedy_search`` (best path), ``prefix_beam_search`` (batched, tensorised CTC
+prefix beam search with optional word n-gram LM fusion) and
+``prefix_beam_search_reference`` (the plain pure-Python version it is tested
+against; both agree with brute-force enumeration on tiny inputs).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
+import numpy as np
 import torch
+
+from asrkit.errors import DecodeError
 
 
 @dataclass
 class Hypothesis:
     tokens: list[int]
-    score: float  # log-probability of the path (greedy) or of the prefix (beam)
+    score: float  # log-probability of the path (greedy) or of the prefix (beam), plus LM terms when fused
     timesteps: list[int] = field(default_factory=list)  # encoder frame of each token
+    ctc_score: float | None = None  # the CTC part of ``score`` (beam search)
+    lm_score: float | None = None  # the LM part: weight * ln P_lm + bonus * words (beam search with an LM)
+
+
+def check_log_probs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
+    if log_probs.dim() != 3 or lengths.dim() != 1 or lengths.numel() != log_probs.size(0):
+        raise DecodeError(f"log-probabilities must be (B, T, V) with (B,) lengths, got {tuple(log_probs.shape)} "
+                          f"and {tuple(lengths.shape)}")
+    if torch.isnan(log_probs).any():
+        raise DecodeError("log-probabilities contain NaN")
+    if lengths.numel() and (int(lengths.max()) > log_probs.size(1) or int(lengths.min()) < 0):
+        raise DecodeError(f"lengths must lie in [0, {log_probs.size(1)}]")
 
 
 def greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[Hypothesis]:
@@ -40,6 +62,241 @@ def greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int 
     return hyps
 
 
+# Prefixes are identified by a polynomial hash of their tokens modulo a prime
+# near 2**43, in int64 arithmetic that never overflows (key * P + token < 2**63),
+# so it is the same on every device. Two different prefixes in one beam share a
+# key with probability ~1e-13 per pair.
+_MODULUS = 9223344365791
+_BASE = 1000003
+_NO_PREFIX, _NO_PARENT, _ROOT_PARENT = -1, -2, -3
+
+
+def extend_key(key, token):
+    """Key of a token sequence with ``token`` appended (ints or int64 tensors); the empty sequence is 0."""
+    return (key * _BASE + (token + 1)) % _MODULUS
+
+
+def sequence_key(tokens) -> int:
+    key = 0
+    for token in tokens:
+        key = extend_key(key, int(token))
+    return key
+
+
+class WordScorer(Protocol):
+    """What ``prefix_beam_search`` needs from a word LM (see ``asrkit.lm.LmFusion``)."""
+
+    space_id: int | None  # the token that ends a word (None: one word per utterance)
+    start_state: int
+
+    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For 1-D ``states`` and ``word_keys`` (nonzero): (weight * ln P(word | state) + bonus, next states)."""
+
+    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
+        """Score of ending the sentence: the pending word (key 0: none) and then </s>."""
+
+
+def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
+                       token_prune: int | None = None, blank_id: int = 0,
+                       lm: WordScorer | None = None, token_min_logp: float | None = None) -> list[list[Hypothesis]]:
+    """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
+
+    log_probs: (B, T, V); lengths: (B,). Per prefix it keeps the log-probability
+    of its alignments ending in blank and ending in its last token (so "a a"
+    collapses and "a - a" does not), extends every prefix by every token kept by
+    ``token_prune`` (the most probable tokens of each frame; None keeps all)
+    whose log-probability is at least ``token_min_logp`` (None: any), merges an extension with the equal prefix already in the beam, and keeps the
+    ``beam`` best prefixes per frame. All utterances and prefixes move together
+    as (B, beam) tensors: one frame is a few dozen tensor operations whatever
+    the batch size, on the CPU or the GPU.
+
+    With ``lm``, a word's LM score (weight * ln P + bonus) joins a prefix's score
+    when the word ends (the space token; the last word and </s> at the end) and
+    steers the pruning (shallow fusion).
+
+    Returns, per utterance, ``Hypothesis(tokens, score, timesteps, ctc_score,
+    lm_score)`` best first; ``score`` = ``ctc_score`` (log of the summed
+    probability of the prefix's alignments) + ``lm_score``; ``timesteps`` are the
+    frames of each token on the best single path into the prefix. Results equal
+    ``prefix_beam_search_reference`` (tested).
+    """
+    if beam < 1 or nbest < 1:
+        raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
+    if token_prune is not None and token_prune < 1:
+        raise DecodeError(f"token_prune must be >= 1, not {token_prune}")
+    check_log_probs(log_probs, lengths)
+    batch, _, vocab = log_probs.shape
+    if not 0 <= blank_id < vocab:
+        raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
+    if batch == 0:
+        return []
+    device = log_probs.device
+    # longest first, so that the utterances still running at frame t are rows [:n]
+    order = torch.argsort(lengths.to(device), descending=True, stable=True)
+    lp = log_probs.detach().float()[order]
+    sorted_lengths = lengths.to(device)[order].tolist()
+    max_frames = sorted_lengths[0]
+    running = [sum(1 for length in sorted_lengths if length > t) for t in range(max_frames)] if max_frames else []
+    # Only the 2*beam+2 most probable tokens of a frame can extend a prefix into the next
+    # beam (a better token loses only by being blank, the prefix's last token, or an
+    # extension merged into an existing prefix), so more would change nothing.
+    num_tokens = min(vocab, token_prune or vocab, 2 * beam + 2)
+    K = beam
+    neg_inf = -math.inf
+
+    # per prefix slot: log p(alignments ending in blank), ... ending in its last token, best single path
+    p_blank = torch.full((batch, K), neg_inf, device=device)
+    p_token = torch.full((batch, K), neg_inf, device=device)
+    best = torch.full((batch, K), neg_inf, device=device)
+    key = torch.full((batch, K), _NO_PREFIX, dtype=torch.long, device=device)
+    parent = torch.full((batch, K), _NO_PARENT, dtype=torch.long, device=device)  # key of the prefix minus its last token
+    last = torch.full((batch, K), -1, dtype=torch.long, device=device)
+    p_blank[:, 0] = 0.0
+    best[:, 0] = 0.0
+    key[:, 0] = 0
+    parent[:, 0] = _ROOT_PARENT
+    lm_total = torch.zeros((batch, K), device=device)
+    if lm is not None:
+        lm_state = torch.full((batch, K), lm.start_state, dtype=torch.long, device=device)
+        word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
+        space_id = lm.space_id
+    back_slot = torch.arange(K, dtype=torch.int32, device=device).repeat(max_frames, batch, 1)
+    back_token = torch.full((max_frames, batch, K), -1, dtype=torch.int32, device=device)
+    all_tokens = torch.arange(vocab, device=device).expand(batch, vocab)
+
+    for t in range(max_frames):
+        n = running[t]
+        frame = lp[:n, t]  # (n, V)
+        pb, pt, bst, ky, par, lst = p_blank[:n], p_token[:n], best[:n], key[:n], parent[:n], last[:n]
+        total = torch.logaddexp(pb, pt)
+        blank_lp = frame[:, blank_id, None]
+        # staying on a prefix: through a blank, or by repeating its last token
+        repeat_lp = frame.gather(1, lst.clamp(min=0)).masked_fill_(lst < 0, neg_inf)
+        stay_blank = total + blank_lp
+        stay_token = pt + repeat_lp
+        stay_best = torch.maximum(bst + blank_lp, bst + repeat_lp)
+        # extending a prefix by a token: (n, K, width), written into the candidate row after the K stays
+        width = num_tokens
+        if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
+            width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
+        if width < vocab:
+            token_lp, tokens = frame.topk(width, dim=1)
+        else:
+            tokens, token_lp = all_tokens[:n], frame
+        token_lp = token_lp.masked_fill(tokens == blank_id, neg_inf)
+        if token_min_logp is not None:
+            token_lp.masked_fill_(token_lp < token_min_logp, neg_inf)
+        candidates = torch.empty((n, K + K * width), device=device)
+        ext = candidates[:, K:]
+        is_repeat = tokens[:, None, :] == lst[:, :, None]  # a repeat is a new label only after a blank
+        torch.where(is_repeat, pb[:, :, None], total[:, :, None], out=ext.view(n, K, width))
+        ext.view(n, K, width).add_(token_lp[:, None, :])
+        ext_best = (bst[:, :, None] + token_lp[:, None, :]).view(n, K * width)
+        # extension k + c equal to prefix j already in the beam: merged into j
+        has_source, source = (par[:, :, None] == ky[:, None, :]).max(-1)  # (n, j): the slot k of j's parent
+        has_column, column = is_repeat.max(-1)
+        merge = has_source & has_column
+        flat = source * width + column
+        stay_token = torch.logaddexp(stay_token, ext.gather(1, flat).masked_fill_(~merge, neg_inf))
+        merged_best = ext_best.gather(1, flat).masked_fill_(~merge, neg_inf)
+        switch = merged_best > stay_best  # the best single path into j now comes through k
+        stay_best = torch.maximum(stay_best, merged_best)
+        rows, slots = merge.nonzero(as_tuple=True)
+        ext[rows, flat[rows, slots]] = neg_inf
+        torch.logaddexp(stay_blank, stay_token, out=candidates[:, :K])
+        ext_ctc = ext
+        if lm is not None:
+            ext_ctc = ext.clone()
+            lm_n = lm_total[:n]
+            candidates.view(n, K + K * width)[:, :K].add_(lm_n)
+            ext.view(n, K, width).add_(lm_n[:, :, None])
+            if space_id is not None:
+                word_delta, word_next = _score_words(lm, lm_state[:n], word_key[:n], ky != _NO_PREFIX)
+                ext.view(n, K, width).add_(torch.where((tokens == space_id)[:, None, :], word_delta[:, :, None], 0.0))
+        top, index = candidates.topk(K, dim=1, sorted=False)  # the order inside a beam does not matter
+        is_stay = index < K
+        ext_index = (index - K).clamp_(min=0)
+        src = torch.where(is_stay, index, ext_index // width)
+        token = tokens.gather(1, ext_index % width)
+        src_key = ky.gather(1, src)
+        valid = top > neg_inf
+        switched = is_stay & switch.gather(1, src)
+        new_last = torch.where(is_stay, lst.gather(1, src), token)
+        back_slot[t, :n] = torch.where(switched, source.gather(1, src), src)
+        back_token[t, :n] = torch.where(is_stay, torch.where(switched, new_last, -1), token)
+        p_blank[:n] = torch.where(is_stay, stay_blank.gather(1, src), neg_inf)
+        p_token[:n] = torch.where(is_stay, stay_token.gather(1, src), ext_ctc.gather(1, ext_index))
+        best[:n] = torch.where(is_stay, stay_best.gather(1, src), ext_best.gather(1, ext_index))
+        key[:n] = torch.where(valid, torch.where(is_stay, src_key, extend_key(src_key, token)), _NO_PREFIX)
+        parent[:n] = torch.where(valid, torch.where(is_stay, par.gather(1, src), src_key), _NO_PARENT)
+        last[:n] = new_last
+        if lm is not None:
+            lm_src = lm_n.gather(1, src)
+            state_src, word_src = lm_state[:n].gather(1, src), word_key[:n].gather(1, src)
+            if space_id is not None:
+                ended = ~is_stay & (token == space_id)
+                lm_total[:n] = torch.where(ended, lm_src + word_delta.gather(1, src), lm_src)
+                lm_state[:n] = torch.where(ended, word_next.gather(1, src), state_src)
+                word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
+            else:
+                lm_total[:n], lm_state[:n] = lm_src, state_src
+                word_key[:n] = torch.where(is_stay, word_src, extend_key(word_src, token))
+
+    ctc = torch.logaddexp(p_blank, p_token)
+    if lm is not None:
+        valid = key != _NO_PREFIX
+        final = torch.zeros_like(lm_total)
+        if valid.any():
+            final[valid] = lm.final_scores(lm_state[valid], word_key[valid]).to(final)
+        lm_total = lm_total + final
+    score = ctc + lm_total
+    ranked = score.topk(min(nbest, K), dim=1).indices  # (B, N)
+    found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    for row, utt in enumerate(order.tolist()):
+        results[utt] = found[row]
+    return results
+
+
+def _score_words(lm: WordScorer, states: torch.Tensor, word_keys: torch.Tensor, valid: torch.Tensor):
+    """LM delta and next state for ending each prefix's pending word now (0 and unchanged when none)."""
+    delta = torch.zeros(states.shape, dtype=torch.float32, device=states.device)
+    nxt = states.clone()
+    pending = valid & (word_keys != 0)
+    if pending.any():
+        d, n = lm.word_scores(states[pending], word_keys[pending])
+        delta[pending] = d.to(delta)
+        nxt[pending] = n.to(nxt)
+    return delta, nxt
+
+
+def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[Hypothesis]]:
+    slots_bt = back_slot.cpu().numpy()
+    tokens_bt = back_token.cpu().numpy()
+    order_np = order.cpu().numpy()
+    score_np, ctc_np = score.cpu().numpy(), ctc.cpu().numpy()
+    lm_np = lm_total.cpu().numpy() if lm_total is not None else None
+    batch, count = order_np.shape
+    rows = np.arange(batch)[:, None]
+    current = order_np.copy()
+    emitted = np.full((len(slots_bt), batch, count), -1, dtype=np.int64)
+    for t in range(len(slots_bt) - 1, -1, -1):  # follow the back-pointers of all hypotheses at once
+        emitted[t] = tokens_bt[t][rows, current]
+        current = slots_bt[t][rows, current]
+    results = []
+    for b in range(batch):
+        hyps = []
+        for n in range(count):
+            slot = order_np[b, n]
+            if not math.isfinite(score_np[b, slot]):
+                continue
+            frames = np.nonzero(emitted[:, b, n] >= 0)[0]
+            hyps.append(Hypothesis(emitted[frames, b, n].tolist(), float(score_np[b, slot]), frames.tolist(),
+                                   float(ctc_np[b, slot]), None if lm_np is None else float(lm_np[b, slot])))
+        results.append(hyps)
+    return results
+
+
 def _logaddexp(a: float, b: float) -> float:
     if a == -math.inf:
         return b
@@ -50,8 +307,9 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
-                       token_prune: int | None = None, blank_id: int = 0) -> list[list[Hypothesis]]:
+def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
+                                 token_prune: int | None = None, blank_id: int = 0,
+                                 token_min_logp: float | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -64,12 +322,12 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     into the prefix.
 
     This is the plain reference implementation (pure Python, one utterance at a
-    time); its results are what a faster implementation must reproduce.
+    time): ``prefix_beam_search`` must reproduce its results (tested).
     """
     if beam < 1 or nbest < 1:
-        raise ValueError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
+        raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
     if torch.isnan(log_probs).any():
-        raise ValueError("log-probabilities contain NaN")
+        raise DecodeError("log-probabilities contain NaN")
     lp_all = log_probs.detach().float().cpu()
     num_tokens = lp_all.size(-1)
     keep_tokens = num_tokens if token_prune is None else min(token_prune, num_tokens)
@@ -85,6 +343,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
                 candidates = [c for c in top if c != blank_id]
             else:
                 candidates = [c for c in range(num_tokens) if c != blank_id]
+            if token_min_logp is not None:
+                candidates = [c for c in candidates if frame[c] >= token_min_logp]
             frame_list = frame.tolist()
             blank_lp = frame_list[blank_id]
             nxt: dict[tuple[int, ...], list] = {}
@@ -101,11 +361,13 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
                 total = _logaddexp(p_blank, p_token)
                 item = entry(prefix, steps, best + blank_lp)  # stay on the prefix through a blank
                 item[0] = _logaddexp(item[0], total + blank_lp)
+                if prefix:  # the last token repeats: no new label (kept even if pruned: it is no new branch)
+                    lp = frame_list[prefix[-1]]
+                    item = entry(prefix, steps, best + lp)
+                    item[1] = _logaddexp(item[1], p_token + lp)
                 for c in candidates:
                     lp = frame_list[c]
                     if prefix and c == prefix[-1]:
-                        item = entry(prefix, steps, best + lp)  # the token repeats: no new label
-                        item[1] = _logaddexp(item[1], p_token + lp)
                         if p_blank > -math.inf:  # after a blank, the same token is a new label
                             new = entry(prefix + (c,), steps + [t], best + lp)
                             new[1] = _logaddexp(new[1], p_blank + lp)

@@ -32,3 +32,11 @@ class CorpusError(AsrkitError):
 
 class TrainingError(AsrkitError):
     """Training cannot go on (no usable utterances, diverged loss...)."""
+
+
+class DecodeError(AsrkitError, ValueError):
+    """Search options or decoder inputs are unusable (beam of 0, NaN scores...)."""
+
+
+class LmError(AsrkitError):
+    """A language model file is missing or not in ARPA format."""

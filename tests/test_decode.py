@@ -3,7 +3,11 @@ import math
 import pytest
 import torch
 
-from asrkit.decode import greedy_search, prefix_beam_search
+from asrkit.errors import DecodeError
+
+from asrkit.decode import greedy_search, prefix_beam_search, prefix_beam_search_reference
+
+SEARCHES = [prefix_beam_search, prefix_beam_search_reference]
 
 
 def log_probs(rows):
@@ -49,12 +53,14 @@ def brute_force(lp: torch.Tensor, blank: int = 0) -> dict[tuple, float]:
     return totals
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("seed,num_frames,vocab", [(0, 4, 3), (1, 5, 3), (2, 6, 4), (3, 6, 3), (4, 3, 4)])
-def test_prefix_beam_search_is_exact_with_a_wide_beam(seed, num_frames, vocab):
+def test_prefix_beam_search_is_exact_with_a_wide_beam(search, seed, num_frames, vocab):
     torch.manual_seed(seed)
     lp = torch.randn(num_frames, vocab).mul(2).log_softmax(-1)
     expected = brute_force(lp)
-    (hyps,) = prefix_beam_search(lp.unsqueeze(0), torch.tensor([num_frames]), beam=10**6, nbest=10**6)
+    beam = 10**6 if search is prefix_beam_search_reference else len(expected) + 3  # the batched search holds (B, beam)
+    (hyps,) = search(lp.unsqueeze(0), torch.tensor([num_frames]), beam=beam, nbest=beam)
     assert len(hyps) == len(expected)
     for hyp in hyps:
         assert math.isclose(hyp.score, expected[tuple(hyp.tokens)], abs_tol=1e-4)
@@ -63,21 +69,56 @@ def test_prefix_beam_search_is_exact_with_a_wide_beam(seed, num_frames, vocab):
     assert math.isclose(float(torch.logsumexp(torch.tensor([h.score for h in hyps]), 0)), 0.0, abs_tol=1e-4)
 
 
-def test_prefix_beam_search_repeats_and_pruning():
+@pytest.mark.parametrize("search", SEARCHES)
+def test_prefix_beam_search_repeats_and_pruning(search):
     # "a a" (no blank between) is one "a"; "a - a" is two
     lp = log_probs([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05], [0.9, 0.05, 0.05], [0.05, 0.9, 0.05]])
-    (hyps,) = prefix_beam_search(lp, torch.tensor([4]), beam=4, nbest=2)
+    (hyps,) = search(lp, torch.tensor([4]), beam=4, nbest=2)
     assert hyps[0].tokens == [1, 1] and hyps[0].timesteps == [0, 3]
-    (pruned,) = prefix_beam_search(lp, torch.tensor([4]), beam=1, token_prune=1)
+    (pruned,) = search(lp, torch.tensor([4]), beam=1, token_prune=1)
     assert pruned[0].tokens == [1, 1]
     (greedy,) = greedy_search(lp, torch.tensor([4]))
     assert hyps[0].score >= greedy.score  # a prefix sums over alignments, greedy takes one
 
 
-def test_prefix_beam_search_bad_input():
+@pytest.mark.parametrize("search", SEARCHES)
+def test_prefix_beam_search_bad_input(search):
     lp = torch.zeros(1, 3, 3)
-    with pytest.raises(ValueError, match="beam and nbest"):
-        prefix_beam_search(lp, torch.tensor([3]), beam=0)
+    with pytest.raises(DecodeError, match="beam and nbest"):
+        search(lp, torch.tensor([3]), beam=0)
     lp[0, 1, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        prefix_beam_search(lp, torch.tensor([3]))
+    with pytest.raises(DecodeError, match="NaN"):
+        search(lp, torch.tensor([3]))
+
+
+@pytest.mark.parametrize("token_prune,token_min_logp", [(None, None), (1, None), (2, None), (3, None), (None, -2.0),
+                                                        (3, -1.0)])
+def test_batched_search_equals_reference(token_prune, token_min_logp):
+    """Same n-best prefixes and scores as the pure-Python search, utterance lengths mixed in one batch.
+
+    Timesteps may differ where two single paths tie (the best-path frames are a
+    by-product, not part of the search), so only their shape is compared.
+    """
+    generator = torch.Generator().manual_seed(7)
+    for trial in range(25):
+        num_frames = int(torch.randint(1, 30, (), generator=generator))
+        vocab = int(torch.randint(2, 7, (), generator=generator))
+        beam = int(torch.randint(1, 9, (), generator=generator))
+        lp = (torch.randn(4, num_frames, vocab, generator=generator) * 3).log_softmax(-1)
+        lengths = torch.randint(0, num_frames + 1, (4,), generator=generator)
+        lengths[0] = num_frames
+        options = dict(beam=beam, nbest=beam, token_prune=token_prune, token_min_logp=token_min_logp)
+        fast = prefix_beam_search(lp, lengths, **options)
+        slow = prefix_beam_search_reference(lp, lengths, **options)
+        for got, want in zip(fast, slow):
+            assert [h.tokens for h in got] == [h.tokens for h in want]
+            for g, w in zip(got, want):
+                assert math.isclose(g.score, w.score, abs_tol=1e-4) and g.ctc_score == g.score
+                assert len(g.timesteps) == len(g.tokens) and g.timesteps == sorted(set(g.timesteps))
+
+
+def test_batched_search_runs_on_padded_zero_length_and_beam_wider_than_paths():
+    lp = torch.randn(2, 3, 3).log_softmax(-1)
+    empty, short = prefix_beam_search(lp, torch.tensor([0, 1]), beam=50, nbest=50)
+    assert [h.tokens for h in empty] == [[]] and empty[0].score == 0.0
+    assert sorted(h.tokens for h in short) == [[], [1], [2]]
