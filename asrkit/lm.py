@@ -1,0 +1,327 @@
+"""Word n-gram language models in ARPA format: reading, building, and fusion into CTC beam search.
+
+``ArpaLM.load`` reads the back-off ARPA files that KenLM's ``lmplz`` and SRILM's
+``ngram-count`` write (log10 probabilities and back-off weights).
+``build_arpa`` writes one from training text with interpolated Kneser-Ney
+smoothing (one absolute discount per order, D = n1 / (n1 + 2 n2), continuation
+counts for the lower orders), for users without KenLM. ``LmFusion`` scores
+words for ``decode.prefix_beam_search``: at each word end it adds
+``weight * ln P(word | history) + bonus``, and ``weight * ln P(</s> | history)``
+at the end of the utterance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from asrkit.decode import sequence_key
+from asrkit.errors import LmError
+from asrkit.tokenizer import SPACE, CharTokenizer
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+LN10 = math.log(10.0)
+OOV_LOG10 = -10.0  # log10 P of a word the LM has never seen, when it has no <unk> entry
+
+
+class ArpaLM:
+    """A back-off n-gram model: ``log10 P(w | h)`` by the ARPA back-off rule."""
+
+    def __init__(self, order: int, entries: dict[tuple[str, ...], tuple[float, float]]) -> None:
+        self.order = order
+        words = sorted({ngram[0] for ngram in entries if len(ngram) == 1})
+        self.words = words
+        self.index = {w: i for i, w in enumerate(words)}
+        self.prob: dict[tuple[int, ...], float] = {}
+        self.backoff: dict[tuple[int, ...], float] = {}
+        for ngram, (logp, bo) in entries.items():
+            ids = tuple(self.index[w] for w in ngram)
+            self.prob[ids] = logp
+            if bo:
+                self.backoff[ids] = bo
+        self.bos = self.index.get(BOS)
+        self.eos = self.index.get(EOS)
+        self.unk = self.index.get(UNK)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ArpaLM":
+        path = Path(path)
+        if not path.is_file():
+            raise LmError(f"language model {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise LmError(f"{path}: not an ARPA file (not UTF-8 text; binary KenLM models are not supported)") from None
+        return cls.parse(lines, str(path))
+
+    @classmethod
+    def parse(cls, lines: list[str], source: str = "ARPA") -> "ArpaLM":
+        position = 0
+        while position < len(lines) and not lines[position].strip():
+            position += 1
+        if position >= len(lines) or lines[position].strip() != "\\data\\":
+            raise LmError(f"{source}: not an ARPA file (it must start with a \\data\\ line)")
+        counts: dict[int, int] = {}
+        position += 1
+        while position < len(lines) and lines[position].strip().startswith("ngram "):
+            head, _, value = lines[position].strip()[6:].partition("=")
+            if not head.strip().isdigit() or not value.strip().isdigit():
+                raise LmError(f"{source} line {position + 1}: expected 'ngram N=COUNT'")
+            counts[int(head)] = int(value)
+            position += 1
+        if not counts or sorted(counts) != list(range(1, max(counts) + 1)):
+            raise LmError(f"{source}: the \\data\\ section must list ngram 1=..., ngram 2=... in order")
+        entries: dict[tuple[str, ...], tuple[float, float]] = {}
+        order = 0
+        for line_no in range(position, len(lines)):
+            line = lines[line_no].strip()
+            if not line:
+                continue
+            if line == "\\end\\":
+                break
+            if line.startswith("\\") and line.endswith("-grams:"):
+                order = int(line[1:-7]) if line[1:-7].isdigit() else -1
+                if order not in counts:
+                    raise LmError(f"{source} line {line_no + 1}: section {line} not announced in \\data\\")
+                continue
+            parts = line.split()
+            if order <= 0 or len(parts) not in (order + 1, order + 2):
+                raise LmError(f"{source} line {line_no + 1}: expected 'log10-prob {order}-gram [back-off]', "
+                              f"got {line[:60]!r}")
+            try:
+                logp = float(parts[0])
+                bo = float(parts[order + 1]) if len(parts) == order + 2 else 0.0
+            except ValueError:
+                raise LmError(f"{source} line {line_no + 1}: probabilities must be numbers, got {line[:60]!r}") from None
+            entries[tuple(parts[1:order + 1])] = (logp, bo)
+        else:
+            raise LmError(f"{source}: no \\end\\ line (truncated file?)")
+        found = Counter(len(k) for k in entries)
+        for n, expected in counts.items():
+            if found[n] != expected:
+                raise LmError(f"{source}: \\data\\ announces {expected} {n}-grams, the file has {found[n]}")
+        for ngram in entries:
+            for word in ngram:
+                if (word,) not in entries:
+                    raise LmError(f"{source}: word {word!r} of n-gram {' '.join(ngram)!r} has no 1-gram entry")
+        return cls(max(counts), entries)
+
+    def word_id(self, word: str) -> int:
+        """Id of ``word``; unknown words map to <unk> (or -1 when the LM has none)."""
+        return self.index.get(word, self.unk if self.unk is not None else -1)
+
+    def start(self) -> tuple[int, ...]:
+        return (self.bos,) if self.bos is not None else ()
+
+    def score(self, history: tuple[int, ...], word: int) -> tuple[float, tuple[int, ...]]:
+        """(log10 P(word | history), the next history): backing off to shorter histories as ARPA says."""
+        if word < 0:
+            return OOV_LOG10, ()
+        penalty = 0.0
+        for start in range(len(history) + 1):
+            context = history[start:]
+            logp = self.prob.get(context + (word,))
+            if logp is not None:
+                break
+            penalty += self.backoff.get(context, 0.0)
+        else:  # pragma: no cover - every word id has a 1-gram entry
+            logp = OOV_LOG10
+        # the next history: its longest suffix that is an n-gram of the model (as KenLM's state);
+        # a longer one could neither be extended nor carry a back-off weight
+        nxt = (history + (word,))[-(self.order - 1):] if self.order > 1 else ()
+        while nxt and nxt not in self.prob:
+            nxt = nxt[1:]
+        return logp + penalty, nxt
+
+    def sentence_log10(self, words: list[str]) -> float:
+        history, total = self.start(), 0.0
+        for word in words + [EOS]:
+            logp, history = self.score(history, self.word_id(word))
+            total += logp
+        return total
+
+
+class LmFusion:
+    """Shallow fusion of an ``ArpaLM`` into ``prefix_beam_search`` (the ``WordScorer`` protocol).
+
+    Words are spelt by the model's character tokens; a word's key is the hash of
+    its tokens, as the search keeps it. Histories become integer states.
+    """
+
+    def __init__(self, lm: ArpaLM, tokenizer: CharTokenizer, weight: float = 0.5, bonus: float = 0.0) -> None:
+        self.lm = lm
+        self.weight = weight
+        self.bonus = bonus
+        self.space_id = tokenizer.index.get(SPACE)
+        keys, ids = [], []
+        for word, word_id in lm.index.items():
+            if word in (BOS, EOS, UNK) or any(ch not in tokenizer.index for ch in word):
+                continue  # the model cannot spell it
+            keys.append(sequence_key(tokenizer.index[ch] for ch in word))
+            ids.append(word_id)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self._keys = torch.tensor([keys[i] for i in order] or [-1], dtype=torch.long)
+        self._ids = torch.tensor([ids[i] for i in order] or [-1], dtype=torch.long)
+        self._states: list[tuple[int, ...]] = []
+        self._state_ids: dict[tuple[int, ...], int] = {}
+        self._memo: dict[tuple[int, int], tuple[float, int]] = {}
+        self.start_state = self._state(lm.start())
+        self.spellable = len(keys)
+
+    def _state(self, history: tuple[int, ...]) -> int:
+        state = self._state_ids.get(history)
+        if state is None:
+            state = self._state_ids[history] = len(self._states)
+            self._states.append(history)
+        return state
+
+    def _word_ids(self, word_keys: torch.Tensor) -> torch.Tensor:
+        keys = word_keys.cpu()
+        position = torch.searchsorted(self._keys, keys).clamp(max=len(self._keys) - 1)
+        found = self._keys[position] == keys
+        unknown = self.lm.unk if self.lm.unk is not None else -1
+        return torch.where(found, self._ids[position], unknown)
+
+    def _step(self, state: int, word: int) -> tuple[float, int]:
+        item = self._memo.get((state, word))
+        if item is None:
+            logp, history = self.lm.score(self._states[state], word)
+            item = self._memo[(state, word)] = (self.weight * LN10 * logp + self.bonus, self._state(history))
+        return item
+
+    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        words = self._word_ids(word_keys)
+        pairs = torch.stack([states.cpu(), words], 1)
+        unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+        scored = [self._step(s, w) for s, w in unique.tolist()]
+        delta = torch.tensor([d for d, _ in scored], dtype=torch.float32)[inverse]
+        nxt = torch.tensor([n for _, n in scored], dtype=torch.long)[inverse]
+        return delta.to(states.device), nxt.to(states.device)
+
+    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
+        words = self._word_ids(word_keys).tolist()
+        out = []
+        eos = self.lm.eos if self.lm.eos is not None else -1
+        for state, key, word in zip(states.tolist(), word_keys.tolist(), words):
+            total = 0.0
+            if key != 0:
+                delta, state = self._step(state, word)
+                total += delta
+            if eos >= 0:
+                logp, _ = self.lm.score(self._states[state], eos)
+                total += self.weight * LN10 * logp
+            out.append(total)
+        return torch.tensor(out, dtype=torch.float32, device=states.device)
+
+
+def build_arpa(sentences: Iterable[list[str]], order: int = 3) -> str:
+    """An interpolated Kneser-Ney ARPA model of ``order`` from tokenised sentences.
+
+    Highest order: raw counts; lower orders: continuation counts (how many
+    different words precede the n-gram; raw counts for n-grams starting with
+    <s>). One discount per order, D = n1 / (n1 + 2 n2) over those counts (0.5
+    when undefined). A context's back-off weight is the mass its discounts freed,
+    so the written probabilities sum to one in every context. <unk> takes a share
+    of the uniform floor of the 1-grams.
+    """
+    if order < 1:
+        raise LmError(f"n-gram order must be >= 1, not {order}")
+    raw: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+    num_sentences = 0
+    for words in sentences:
+        padded = [BOS] + list(words) + [EOS]
+        num_sentences += 1
+        for n in range(1, order + 1):
+            for i in range(len(padded) - n + 1):
+                raw[n][tuple(padded[i:i + n])] += 1
+    if not num_sentences:
+        raise LmError("no sentences to build a language model from")
+    # adjusted counts: raw for the top order and for n-grams starting with <s>, continuation otherwise
+    adjusted: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+    adjusted[order] = Counter(raw[order])
+    for n in range(order - 1, 0, -1):
+        for ngram in raw[n + 1]:
+            adjusted[n][ngram[1:]] += 1
+        for ngram, count in raw[n].items():
+            if ngram[0] == BOS:
+                adjusted[n][ngram] = count
+    adjusted[1].pop((BOS,), None)
+    discounts = [0.0] * (order + 1)
+    for n in range(1, order + 1):
+        n1 = sum(1 for c in adjusted[n].values() if c == 1)
+        n2 = sum(1 for c in adjusted[n].values() if c == 2)
+        discounts[n] = n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
+    totals: list[dict[tuple[str, ...], float]] = [defaultdict(float) for _ in range(order + 1)]
+    types: list[dict[tuple[str, ...], int]] = [defaultdict(int) for _ in range(order + 1)]
+    for n in range(1, order + 1):
+        for ngram, count in adjusted[n].items():
+            totals[n][ngram[:-1]] += count
+            types[n][ngram[:-1]] += 1
+    vocab = sorted({w for (w,) in adjusted[1]} | {UNK, EOS})
+    probs: list[dict[tuple[str, ...], float]] = [dict() for _ in range(order + 1)]
+
+    def prob(n: int, ngram: tuple[str, ...]) -> float:
+        """Interpolated P(w | h) of order n (n = len(ngram)), for any w."""
+        if n == 0:
+            return 1.0 / len(vocab)
+        context = ngram[:-1]
+        total = totals[n].get(context, 0.0)
+        if not total:
+            return prob(n - 1, ngram[1:])
+        gamma = discounts[n] * types[n][context] / total
+        return max(adjusted[n].get(ngram, 0) - discounts[n], 0.0) / total + gamma * prob(n - 1, ngram[1:])
+
+    for n in range(1, order + 1):
+        for ngram in adjusted[n]:
+            probs[n][ngram] = prob(n, ngram)
+    for word in vocab:  # <unk> and anything seen only after <s>... get their floor share
+        probs[1].setdefault((word,), prob(1, (word,)))
+    lines = ["\\data\\"]
+    sections = []
+    for n in range(1, order + 1):
+        entries = dict(probs[n])
+        if n == 1:
+            entries[(BOS,)] = 0.0
+        body = []
+        for ngram in sorted(entries):
+            logp = -99.0 if ngram == (BOS,) else math.log10(entries[ngram])
+            line = f"{logp:.6f}\t{' '.join(ngram)}"
+            if n < order and totals[n + 1].get(ngram):
+                gamma = discounts[n + 1] * types[n + 1][ngram] / totals[n + 1][ngram]
+                line += f"\t{math.log10(gamma):.6f}"
+            body.append(line)
+        lines.append(f"ngram {n}={len(body)}")
+        sections.append([f"\\{n}-grams:"] + body + [""])
+    lines.append("")
+    for section in sections:
+        lines.extend(section)
+    lines.append("\\end\\")
+    return "\n".join(lines) + "\n"
+
+
+def read_sentences(path: str | Path, with_ids: bool = True) -> list[list[str]]:
+    """Word lists from a Kaldi ``text`` file (first field = utterance id) or plain text."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "text"
+    if not path.is_file():
+        raise LmError(f"{path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LmError(f"{path}: not UTF-8 text") from None
+    sentences = []
+    for line in lines:
+        words = line.split()
+        if with_ids:
+            words = words[1:]
+        if words:
+            sentences.append(words)
+    return sentences
+
+
+__all__ = ["ArpaLM", "LmFusion", "build_arpa", "read_sentences"]
