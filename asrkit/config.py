@@ -53,6 +53,17 @@ class ModelConfig:
     num_layers: int = 3
     hidden_size: int = 256
     dropout: float = 0.1
+    # joint CTC/attention: loss = ctc_weight * CTC + (1 - ctc_weight) * CE; 1.0 = pure CTC, no decoder
+    ctc_weight: float = 1.0
+    attention: str = "location"  # location (Chorowski) | additive (Bahdanau)
+    attention_dim: int = 128
+    decoder_hidden_size: int = 256
+    decoder_embed_dim: int = 64
+    label_smoothing: float = 0.1
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.ctc_weight < 1.0
 
     def check(self) -> None:
         if self.subsampling not in ("conv2d", "stack"):
@@ -67,6 +78,14 @@ class ModelConfig:
             raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("model.dropout must be in [0, 1)")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ConfigError(f"model.ctc_weight must be in [0, 1] (1 = pure CTC), not {self.ctc_weight}")
+        if self.attention not in ("location", "additive"):
+            raise ConfigError(f"model.attention must be location or additive, not {self.attention!r}")
+        if min(self.attention_dim, self.decoder_hidden_size, self.decoder_embed_dim) < 1:
+            raise ConfigError("model.attention_dim, decoder_hidden_size and decoder_embed_dim must be >= 1")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("model.label_smoothing must be in [0, 1)")
 
 
 @dataclass

@@ -25,6 +25,7 @@ class Hypothesis:
     timesteps: list[int] = field(default_factory=list)  # encoder frame of each token
     ctc_score: float | None = None  # the CTC part of ``score`` (beam search)
     lm_score: float | None = None  # the LM part: weight * ln P_lm + bonus * words (beam search with an LM)
+    att_score: float | None = None  # log P(tokens + <eos>) under the attention decoder (rescoring)
 
 
 def check_log_probs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
@@ -294,6 +295,41 @@ def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[
             hyps.append(Hypothesis(emitted[frames, b, n].tolist(), float(score_np[b, slot]), frames.tolist(),
                                    float(ctc_np[b, slot]), None if lm_np is None else float(lm_np[b, slot])))
         results.append(hyps)
+    return results
+
+
+@torch.no_grad()
+def attention_rescore(decoder: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor,
+                      nbest: list[list[Hypothesis]], ctc_weight: float = 0.5,
+                      max_rows: int = 256) -> list[list[Hypothesis]]:
+    """Rerank each utterance's CTC n-best with the attention decoder (as WeNet's attention_rescoring).
+
+    enc: (B, T, D) and enc_lens: (B,), the encoder output computed once; nbest[b]
+    the hypotheses of utterance b. Every hypothesis is scored under teacher
+    forcing, all of them in one batch (``max_rows`` at a time):
+    ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score``.
+    """
+    from asrkit.model.decoder import decoder_io, sequence_log_probs
+
+    rows = [(b, hyp) for b, hyps in enumerate(nbest) for hyp in hyps]
+    att_scores: list[float] = []
+    for start in range(0, len(rows), max_rows):
+        chunk = rows[start:start + max_rows]
+        index = torch.tensor([b for b, _ in chunk], device=enc.device)
+        lens = torch.tensor([len(h.tokens) for _, h in chunk], device=enc.device)
+        targets = torch.zeros((len(chunk), max(int(lens.max()), 1)), dtype=torch.long, device=enc.device)
+        for i, (_, hyp) in enumerate(chunk):
+            targets[i, :len(hyp.tokens)] = torch.tensor(hyp.tokens, dtype=torch.long)
+        ys_in, ys_out = decoder_io(targets, lens)
+        logits = decoder(enc.index_select(0, index), enc_lens.index_select(0, index), ys_in)
+        att_scores.extend(sequence_log_probs(logits, ys_out).tolist())
+    results: list[list[Hypothesis]] = [[] for _ in nbest]
+    for (b, hyp), att in zip(rows, att_scores):
+        ctc = hyp.ctc_score if hyp.ctc_score is not None else hyp.score
+        total = att + ctc_weight * ctc + (hyp.lm_score or 0.0)
+        results[b].append(Hypothesis(hyp.tokens, total, hyp.timesteps, ctc, hyp.lm_score, att))
+    for hyps in results:
+        hyps.sort(key=lambda h: h.score, reverse=True)
     return results
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +14,8 @@ from asrkit.audio import load_audio
 from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
-from asrkit.decode import Hypothesis, greedy_search, prefix_beam_search
-from asrkit.errors import AsrkitError, CheckpointError
+from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
+from asrkit.errors import CheckpointError, DecodeError, LmError
 from asrkit.features import GlobalCMVN, compute_features, get_features
 from asrkit.model import build_model
 from asrkit.progress import track
@@ -27,19 +29,35 @@ class Result:
     hypothesis: Hypothesis
 
 
+MODES = ("greedy", "beam", "rescore")
+
+
 @dataclass
 class SearchOptions:
-    mode: str = "greedy"  # greedy | beam
+    mode: str = "greedy"  # greedy | beam | rescore (beam n-best reranked by the attention decoder)
     beam: int = 10
     nbest: int = 1
+    lm: str | Path | None = None  # ARPA word n-gram fused into the beam search
+    lm_weight: float = 0.5
+    word_bonus: float = 0.0
+    ctc_weight: float = 0.5  # rescore: score = attention + ctc_weight * CTC
+    token_min_logp: float | None = None  # tokens less likely than this do not extend prefixes
 
     def check(self) -> None:
-        if self.mode not in ("greedy", "beam"):
-            raise AsrkitError(f"--mode must be greedy or beam, not {self.mode!r}")
+        if self.mode not in MODES:
+            raise DecodeError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.beam < 1 or self.nbest < 1:
-            raise AsrkitError(f"--beam and --nbest must be at least 1 (got {self.beam} and {self.nbest})")
+            raise DecodeError(f"--beam and --nbest must be at least 1 (got {self.beam} and {self.nbest})")
         if self.nbest > self.beam:
-            raise AsrkitError(f"--nbest {self.nbest} cannot exceed --beam {self.beam}")
+            raise DecodeError(f"--nbest {self.nbest} cannot exceed --beam {self.beam}")
+        if self.lm is not None and self.mode == "greedy":
+            raise DecodeError("--lm needs --mode beam or rescore (greedy search has no word hypotheses to score)")
+        for name in ("lm_weight", "word_bonus", "ctc_weight"):
+            if not math.isfinite(getattr(self, name)):
+                raise DecodeError(f"--{name.replace('_', '-')} must be a finite number")
+
+
+log = logging.getLogger("asrkit")
 
 
 class Recognizer:
@@ -60,6 +78,25 @@ class Recognizer:
             raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
         self.device = torch.device(device)
         self.model.to(self.device).eval()
+        self._lm_cache: dict = {}
+
+    def lm_fusion(self, search: SearchOptions):
+        """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
+        if search.lm is None:
+            return None
+        from asrkit.lm import ArpaLM, LmFusion
+
+        key = (str(search.lm), search.lm_weight, search.word_bonus)
+        if key not in self._lm_cache:
+            lm = ArpaLM.load(search.lm)
+            fusion = LmFusion(lm, self.tokenizer, search.lm_weight, search.word_bonus)
+            if fusion.spellable == 0:
+                raise LmError(f"{search.lm}: none of its {len(lm.words)} words can be spelt with the model's "
+                              f"{len(self.tokenizer)} tokens (another language or letter case?)")
+            log.info("LM %s: %d-gram, %d of %d words spellable, weight %g, word bonus %g", search.lm, lm.order,
+                     fusion.spellable, len(lm.words), search.lm_weight, search.word_bonus)
+            self._lm_cache[key] = fusion
+        return self._lm_cache[key]
 
     @property
     def sample_rate(self) -> int:
@@ -71,6 +108,10 @@ class Recognizer:
         """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order."""
         search = search or SearchOptions()
         search.check()
+        if search.mode == "rescore" and self.model.decoder is None:
+            raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
+                              "use --mode greedy or beam, or train with model.ctc_weight < 1")
+        fusion = self.lm_fusion(search)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         hyps: list[list[Hypothesis] | None] = [None] * len(feats)
         for start in range(0, len(order), batch_size):
@@ -78,12 +119,18 @@ class Recognizer:
             tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
             padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
             lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
-            log_probs, out_lens = self.model(padded, lens)
+            enc, out_lens = self.model.encode(padded, lens)
+            log_probs = self.model.ctc_log_probs(enc)
             if search.mode == "greedy":
                 found = [[h] for h in greedy_search(log_probs, out_lens, self.tokenizer.blank_id)]
             else:
-                found = prefix_beam_search(log_probs, out_lens, search.beam, search.nbest,
-                                           blank_id=self.tokenizer.blank_id)
+                # rescoring reranks the whole beam, as WeNet's attention_rescoring does
+                keep = search.beam if search.mode == "rescore" else search.nbest
+                found = prefix_beam_search(log_probs, out_lens, search.beam, keep, blank_id=self.tokenizer.blank_id,
+                                           lm=fusion, token_min_logp=search.token_min_logp)
+                if search.mode == "rescore":
+                    found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
+                    found = [hyps[:search.nbest] for hyps in found]
             for i, nbest in zip(idx, found):
                 hyps[i] = nbest
         return hyps  # type: ignore[return-value]
@@ -115,7 +162,11 @@ def write_hyp(hyps: dict[str, str], path: str | Path) -> None:
 
 
 def write_nbest(nbest: dict[str, list[Hypothesis]], tokenizer: CharTokenizer, path: str | Path) -> None:
-    """One line per hypothesis: ``<utt> <rank> <log-score> <text>``, best first."""
+    """One line per hypothesis: ``<utt> <rank> <score> <text>``, best first.
+
+    The score is the one the search ranked by (CTC, + LM when fused, + attention
+    when rescored); the parts are in ``hyp.ctc_score/lm_score/att_score``.
+    """
     lines = []
     for utt in sorted(nbest):
         for rank, hyp in enumerate(nbest[utt], start=1):

@@ -40,6 +40,7 @@ from asrkit.decode import greedy_search
 from asrkit.errors import TrainingError
 from asrkit.features import GlobalCMVN, get_features
 from asrkit.model import AsrModel, build_model, output_length
+from asrkit.model.decoder import attention_loss, decoder_io
 from asrkit.progress import make_progress
 from asrkit.score import score
 from asrkit.tokenizer import CharTokenizer
@@ -103,9 +104,24 @@ def select_trainable(data: DataDir, feats: dict[str, np.ndarray], tokenizer: Cha
 
 
 def compute_loss(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss) -> torch.Tensor:
-    """Mean over utterances of the CTC loss (summed over each utterance's frames)."""
-    log_probs, out_lens = model(batch.feats, batch.feat_lens)
-    return ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lens, batch.target_lens)
+    """The batch's loss summed over utterances: CTC, or λ·CTC + (1-λ)·CE with an attention decoder.
+
+    Both terms are per-utterance negative log-likelihoods (CTC summed over
+    alignments, CE summed over the label tokens and <eos>), so λ weighs like for like.
+    """
+    return _loss_and_log_probs(model, batch, ctc_loss)[0]
+
+
+def _loss_and_log_probs(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss):
+    enc, enc_lens = model.encode(batch.feats, batch.feat_lens)
+    log_probs = model.ctc_log_probs(enc)
+    loss = ctc_loss(log_probs.transpose(0, 1), batch.targets, enc_lens, batch.target_lens)
+    if model.decoder is not None:
+        ys_in, ys_out = decoder_io(batch.targets, batch.target_lens)
+        logits = model.decoder(enc, enc_lens, ys_in)
+        att = attention_loss(logits, ys_out, model.label_smoothing)
+        loss = model.ctc_weight * loss + (1 - model.ctc_weight) * att
+    return loss, log_probs, enc_lens
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -122,8 +138,8 @@ def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, 
     for batch in loader:
         batch = batch.to(device)
         with _autocast(device, amp):
-            log_probs, out_lens = model(batch.feats, batch.feat_lens)
-        total += float(ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lens, batch.target_lens))
+            loss, log_probs, out_lens = _loss_and_log_probs(model, batch, ctc_loss)  # the training objective
+        total += float(loss)
         count += len(batch.utt_ids)
         for utt, hyp in zip(batch.utt_ids, greedy_search(log_probs, out_lens, tokenizer.blank_id)):
             hyps[utt] = tokenizer.decode(hyp.tokens)

@@ -108,7 +108,7 @@ def test_beam_search_decode_writes_nbest(trained, tone_corpus, tmp_path, capsys)
     code, _, err = run_cli(["decode", trained, tone_corpus["dev"], "--mode", "beam", "--beam", "0"], capsys)
     assert code == 1 and "--beam and --nbest must be at least 1" in err
     code, _, err = run_cli(["transcribe", trained, tone_corpus["dev"] / "wav.scp", "--mode", "viterbi"], capsys)
-    assert code == 1 and "--mode must be greedy or beam" in err
+    assert code == 1 and "--mode must be one of greedy, beam, rescore" in err
 
 
 def test_non_finite_batches_are_skipped_and_counted(tone_corpus, tmp_path, monkeypatch):

@@ -95,7 +95,23 @@ def average(
     typer.echo(f"{out}: average of {', '.join(p.stem for p in paths)}")
 
 
-_MODE_HELP = "Search: greedy (best path) or beam (CTC prefix beam search)."
+_MODE_HELP = ("Search: greedy (best path), beam (CTC prefix beam search) or rescore (beam n-best reranked "
+              "by the attention decoder; needs a model trained with model.ctc_weight < 1).")
+
+
+def _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp):
+    from asrkit.inference import SearchOptions
+
+    search = SearchOptions(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
+    search.check()
+    return search
+
+
+_LM_HELP = "ARPA word n-gram fused into the beam search (asrkit lm build makes one)."
+_LM_WEIGHT_HELP = "LM weight α: α·ln P_lm is added at each word end."
+_BONUS_HELP = "Word insertion bonus β, added per word (counters the LM's preference for short outputs)."
+_CTC_WEIGHT_HELP = "rescore: final score = attention log-prob + w·CTC log-prob (+ LM)."
+_MIN_LOGP_HELP = "Tokens with log-probability below this do not extend prefixes in a frame (faster; default: keep all)."
 
 
 @app.command()
@@ -105,15 +121,19 @@ def decode(
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_<mode>, "
                                        "or ..._<mode>_<stem> for a checkpoint file)."),
     mode: str = typer.Option("greedy", help=_MODE_HELP),
-    beam: int = typer.Option(10, help="Beam width (prefixes kept per frame) for --mode beam."),
-    nbest: int = typer.Option(1, help="Hypotheses per utterance written to 'nbest' (--mode beam)."),
+    beam: int = typer.Option(10, help="Beam width (prefixes kept per frame) for --mode beam/rescore."),
+    nbest: int = typer.Option(1, help="Hypotheses per utterance written to 'nbest' (--mode beam/rescore)."),
+    lm: Optional[Path] = typer.Option(None, "--lm", help=_LM_HELP),
+    lm_weight: float = typer.Option(0.5, "--lm-weight", help=_LM_WEIGHT_HELP),
+    word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
+    ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
+    token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
-    """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam)."""
-    from asrkit.inference import Recognizer, SearchOptions, write_hyp, write_nbest
+    """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam/rescore)."""
+    from asrkit.inference import Recognizer, write_hyp, write_nbest
 
-    search = SearchOptions(mode, beam, nbest)
-    search.check()
+    search = _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
     recognizer = Recognizer(exp, device)
     hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
@@ -121,7 +141,7 @@ def decode(
         exp.parent / f"decode_{data_dir.name}_{mode}_{exp.stem}"
     out = out or default
     write_hyp({u: recognizer.tokenizer.decode(h[0].tokens) for u, h in hyps.items()}, out / "hyp")
-    if mode == "beam":
+    if mode != "greedy":
         write_nbest(hyps, recognizer.tokenizer, out / "nbest")
     typer.echo(f"{out / 'hyp'}: {len(hyps)} utterances")
 
@@ -131,14 +151,18 @@ def transcribe(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     audio: List[Path] = typer.Argument(..., help="Audio files (wav, flac, sph, ogg; any rate, mono or stereo)."),
     mode: str = typer.Option("greedy", help=_MODE_HELP),
-    beam: int = typer.Option(10, help="Beam width for --mode beam."),
+    beam: int = typer.Option(10, help="Beam width for --mode beam/rescore."),
+    lm: Optional[Path] = typer.Option(None, "--lm", help=_LM_HELP),
+    lm_weight: float = typer.Option(0.5, "--lm-weight", help=_LM_WEIGHT_HELP),
+    word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
+    ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
+    token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
-    from asrkit.inference import Recognizer, SearchOptions
+    from asrkit.inference import Recognizer
 
-    search = SearchOptions(mode, beam, 1)
-    search.check()
+    search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
     recognizer = Recognizer(exp, device)
     results = recognizer.transcribe_files(list(audio), search)
     for result in results:
