@@ -99,7 +99,8 @@ class WordScorer(Protocol):
 
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
                        token_prune: int | None = None, blank_id: int = 0,
-                       lm: WordScorer | None = None, token_min_logp: float | None = None) -> list[list[Hypothesis]]:
+                       lm: WordScorer | None = None, token_min_logp: float | None = None,
+                       space_id: int | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
 
     log_probs: (B, T, V); lengths: (B,). Per prefix it keeps the log-probability
@@ -110,6 +111,11 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     ``beam`` best prefixes per frame. All utterances and prefixes move together
     as (B, beam) tensors: one frame is a few dozen tensor operations whatever
     the batch size, on the CPU or the GPU.
+
+    ``space_id`` names the word separator (``lm.space_id`` when an LM is given):
+    it then never starts a prefix, never follows itself and never ends a
+    hypothesis, as in the transcripts the model learnt from, so each
+    hypothesis is a distinct text and its score the exact probability of it.
 
     With ``lm``, a word's LM score (weight * ln P + bonus) joins a prefix's score
     when the word ends (the space token; the last word and </s> at the end) and
@@ -160,7 +166,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     if lm is not None:
         lm_state = torch.full((batch, K), lm.start_state, dtype=torch.long, device=device)
         word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
-        space_id = lm.space_id
+        space_id = lm.space_id if space_id is None else space_id
     back_slot = torch.arange(K, dtype=torch.int32, device=device).repeat(max_frames, batch, 1)
     back_token = torch.full((max_frames, batch, K), -1, dtype=torch.int32, device=device)
     all_tokens = torch.arange(vocab, device=device).expand(batch, vocab)
@@ -192,6 +198,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         is_repeat = tokens[:, None, :] == lst[:, :, None]  # a repeat is a new label only after a blank
         torch.where(is_repeat, pb[:, :, None], total[:, :, None], out=ext.view(n, K, width))
         ext.view(n, K, width).add_(token_lp[:, None, :])
+        if space_id is not None:  # no separator at the start or after a separator
+            no_space = (lst < 0) | (lst == space_id)
+            ext.view(n, K, width).masked_fill_((tokens == space_id)[:, None, :] & no_space[:, :, None], neg_inf)
         ext_best = (bst[:, :, None] + token_lp[:, None, :]).view(n, K * width)
         # extension k + c equal to prefix j already in the beam: merged into j
         has_source, source = (par[:, :, None] == ky[:, None, :]).max(-1)  # (n, j): the slot k of j's parent
@@ -251,6 +260,10 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
             final[valid] = lm.final_scores(lm_state[valid], word_key[valid]).to(final)
         lm_total = lm_total + final
     score = ctc + lm_total
+    if space_id is not None:  # a hypothesis does not end in a separator (unless nothing else is left)
+        trailing = last == space_id
+        others = ((key != _NO_PREFIX) & ~trailing).any(1, keepdim=True)
+        score = score.masked_fill(trailing & others, neg_inf)
     ranked = score.topk(min(nbest, K), dim=1).indices  # (B, N)
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -345,7 +358,8 @@ def _logaddexp(a: float, b: float) -> float:
 
 def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
                                  token_prune: int | None = None, blank_id: int = 0,
-                                 token_min_logp: float | None = None) -> list[list[Hypothesis]]:
+                                 token_min_logp: float | None = None,
+                                 space_id: int | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -403,6 +417,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                     item[1] = _logaddexp(item[1], p_token + lp)
                 for c in candidates:
                     lp = frame_list[c]
+                    if c == space_id and (not prefix or prefix[-1] == space_id):
+                        continue  # a separator never starts a prefix nor follows itself
                     if prefix and c == prefix[-1]:
                         if p_blank > -math.inf:  # after a blank, the same token is a new label
                             new = entry(prefix + (c,), steps + [t], best + lp)
@@ -413,5 +429,7 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
             ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
             beams = dict(ranked[:beam])
         ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
+        if space_id is not None and any(not p or p[-1] != space_id for p, _ in ranked):
+            ranked = [(p, v) for p, v in ranked if not p or p[-1] != space_id]
         results.append([Hypothesis(list(prefix), _logaddexp(v[0], v[1]), list(v[3])) for prefix, v in ranked[:nbest]])
     return results

@@ -19,7 +19,7 @@ from asrkit.errors import CheckpointError, DecodeError, LmError
 from asrkit.features import GlobalCMVN, compute_features, get_features
 from asrkit.model import build_model
 from asrkit.progress import track
-from asrkit.tokenizer import CharTokenizer
+from asrkit.tokenizer import SPACE, CharTokenizer
 
 
 @dataclass
@@ -127,7 +127,8 @@ class Recognizer:
                 # rescoring reranks the whole beam, as WeNet's attention_rescoring does
                 keep = search.beam if search.mode == "rescore" else search.nbest
                 found = prefix_beam_search(log_probs, out_lens, search.beam, keep, blank_id=self.tokenizer.blank_id,
-                                           lm=fusion, token_min_logp=search.token_min_logp)
+                                           lm=fusion, token_min_logp=search.token_min_logp,
+                                           space_id=self.tokenizer.index.get(SPACE))
                 if search.mode == "rescore":
                     found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
                     found = [hyps[:search.nbest] for hyps in found]

@@ -1,8 +1,10 @@
 """CTC prefix beam search speed and quality: asrkit against pyctcdecode and flashlight-text.
 
 The same log-probabilities go to three decoders, no LM, at beam 10 and 50:
-  - asrkit ``prefix_beam_search`` (tensorised, the whole set as one batch; also
-    one utterance at a time, the latency a single ``transcribe`` sees);
+  - asrkit ``prefix_beam_search`` (tensorised, the whole set as one batch; again
+    with pyctcdecode's default token pruning, tokens below log-prob -5 do not
+    extend prefixes; and one utterance at a time, the latency a single
+    ``transcribe`` sees);
   - pyctcdecode ``decode_beams`` (pure Python, one utterance at a time);
   - flashlight-text ``LexiconFreeDecoder`` (C++, the engine behind
     torchaudio's ``ctc_decoder``), with torchaudio's default options.
@@ -101,12 +103,14 @@ def text_of(tokens, labels: list[str]) -> str:
     return " ".join("".join(labels[t] for t in tokens).split())
 
 
-def run_asrkit(log_probs, labels, beam, batch_size):
+def run_asrkit(log_probs, labels, beam, batch_size, token_min_logp=None):
     lengths = torch.full((log_probs.size(0),), log_probs.size(1))
+    space = labels.index(" ") if " " in labels else None
     texts = []
     start = time.perf_counter()
     for i in range(0, log_probs.size(0), batch_size):
-        found = prefix_beam_search(log_probs[i:i + batch_size], lengths[i:i + batch_size], beam=beam)
+        found = prefix_beam_search(log_probs[i:i + batch_size], lengths[i:i + batch_size], beam=beam,
+                                   space_id=space, token_min_logp=token_min_logp)
         texts.extend(text_of(n[0].tokens, labels) for n in found)
     return texts, time.perf_counter() - start
 
@@ -152,6 +156,8 @@ def compare(name: str, log_probs: torch.Tensor, labels: list[str], beams: list[i
         ours, ours_s = run_asrkit(log_probs, labels, beam, batch_size)
         ours_ll = ctc_log_likelihood(log_probs, ours, labels)
         rows = [("asrkit batched", ours_s, ours_ll)]
+        pruned, pruned_s = run_asrkit(log_probs, labels, beam, batch_size, token_min_logp=-5.0)
+        rows.append(("asrkit -5 pruning", pruned_s, ctc_log_likelihood(log_probs, pruned, labels)))
         _, single_s = run_asrkit(log_probs[: max(num_utts // 10, 1)], labels, beam, 1)
         rows.append(("asrkit 1 utt/call", single_s * num_utts / max(num_utts // 10, 1), ours_ll))
         for peer, runner in (("pyctcdecode", run_pyctcdecode), ("flashlight-text", run_flashlight)):
@@ -166,8 +172,8 @@ def compare(name: str, log_probs: torch.Tensor, labels: list[str], beams: list[i
         for label, seconds, ll in rows:
             diff = ours_ll - ll
             quality = (f"asrkit higher on {int((diff > 1e-3).sum())}, equal on {int((abs(diff) <= 1e-3).sum())}, "
-                       f"lower on {int((diff < -1e-3).sum())} (mean {diff.mean():+.3f})") if not label.startswith("asrkit") else \
-                f"mean log P {ll.mean():.3f}"
+                       f"lower on {int((diff < -1e-3).sum())} (mean {diff.mean():+.3f})") if label != "asrkit batched" \
+                else f"mean log P {ll.mean():.3f}"
             print(f"  {label:18s} {1000 * seconds / num_utts:8.2f} {num_utts / seconds:8.1f} "
                   f"{seconds / ours_s:8.1f}x  {quality}")
 

@@ -1,11 +1,14 @@
 # Shared by recipes/<corpus>/run.sh: option parsing and stage bookkeeping.
-# Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages).
+# Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages),
+#          --conf FILE --exp DIR (another config and experiment dir), --modes "greedy beam rescore".
 
 # Layout every recipe uses (a recipe may set its own before sourcing this file).
 data=${data:-data}            # data dirs
 exp=${exp:-exp/bilstm}        # experiment dir
 conf=${conf:-conf/bilstm.yaml}
 avg=${avg:-10}                # epochs averaged for decoding
+modes=${modes:-greedy}        # decode modes: greedy, beam (CTC prefix beam search), rescore (attention)
+beam=${beam:-10}
 
 stage=${stage:-0}
 stop_stage=${stop_stage:-100}
@@ -18,6 +21,9 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --force) force=true; shift ;;
+    --conf) conf=$2; shift 2 ;;
+    --exp) exp=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
     -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
@@ -59,14 +65,26 @@ average_last() {
   fi
 }
 
-# decode_and_score SET CHECKPOINT: greedy decode of data/SET with CHECKPOINT, then WER/CER (the table is printed).
+# decode_and_score SET CHECKPOINT [MODE]: decode data/SET with CHECKPOINT (greedy, beam or rescore),
+# then WER/CER (the table is printed).
 decode_and_score() {
-  local set=$1 model=$2 dir
-  dir="$exp/decode_${set}_greedy_$(basename "$model" .pt)"
+  local set=$1 model=$2 mode=${3:-greedy} dir
+  dir="$exp/decode_${set}_${mode}_$(basename "$model" .pt)"
   if ! done_or_force "$dir/hyp" || [ "$model" -nt "$dir/hyp" ]; then
-    asrkit decode "$model" "$data/$set" --out "$dir"
+    asrkit decode "$model" "$data/$set" --mode "$mode" --beam "$beam" --out "$dir"
   fi
   asrkit eval "$data/$set/text" "$dir/hyp"
+}
+
+# wer_table SET...: one line per decode dir of SET under $exp (its summary line from asrkit eval).
+wer_table() {
+  local set dir
+  for set in "$@"; do
+    for dir in "$exp"/decode_"${set}"_*; do
+      [ -e "$dir/wer" ] && printf '%-48s %s\n' "$dir" "$(head -n 1 "$dir/wer")"
+    done
+  done
+  return 0
 }
 
 # The stages every recipe shares.
@@ -92,7 +110,11 @@ model_stages() {
   if run_stage 3 "average the last $avg epochs"; then
     average_last "$avg"
   fi
-  if run_stage 4 "decode and score"; then
-    for set in $1; do decode_and_score "$set" "$exp/avg_$avg.pt"; done
+  if run_stage 4 "decode and score ($modes)"; then
+    for set in $1; do
+      for mode in $modes; do decode_and_score "$set" "$exp/avg_$avg.pt" "$mode"; done
+    done
+    echo "== WER summary"
+    wer_table $1
   fi
 }

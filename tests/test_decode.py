@@ -91,9 +91,10 @@ def test_prefix_beam_search_bad_input(search):
         search(lp, torch.tensor([3]))
 
 
-@pytest.mark.parametrize("token_prune,token_min_logp", [(None, None), (1, None), (2, None), (3, None), (None, -2.0),
-                                                        (3, -1.0)])
-def test_batched_search_equals_reference(token_prune, token_min_logp):
+@pytest.mark.parametrize("token_prune,token_min_logp,space_id", [
+    (None, None, None), (1, None, None), (2, None, None), (3, None, None), (None, -2.0, None), (3, -1.0, None),
+    (None, None, 1), (3, -2.0, 1)])
+def test_batched_search_equals_reference(token_prune, token_min_logp, space_id):
     """Same n-best prefixes and scores as the pure-Python search, utterance lengths mixed in one batch.
 
     Timesteps may differ where two single paths tie (the best-path frames are a
@@ -107,7 +108,8 @@ def test_batched_search_equals_reference(token_prune, token_min_logp):
         lp = (torch.randn(4, num_frames, vocab, generator=generator) * 3).log_softmax(-1)
         lengths = torch.randint(0, num_frames + 1, (4,), generator=generator)
         lengths[0] = num_frames
-        options = dict(beam=beam, nbest=beam, token_prune=token_prune, token_min_logp=token_min_logp)
+        options = dict(beam=beam, nbest=beam, token_prune=token_prune, token_min_logp=token_min_logp,
+                       space_id=space_id)
         fast = prefix_beam_search(lp, lengths, **options)
         slow = prefix_beam_search_reference(lp, lengths, **options)
         for got, want in zip(fast, slow):
@@ -115,6 +117,11 @@ def test_batched_search_equals_reference(token_prune, token_min_logp):
             for g, w in zip(got, want):
                 assert math.isclose(g.score, w.score, abs_tol=1e-4) and g.ctc_score == g.score
                 assert len(g.timesteps) == len(g.tokens) and g.timesteps == sorted(set(g.timesteps))
+                if space_id is not None:
+                    text = "".join("_" if t == space_id else str(t) for t in g.tokens)
+                    assert not text.startswith("_") and "__" not in text, text
+                    # a trailing separator only when the beam holds nothing else at the end
+                    assert not text.endswith("_") or all(h.tokens[-1:] == [space_id] for h in got), text
 
 
 def test_batched_search_runs_on_padded_zero_length_and_beam_wider_than_paths():
@@ -122,3 +129,17 @@ def test_batched_search_runs_on_padded_zero_length_and_beam_wider_than_paths():
     empty, short = prefix_beam_search(lp, torch.tensor([0, 1]), beam=50, nbest=50)
     assert [h.tokens for h in empty] == [[]] and empty[0].score == 0.0
     assert sorted(h.tokens for h in short) == [[], [1], [2]]
+
+
+def test_separator_rules_give_exact_text_probabilities():
+    """With a separator token, each hypothesis is a distinct, normalised text scored exactly."""
+    torch.manual_seed(3)
+    lp = torch.randn(6, 4).mul(2).log_softmax(-1)  # 0 blank, 1 separator, 2 and 3 letters
+    exact = brute_force(lp)
+    allowed = {k for k in exact if k[:1] != (1,) and k[-1:] != (1,) and all(k[i:i + 2] != (1, 1)
+                                                                             for i in range(len(k)))}
+    width = len(exact) + 5  # room for every prefix, trailing separators included
+    (hyps,) = prefix_beam_search(lp[None], torch.tensor([6]), beam=width, nbest=width, space_id=1)
+    assert {tuple(h.tokens) for h in hyps} == allowed
+    for hyp in hyps:
+        assert math.isclose(hyp.score, exact[tuple(hyp.tokens)], abs_tol=1e-4)
