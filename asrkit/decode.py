@@ -124,8 +124,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     Returns, per utterance, ``Hypothesis(tokens, score, timesteps, ctc_score,
     lm_score)`` best first; ``score`` = ``ctc_score`` (log of the summed
     probability of the prefix's alignments) + ``lm_score``; ``timesteps`` are the
-    frames of each token on the best single path into the prefix. Results equal
-    ``prefix_beam_search_reference`` (tested).
+    frames where each token was appended, on the history the prefix kept (a
+    prefix already in the beam keeps its own when an extension merges into it).
+    Results equal ``prefix_beam_search_reference`` (tested).
     """
     if beam < 1 or nbest < 1:
         raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
@@ -140,7 +141,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     device = log_probs.device
     # longest first, so that the utterances still running at frame t are rows [:n]
     order = torch.argsort(lengths.to(device), descending=True, stable=True)
-    lp = log_probs.detach().float()[order]
+    lp = torch.nn.functional.pad(log_probs.detach().float()[order], (0, 1), value=-math.inf)
     sorted_lengths = lengths.to(device)[order].tolist()
     max_frames = sorted_lengths[0]
     running = [sum(1 for length in sorted_lengths if length > t) for t in range(max_frames)] if max_frames else []
@@ -151,15 +152,13 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     K = beam
     neg_inf = -math.inf
 
-    # per prefix slot: log p(alignments ending in blank), ... ending in its last token, best single path
+    # per prefix slot: log p(alignments ending in blank), log p(... ending in its last token)
     p_blank = torch.full((batch, K), neg_inf, device=device)
     p_token = torch.full((batch, K), neg_inf, device=device)
-    best = torch.full((batch, K), neg_inf, device=device)
     key = torch.full((batch, K), _NO_PREFIX, dtype=torch.long, device=device)
     parent = torch.full((batch, K), _NO_PARENT, dtype=torch.long, device=device)  # key of the prefix minus its last token
-    last = torch.full((batch, K), -1, dtype=torch.long, device=device)
+    last = torch.full((batch, K), vocab, dtype=torch.long, device=device)  # vocab: no token yet
     p_blank[:, 0] = 0.0
-    best[:, 0] = 0.0
     key[:, 0] = 0
     parent[:, 0] = _ROOT_PARENT
     lm_total = torch.zeros((batch, K), device=device)
@@ -167,21 +166,22 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         lm_state = torch.full((batch, K), lm.start_state, dtype=torch.long, device=device)
         word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
         space_id = lm.space_id if space_id is None else space_id
-    back_slot = torch.arange(K, dtype=torch.int32, device=device).repeat(max_frames, batch, 1)
-    back_token = torch.full((max_frames, batch, K), -1, dtype=torch.int32, device=device)
+    back_slot = torch.arange(K, dtype=torch.long, device=device).repeat(max_frames, batch, 1)
+    back_token = torch.full((max_frames, batch, K), -1, dtype=torch.long, device=device)
     all_tokens = torch.arange(vocab, device=device).expand(batch, vocab)
+    neg_inf_t = torch.tensor(neg_inf, device=device)
+    no_prefix = torch.tensor(_NO_PREFIX, device=device)
+    no_parent = torch.tensor(_NO_PARENT, device=device)
 
     for t in range(max_frames):
         n = running[t]
-        frame = lp[:n, t]  # (n, V)
-        pb, pt, bst, ky, par, lst = p_blank[:n], p_token[:n], best[:n], key[:n], parent[:n], last[:n]
+        frame_pad = lp[:n, t]  # (n, V + 1): the extra column (-inf) is the "last token" of the empty prefix
+        frame = frame_pad[:, :vocab]
+        pb, pt, ky, par, lst = p_blank[:n], p_token[:n], key[:n], parent[:n], last[:n]
         total = torch.logaddexp(pb, pt)
-        blank_lp = frame[:, blank_id, None]
         # staying on a prefix: through a blank, or by repeating its last token
-        repeat_lp = frame.gather(1, lst.clamp(min=0)).masked_fill_(lst < 0, neg_inf)
-        stay_blank = total + blank_lp
-        stay_token = pt + repeat_lp
-        stay_best = torch.maximum(bst + blank_lp, bst + repeat_lp)
+        stay_blank = total + frame[:, blank_id, None]
+        stay_token = pt + frame_pad.gather(1, lst)
         # extending a prefix by a token: (n, K, width), written into the candidate row after the K stays
         width = num_tokens
         if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
@@ -195,51 +195,52 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
             token_lp.masked_fill_(token_lp < token_min_logp, neg_inf)
         candidates = torch.empty((n, K + K * width), device=device)
         ext = candidates[:, K:]
+        ext3 = ext.view(n, K, width)
         is_repeat = tokens[:, None, :] == lst[:, :, None]  # a repeat is a new label only after a blank
-        torch.where(is_repeat, pb[:, :, None], total[:, :, None], out=ext.view(n, K, width))
-        ext.view(n, K, width).add_(token_lp[:, None, :])
+        torch.where(is_repeat, pb[:, :, None], total[:, :, None], out=ext3)
+        ext3.add_(token_lp[:, None, :])
         if space_id is not None:  # no separator at the start or after a separator
-            no_space = (lst < 0) | (lst == space_id)
-            ext.view(n, K, width).masked_fill_((tokens == space_id)[:, None, :] & no_space[:, :, None], neg_inf)
-        ext_best = (bst[:, :, None] + token_lp[:, None, :]).view(n, K * width)
-        # extension k + c equal to prefix j already in the beam: merged into j
+            no_space = (lst == vocab) | (lst == space_id)
+            ext3.masked_fill_((tokens == space_id)[:, None, :] & no_space[:, :, None], neg_inf)
+        # extension k + c equal to prefix j already in the beam: merged into j (j keeps its history)
         has_source, source = (par[:, :, None] == ky[:, None, :]).max(-1)  # (n, j): the slot k of j's parent
-        has_column, column = is_repeat.max(-1)
-        merge = has_source & has_column
-        flat = source * width + column
+        if width == vocab:  # every token is a column: j's last token is its own column
+            merge = has_source & (lst < vocab)
+            flat = source * width + lst.clamp(max=vocab - 1)
+        else:
+            has_column, column = is_repeat.max(-1)
+            merge = has_source & has_column
+            flat = source * width + column
         stay_token = torch.logaddexp(stay_token, ext.gather(1, flat).masked_fill_(~merge, neg_inf))
-        merged_best = ext_best.gather(1, flat).masked_fill_(~merge, neg_inf)
-        switch = merged_best > stay_best  # the best single path into j now comes through k
-        stay_best = torch.maximum(stay_best, merged_best)
-        rows, slots = merge.nonzero(as_tuple=True)
-        ext[rows, flat[rows, slots]] = neg_inf
+        if width == vocab:  # the others write -inf where it already is: the blank column of slot 0
+            ext.scatter_(1, torch.where(merge, flat, blank_id), neg_inf)
+        else:
+            rows, slots = merge.nonzero(as_tuple=True)
+            ext[rows, flat[rows, slots]] = neg_inf
         torch.logaddexp(stay_blank, stay_token, out=candidates[:, :K])
         ext_ctc = ext
         if lm is not None:
             ext_ctc = ext.clone()
             lm_n = lm_total[:n]
-            candidates.view(n, K + K * width)[:, :K].add_(lm_n)
-            ext.view(n, K, width).add_(lm_n[:, :, None])
+            candidates[:, :K].add_(lm_n)
+            ext3.add_(lm_n[:, :, None])
             if space_id is not None:
                 word_delta, word_next = _score_words(lm, lm_state[:n], word_key[:n], ky != _NO_PREFIX)
-                ext.view(n, K, width).add_(torch.where((tokens == space_id)[:, None, :], word_delta[:, :, None], 0.0))
+                ext3.add_(torch.where((tokens == space_id)[:, None, :], word_delta[:, :, None], 0.0))
         top, index = candidates.topk(K, dim=1, sorted=False)  # the order inside a beam does not matter
         is_stay = index < K
         ext_index = (index - K).clamp_(min=0)
         src = torch.where(is_stay, index, ext_index // width)
-        token = tokens.gather(1, ext_index % width)
+        token = torch.where(is_stay, -1, tokens.gather(1, ext_index % width))
         src_key = ky.gather(1, src)
         valid = top > neg_inf
-        switched = is_stay & switch.gather(1, src)
-        new_last = torch.where(is_stay, lst.gather(1, src), token)
-        back_slot[t, :n] = torch.where(switched, source.gather(1, src), src)
-        back_token[t, :n] = torch.where(is_stay, torch.where(switched, new_last, -1), token)
-        p_blank[:n] = torch.where(is_stay, stay_blank.gather(1, src), neg_inf)
-        p_token[:n] = torch.where(is_stay, stay_token.gather(1, src), ext_ctc.gather(1, ext_index))
-        best[:n] = torch.where(is_stay, stay_best.gather(1, src), ext_best.gather(1, ext_index))
-        key[:n] = torch.where(valid, torch.where(is_stay, src_key, extend_key(src_key, token)), _NO_PREFIX)
-        parent[:n] = torch.where(valid, torch.where(is_stay, par.gather(1, src), src_key), _NO_PARENT)
-        last[:n] = new_last
+        back_slot[t, :n] = src
+        back_token[t, :n] = token
+        torch.where(is_stay, stay_blank.gather(1, src), neg_inf_t, out=p_blank[:n])
+        torch.where(is_stay, stay_token.gather(1, src), ext_ctc.gather(1, ext_index), out=p_token[:n])
+        torch.where(valid, torch.where(is_stay, src_key, extend_key(src_key, token)), no_prefix, out=key[:n])
+        torch.where(valid, torch.where(is_stay, par.gather(1, src), src_key), no_parent, out=parent[:n])
+        torch.where(is_stay, lst.gather(1, src), token, out=last[:n])
         if lm is not None:
             lm_src = lm_n.gather(1, src)
             state_src, word_src = lm_state[:n].gather(1, src), word_key[:n].gather(1, src)
@@ -368,8 +369,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     ``token_prune`` keeps only the most probable tokens of each frame; ``beam``
     keeps the best prefixes after each frame. A Hypothesis' score is the log of
     the total probability of its prefix (summed over alignments), and its
-    timesteps are the frames where each token was emitted on the best path
-    into the prefix.
+    timesteps are the frames where each token was appended (a prefix already
+    in the beam keeps its history when an extension merges into it).
 
     This is the plain reference implementation (pure Python, one utterance at a
     time): ``prefix_beam_search`` must reproduce its results (tested).
@@ -384,8 +385,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     results = []
     for b in range(lp_all.size(0)):
         length = int(lengths[b])
-        # prefix -> [log p(ends in blank), log p(ends in token), best-path score, timesteps]
-        beams: dict[tuple[int, ...], list] = {(): [0.0, -math.inf, 0.0, []]}
+        # prefix -> [log p(ends in blank), log p(ends in token), timesteps]
+        beams: dict[tuple[int, ...], list] = {(): [0.0, -math.inf, []]}
         for t in range(length):
             frame = lp_all[b, t]
             if keep_tokens < num_tokens:
@@ -399,37 +400,34 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
             blank_lp = frame_list[blank_id]
             nxt: dict[tuple[int, ...], list] = {}
 
-            def entry(prefix, timesteps, best):
+            def entry(prefix, timesteps):
                 item = nxt.get(prefix)
-                if item is None:
-                    item = nxt[prefix] = [-math.inf, -math.inf, -math.inf, timesteps]
-                if best > item[2]:
-                    item[2], item[3] = best, timesteps
+                if item is None:  # a prefix already in the beam keeps its own history
+                    item = nxt[prefix] = [-math.inf, -math.inf, beams[prefix][2] if prefix in beams else timesteps]
                 return item
 
-            for prefix, (p_blank, p_token, best, steps) in beams.items():
+            for prefix, (p_blank, p_token, steps) in beams.items():
                 total = _logaddexp(p_blank, p_token)
-                item = entry(prefix, steps, best + blank_lp)  # stay on the prefix through a blank
+                item = entry(prefix, steps)  # stay on the prefix through a blank
                 item[0] = _logaddexp(item[0], total + blank_lp)
                 if prefix:  # the last token repeats: no new label (kept even if pruned: it is no new branch)
-                    lp = frame_list[prefix[-1]]
-                    item = entry(prefix, steps, best + lp)
-                    item[1] = _logaddexp(item[1], p_token + lp)
+                    item[1] = _logaddexp(item[1], p_token + frame_list[prefix[-1]])
                 for c in candidates:
                     lp = frame_list[c]
                     if c == space_id and (not prefix or prefix[-1] == space_id):
                         continue  # a separator never starts a prefix nor follows itself
                     if prefix and c == prefix[-1]:
                         if p_blank > -math.inf:  # after a blank, the same token is a new label
-                            new = entry(prefix + (c,), steps + [t], best + lp)
+                            new = entry(prefix + (c,), steps + [t])
                             new[1] = _logaddexp(new[1], p_blank + lp)
                     else:
-                        new = entry(prefix + (c,), steps + [t], best + lp)
+                        new = entry(prefix + (c,), steps + [t])
                         new[1] = _logaddexp(new[1], total + lp)
             ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
             beams = dict(ranked[:beam])
         ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
         if space_id is not None and any(not p or p[-1] != space_id for p, _ in ranked):
             ranked = [(p, v) for p, v in ranked if not p or p[-1] != space_id]
-        results.append([Hypothesis(list(prefix), _logaddexp(v[0], v[1]), list(v[3])) for prefix, v in ranked[:nbest]])
+        results.append([Hypothesis(list(prefix), _logaddexp(v[0], v[1]), list(v[2]), _logaddexp(v[0], v[1]))
+                        for prefix, v in ranked[:nbest]])
     return results
