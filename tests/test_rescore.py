@@ -188,3 +188,14 @@ def test_nan_log_probs_are_refused():
     lp[0, 0, 0] = math.nan
     with pytest.raises(DecodeError, match="NaN"):
         prefix_beam_search(lp, torch.tensor([3]))
+
+
+def test_token_table_that_does_not_match_the_model_is_one_line(trained_exp, tone_corpus, tmp_path, capsys):
+    from asrkit.checkpoint import load_checkpoint, save_checkpoint
+
+    blob = load_checkpoint(trained_exp / "best.pt")
+    blob["tokens"] = list(blob["tokens"])[:-1]
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, blob)
+    code, _, err = run_cli(["decode", bad, tone_corpus["dev"], "--mode", "beam"], capsys)
+    assert code == 1 and "token table has" in err and err.count("\n") == 1, err
