@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from asrkit.corpora import digits, fsdd, yesno
+from asrkit.corpora import an4, digits, fsdd, yesno
 
-CORPORA = {"yesno": yesno, "fsdd": fsdd, "digits": digits}
+CORPORA = {"yesno": yesno, "fsdd": fsdd, "digits": digits, "an4": an4}
 
 __all__ = ["CORPORA"]

@@ -1,0 +1,90 @@
+"""CMU AN4 (alphanumeric census database), official ``an4_sphere`` layout.
+
+``etc/an4_{train,test}.fileids`` list ``an4_clstk/<spk>/<id>`` (train, 948
+utterances, 74 speakers) and ``an4test_clstk/<spk>/<id>`` (test, 130, 10
+speakers); ``etc/an4_{train,test}.transcription`` hold ``<s> WORDS </s> (id)``
+(train) and ``WORDS (id)`` (test); audio is ``wav/<fileid>.sph``, 16 kHz
+16-bit NIST SPHERE (read directly by soundfile).
+
+Utterance ids are ``<spk>-<id>`` (e.g. ``fash-an251-fash-b``) so that they sort
+by speaker. Dev set, as ESPnet's ``train_dev``/``train_nodev``: the first 100
+training utterances in sorted id order (the first speakers' recordings), so
+``train`` keeps 848 utterances; ``test`` is the official 130.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from asrkit.corpora.download import download_corpus
+from asrkit.datadir import DataDir
+from asrkit.errors import CorpusError
+
+URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
+FOLDER = "an4"
+PATTERN = "wav/*/*/*.sph"
+# tree_digest of the 1078 .sph files of this project's copy (../shared/corpora/an4); the
+# live archive could not be fetched from the build machine to confirm it.
+DIGEST = "60f64460884517f23f1b5daf5e91c5a9fad8abc284ef6019a5d4f749ece1ba33"
+DEV_SIZE = 100
+LINE = re.compile(r"^(?:<s>\s+)?(?P<words>.*?)(?:\s+</s>)?\s*\((?P<id>[^()\s]+)\)\s*$")
+
+
+def download(download_dir: Path) -> Path:
+    return download_corpus(URL, download_dir, FOLDER, PATTERN, DIGEST)
+
+
+def find_root(corpus_dir: Path) -> Path:
+    for root in (corpus_dir, corpus_dir / "an4"):
+        if (root / "etc" / "an4_train.transcription").is_file() and (root / "wav").is_dir():
+            return root
+    raise CorpusError(f"{corpus_dir}: not the an4_sphere layout (expected etc/an4_train.transcription and wav/)")
+
+
+def read_split(root: Path, split: str) -> DataDir:
+    """One official split (``train`` or ``test``) as a data dir."""
+    fileids_path = root / "etc" / f"an4_{split}.fileids"
+    trans_path = root / "etc" / f"an4_{split}.transcription"
+    for path in (fileids_path, trans_path):
+        if not path.is_file():
+            raise CorpusError(f"{path} does not exist (an4_sphere layout expected)")
+    fileids = [line.strip() for line in fileids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in trans_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(fileids) != len(lines):
+        raise CorpusError(f"{fileids_path} lists {len(fileids)} files but {trans_path} has {len(lines)} lines")
+    data = DataDir()
+    for line_no, (fileid, line) in enumerate(zip(fileids, lines), start=1):
+        match = LINE.match(line.strip())
+        if not match:
+            raise CorpusError(f"{trans_path} line {line_no}: expected 'WORDS (utterance-id)', got {line[:60]!r}")
+        parts = fileid.split("/")
+        if len(parts) != 3 or parts[2] != match.group("id"):
+            raise CorpusError(f"{trans_path} line {line_no}: id {match.group('id')!r} does not match "
+                              f"{fileids_path} line {line_no} ({fileid!r})")
+        words = match.group("words").split()
+        if not words:
+            raise CorpusError(f"{trans_path} line {line_no}: empty transcript for {match.group('id')}")
+        speaker = parts[1]
+        audio = root / "wav" / f"{fileid}.sph"
+        if not audio.is_file():
+            raise CorpusError(f"{audio} does not exist ({fileids_path} line {line_no})")
+        utt = f"{speaker}-{parts[2]}"
+        data.wav_scp[utt] = str(audio.resolve())
+        data.text[utt] = " ".join(words)
+        data.utt2spk[utt] = speaker
+    return data
+
+
+def prepare(corpus_dir: Path, out_dir: Path) -> dict[str, int]:
+    root = find_root(corpus_dir)
+    train, test = read_split(root, "train"), read_split(root, "test")
+    ids = train.utt_ids()
+    dev_ids, train_ids = ids[:DEV_SIZE], ids[DEV_SIZE:]
+    parts = {"train": train.subset(train_ids), "dev": train.subset(dev_ids), "test": test}
+    counts = {}
+    for name, data in parts.items():
+        data.save(out_dir / name)
+        DataDir.load(out_dir / name)
+        counts[name] = len(data)
+    return counts
