@@ -67,11 +67,18 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Utterances are sorted by length with a little per-epoch jitter, cut into
     batches, and the batch order is shuffled; ``set_epoch`` makes each epoch
-    different but reproducible from the seed.
+    different but reproducible from the seed. For distributed training every
+    process builds the same batches and takes every ``num_replicas``-th one from
+    ``rank`` on; all take the same number (the last few batches of an epoch are
+    dropped), so no process waits on the others at the end of the epoch.
     """
 
     def __init__(self, lengths: list[int], max_frames: int, max_utts: int, shuffle: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.lengths = lengths
         self.max_frames = max_frames
         self.max_utts = max_utts
@@ -109,8 +116,16 @@ class BucketBatchSampler(Sampler[list[int]]):
             rng.shuffle(batches)
         return batches
 
+    def local_batches(self) -> list[list[int]]:
+        """The batches this process trains on (all of them unless distributed)."""
+        batches = self.batches()
+        if self.num_replicas == 1:
+            return batches
+        usable = len(batches) // self.num_replicas * self.num_replicas
+        return batches[self.rank:usable:self.num_replicas]
+
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        return iter(self.local_batches())
 
     def __len__(self) -> int:
-        return len(self.batches())
+        return len(self.local_batches())

@@ -41,6 +41,9 @@ from asrkit.errors import TrainingError
 from asrkit.features import GlobalCMVN, get_features
 from asrkit.model import AsrModel, build_model, output_length
 from asrkit.model.decoder import attention_loss, decoder_io
+from asrkit import distributed
+from asrkit.distributed import DistInfo
+from torch.nn.parallel import DistributedDataParallel
 from asrkit.progress import make_progress
 from asrkit.score import score
 from asrkit.tokenizer import CharTokenizer
@@ -70,11 +73,17 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
+    """cpu or cuda (under torchrun, the GPU of this process's local rank)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA device is available")
+    if name == "cuda" and info is not None and info.enabled:
+        if info.local_rank >= torch.cuda.device_count():
+            raise TrainingError(f"LOCAL_RANK {info.local_rank} but only {torch.cuda.device_count()} GPUs")
+        torch.cuda.set_device(info.local_rank)
+        return torch.device("cuda", info.local_rank)
     return torch.device(name)
 
 
@@ -103,7 +112,7 @@ def select_trainable(data: DataDir, feats: dict[str, np.ndarray], tokenizer: Cha
     return keep, tokens, dropped
 
 
-def compute_loss(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss) -> torch.Tensor:
+def compute_loss(model: torch.nn.Module, batch: Batch, ctc_loss: torch.nn.CTCLoss) -> torch.Tensor:
     """The batch's loss summed over utterances: CTC, or λ·CTC + (1-λ)·CE with an attention decoder.
 
     Both terms are per-utterance negative log-likelihoods (CTC summed over
@@ -112,16 +121,16 @@ def compute_loss(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss) -> t
     return _loss_and_log_probs(model, batch, ctc_loss)[0]
 
 
-def _loss_and_log_probs(model: AsrModel, batch: Batch, ctc_loss: torch.nn.CTCLoss):
-    enc, enc_lens = model.encode(batch.feats, batch.feat_lens)
-    log_probs = model.ctc_log_probs(enc)
+def _loss_and_log_probs(model: torch.nn.Module, batch: Batch, ctc_loss: torch.nn.CTCLoss):
+    core: AsrModel = model.module if isinstance(model, DistributedDataParallel) else model  # type: ignore[assignment]
+    if core.decoder is None:
+        log_probs, enc_lens = model(batch.feats, batch.feat_lens)
+        return ctc_loss(log_probs.transpose(0, 1), batch.targets, enc_lens, batch.target_lens), log_probs, enc_lens
+    ys_in, ys_out = decoder_io(batch.targets, batch.target_lens)
+    log_probs, enc_lens, logits = model(batch.feats, batch.feat_lens, ys_in)
     loss = ctc_loss(log_probs.transpose(0, 1), batch.targets, enc_lens, batch.target_lens)
-    if model.decoder is not None:
-        ys_in, ys_out = decoder_io(batch.targets, batch.target_lens)
-        logits = model.decoder(enc, enc_lens, ys_in)
-        att = attention_loss(logits, ys_out, model.label_smoothing)
-        loss = model.ctc_weight * loss + (1 - model.ctc_weight) * att
-    return loss, log_probs, enc_lens
+    att = attention_loss(logits, ys_out, core.label_smoothing)
+    return core.ctc_weight * loss + (1 - core.ctc_weight) * att, log_probs, enc_lens
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -153,20 +162,23 @@ def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
 
 def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, ctc_loss: torch.nn.CTCLoss,
                     state: TrainState, cfg: ExperimentConfig, epoch: int, total_steps: int, device: torch.device,
-                    save: Callable[[], None]) -> tuple[float, int, float, int]:
+                    save: Callable[[], None], info: DistInfo = DistInfo()) -> tuple[float, int, float, int]:
     """One pass over ``loader``, continuing after ``state.batches_done`` batches of this epoch.
 
     Every batch is drawn under its own seed (seed, epoch, batch index), so a run
     resumed in the middle of an epoch sees the same batches, masks and dropout
     as one that never stopped (exactly so with ``num_workers=0``). ``save`` is called every ``train.save_every_steps``
-    optimizer steps. Returns (summed loss, utterances, audio seconds, skipped batches).
+    optimizer steps. Under torchrun the batch index in the seed is the global one,
+    and all processes skip a batch together when any of them has a non-finite
+    loss. Returns (summed loss, utterances, audio seconds, skipped batches) of
+    this process.
     """
     tcfg = cfg.train
     use_amp = tcfg.amp and device.type == "cuda"
     frame_shift = cfg.feature.frame_shift_ms / 1000
     epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
     started = time.perf_counter()
-    _seed_everything(_batch_seed(tcfg.seed, epoch, 0))
+    _seed_everything(_batch_seed(tcfg.seed, epoch, info.rank))
     with make_progress(TextColumn("{task.fields[info]}")) as progress:
         task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=len(loader), info="",
                                  completed=state.batches_done)
@@ -181,7 +193,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                 num_utts = len(batch.utt_ids)
                 loss = loss_sum / num_utts
                 optimizer.zero_grad(set_to_none=True)
-                finite = bool(torch.isfinite(loss))
+                finite = distributed.all_true(bool(torch.isfinite(loss)), info, device)
                 if finite:
                     loss.backward()
                     # Clipping the global gradient norm keeps an exploding recurrent gradient
@@ -204,7 +216,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                                                       f"lr {lr:.2e} {speed:.0f} audio-s/s")
                 if finite and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
                     save()
-            _seed_everything(_batch_seed(tcfg.seed, epoch, index + 1))  # for the next batch's draw
+            _seed_everything(_batch_seed(tcfg.seed, epoch, (index + 1) * info.world_size + info.rank))  # next draw
     return epoch_loss, epoch_utts, audio_seconds, skipped
 
 
@@ -236,28 +248,44 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         cfg = saved
     elif last_path.exists():
         raise TrainingError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose a new --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = _setup_file_log(out_dir)
+    info = distributed.from_env()
+    handler, level = None, log.level
+    if info.is_main:  # rank 0 writes the experiment dir; the others only train
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handler = _setup_file_log(out_dir)
+    else:
+        log.setLevel(logging.WARNING)
     try:
-        return _train(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint)
+        return _train(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint, info)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        log.setLevel(level)
+        distributed.shutdown(info)
 
 
 def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
-           checkpoint: dict | None) -> TrainState:
+           checkpoint: dict | None, info: DistInfo = DistInfo()) -> TrainState:
     tcfg = cfg.train
     _seed_everything(tcfg.seed)
     if tcfg.num_threads > 0:
         torch.set_num_threads(tcfg.num_threads)
-    device = pick_device(tcfg.device)
+    device = pick_device(tcfg.device, info)
     use_amp = tcfg.amp and device.type == "cuda"
+    distributed.init(info, device)
+    if info.enabled:
+        log.info("distributed: %d processes (%s), this is rank %d", info.world_size,
+                 "nccl" if device.type == "cuda" else "gloo", info.rank)
 
     train_data = DataDir.load(train_dir)
     dev_data = DataDir.load(dev_dir) if dev_dir else None
+    if not info.is_main:
+        distributed.barrier(info)  # rank 0 computes and caches missing features first
     train_feats = get_features(train_data, cfg.feature, "features (train)")
     dev_feats = get_features(dev_data, cfg.feature, "features (dev)") if dev_data else {}
+    if info.is_main:
+        distributed.barrier(info)
 
     if checkpoint is not None:
         tokenizer = CharTokenizer(checkpoint["tokens"])
@@ -267,9 +295,11 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
     else:
         tokenizer = CharTokenizer.build(train_data.text.values())
         cmvn = GlobalCMVN.from_features(list(train_feats.values()))
-        save_config(cfg, out_dir / "config.yaml")
-    tokenizer.save(out_dir / "tokens.txt")
-    cmvn.save(out_dir / "cmvn.json")
+        if info.is_main:
+            save_config(cfg, out_dir / "config.yaml")
+    if info.is_main:
+        tokenizer.save(out_dir / "tokens.txt")
+        cmvn.save(out_dir / "cmvn.json")
 
     train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
     log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
@@ -280,7 +310,8 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
     norm = {u: cmvn(f) for u, f in train_feats.items() if u in train_tokens}
     train_set = AsrDataset(train_ids, norm, train_tokens, tcfg.spec_augment)
     sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
-                                 tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True, seed=tcfg.seed)
+                                 tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True, seed=tcfg.seed,
+                                 num_replicas=info.world_size, rank=info.rank)
     pin = device.type == "cuda"
     train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
                                                num_workers=tcfg.num_workers, pin_memory=pin)
@@ -304,6 +335,9 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         state = TrainState(**checkpoint["train_state"])
+    train_model: torch.nn.Module = model
+    if info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     num_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
              len(tokenizer), device, " (bf16 autocast)" if use_amp else "")
@@ -319,21 +353,24 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         }
 
     def save_mid_epoch() -> None:
-        save_checkpoint(out_dir / "last.pt", payload())
+        if info.is_main:
+            save_checkpoint(out_dir / "last.pt", payload())
 
     for epoch in range(state.epoch, tcfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
         try:
-            stats = train_one_epoch(model, train_loader, optimizer, ctc_loss, state, cfg, epoch, total_steps,
-                                    device, save_mid_epoch)
+            stats = train_one_epoch(train_model, train_loader, optimizer, ctc_loss, state, cfg, epoch, total_steps,
+                                    device, save_mid_epoch, info)
         except KeyboardInterrupt:
             save_mid_epoch()
             log.warning("interrupted in epoch %d after step %d; saved %s (continue with --resume)",
                         epoch + 1, state.step, out_dir / "last.pt")
             raise
         epoch_loss, epoch_utts, audio_seconds, skipped = stats
+        epoch_loss, epoch_utts, audio_seconds = distributed.sum_all([epoch_loss, epoch_utts, audio_seconds], info,
+                                                                    device)
         elapsed = time.perf_counter() - started
         train_loss = epoch_loss / max(epoch_utts, 1)
         if skipped:
@@ -341,13 +378,15 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         if epoch_utts == 0 and skipped:
             raise TrainingError(f"epoch {epoch + 1}: every batch had a non-finite loss; lower train.lr or check the data")
         dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp)
-                             if dev_loader is not None else (math.nan, math.nan))
+                             if dev_loader is not None and info.is_main else (math.nan, math.nan))
         state.epoch, state.batches_done = epoch + 1, 0
         # Select by dev loss: on small dev sets the greedy WER moves in coarse steps and
         # often crowns a lucky early epoch; the loss is the smoother signal.
         improved = dev_loader is None or (dev_loss, dev_wer) < (state.best_dev_loss, state.best_dev_wer)
         if improved and dev_loader is not None:
             state.best_dev_wer, state.best_dev_loss = dev_wer, dev_loss
+        if not info.is_main:
+            continue  # rank 0 evaluates, logs and saves
         log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",
                  epoch + 1, tcfg.epochs, train_loss, dev_loss, 100 * dev_wer, elapsed, audio_seconds / elapsed,
                  " (best)" if improved else "")
@@ -360,4 +399,9 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         save_checkpoint(out_dir / "last.pt", blob)
         if improved:
             save_checkpoint(out_dir / "best.pt", blob)
+    if info.enabled:
+        if not distributed.weights_agree(model, info, device):
+            raise TrainingError("the processes ended with different weights (distributed training went wrong)")
+        log.info("all %d processes hold the same weights", info.world_size)
+        distributed.barrier(info)  # nobody tears the group down while a peer is still in a collective
     return state

@@ -49,13 +49,14 @@ done_or_force() {
   [ "$force" != true ] && [ -e "$1" ]
 }
 
-# train_or_resume: train into $exp, resuming when a previous run left a last.pt there.
+# train_or_resume [TRAIN_DIR]: train into $exp (on $data/train by default), resuming when a
+# previous run left a last.pt there.
 train_or_resume() {
-  local extra=()
+  local extra=() train_dir=${1:-$data/train}
   if [ -e "$exp/last.pt" ]; then
     if [ "$force" = true ]; then rm -rf "$exp"; else extra=(--resume); fi
   fi
-  asrkit train --train "$data/train" --dev "$data/dev" --config "$conf" --out "$exp" "${extra[@]}"
+  asrkit train --train "$train_dir" --dev "$data/dev" --config "$conf" --out "$exp" "${extra[@]}"
 }
 
 # average_last N: average the last N epoch checkpoints into $exp/avg_N.pt (redone when training moved on).

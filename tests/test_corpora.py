@@ -113,3 +113,62 @@ def test_download_verifies_checksum(tmp_path):
         download_corpus(archive.as_uri(), tmp_path / "dl2", "waves_yesno", "*.wav", "0" * 64)
     with pytest.raises(CorpusError, match="cannot download"):
         download_corpus((tmp_path / "nope.tar.gz").as_uri(), tmp_path / "dl3", "waves_yesno", "*.wav", digest)
+
+
+@needs_shared
+def test_an4_prepare_official_layout(tmp_path):
+    from asrkit.corpora import an4
+
+    counts = an4.prepare(SHARED_CORPORA / "an4", tmp_path)
+    assert counts == {"train": 848, "dev": 100, "test": 130}
+    train, dev, test = (DataDir.load(tmp_path / name) for name in ("train", "dev", "test"))
+    assert not set(train.text) & set(dev.text)
+    assert dev.utt_ids() == sorted(dev.utt_ids()) and dev.utt_ids()[-1] < train.utt_ids()[0]  # the first 100
+    assert dev.text["fash-an251-fash-b"] == "YES"  # <s> ... </s> stripped
+    assert test.text["fcaw-an406-fcaw-b"] == "RUBOUT G M E F THREE NINE"
+    assert test.utt2spk["fcaw-an406-fcaw-b"] == "fcaw" and len(set(test.utt2spk.values())) == 10
+    assert test.wav_scp["fcaw-an406-fcaw-b"].endswith("wav/an4test_clstk/fcaw/an406-fcaw-b.sph")
+    assert tree_digest(SHARED_CORPORA / "an4", an4.PATTERN) == an4.DIGEST
+
+
+def _mini_an4(root, transcription_lines, fileids, make_audio=True):
+    import shutil
+
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "an4_train.transcription").write_text("\n".join(transcription_lines) + "\n")
+    (root / "etc" / "an4_train.fileids").write_text("\n".join(fileids) + "\n")
+    (root / "etc" / "an4_test.transcription").write_text("A B (an9-spk-b)\n")
+    (root / "etc" / "an4_test.fileids").write_text("an4test_clstk/spk/an9-spk-b\n")
+    for fileid in fileids + ["an4test_clstk/spk/an9-spk-b"]:
+        path = root / "wav" / f"{fileid}.sph"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_audio:
+            shutil.copy(SHARED_CORPORA / "an4" / "wav" / "an4_clstk" / "fash" / "an251-fash-b.sph", path)
+
+
+@needs_shared
+@pytest.mark.parametrize("lines,fileids,message", [
+    (["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an2-spk-b"], "does not match"),
+    (["<s> YES </s>"], ["an4_clstk/spk/an1-spk-b"], "line 1: expected 'WORDS (utterance-id)'"),
+    (["<s> </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"], "empty transcript"),
+    (["<s> YES </s> (an1-spk-b)", "<s> NO </s> (an2-spk-b)"], ["an4_clstk/spk/an1-spk-b"], "lists 1 files but"),
+])
+def test_an4_malformed_layout_is_one_clear_error(tmp_path, lines, fileids, message):
+    from asrkit.corpora import an4
+
+    _mini_an4(tmp_path / "an4", lines, fileids)
+    with pytest.raises(CorpusError, match=message) as info:
+        an4.prepare(tmp_path / "an4", tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@needs_shared
+def test_an4_missing_audio_and_wrong_folder(tmp_path):
+    from asrkit.corpora import an4
+
+    _mini_an4(tmp_path / "an4", ["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"], make_audio=False)
+    with pytest.raises(CorpusError, match=r"an1-spk-b.sph does not exist"):
+        an4.prepare(tmp_path / "an4", tmp_path / "out")
+    with pytest.raises(CorpusError, match="not the an4_sphere layout"):
+        an4.prepare(tmp_path, tmp_path / "out2")

@@ -33,9 +33,16 @@ class AsrModel(nn.Module):
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         return self.ctc_head(enc).float().log_softmax(dim=-1)  # CTC wants fp32 even under autocast
 
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, ys_in: torch.Tensor | None = None):
+        """(log_probs, out_lens); with decoder inputs ``ys_in`` (B, L) also the decoder's logits (B, L, V).
+
+        Training goes through here (not through ``encode``/``decoder`` directly) so
+        that DistributedDataParallel sees the whole forward pass.
+        """
         enc, enc_lens = self.encoder(feats, feat_lens)
-        return self.ctc_log_probs(enc), enc_lens
+        if ys_in is None:
+            return self.ctc_log_probs(enc), enc_lens
+        return self.ctc_log_probs(enc), enc_lens, self.decoder(enc, enc_lens, ys_in)
 
 
 def build_model(feat_dim: int, vocab_size: int, cfg: ModelConfig) -> AsrModel:
