@@ -1,6 +1,7 @@
 """Corpus preparation from the official layouts (../shared/corpora when present), downloads, synthesis."""
 
 import io
+import re
 import tarfile
 
 import pytest
@@ -157,7 +158,7 @@ def test_an4_malformed_layout_is_one_clear_error(tmp_path, lines, fileids, messa
     from asrkit.corpora import an4
 
     _mini_an4(tmp_path / "an4", lines, fileids)
-    with pytest.raises(CorpusError, match=message) as info:
+    with pytest.raises(CorpusError, match=re.escape(message)) as info:
         an4.prepare(tmp_path / "an4", tmp_path / "out")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()  # nothing half-written
@@ -171,4 +172,7 @@ def test_an4_missing_audio_and_wrong_folder(tmp_path):
     with pytest.raises(CorpusError, match=r"an1-spk-b.sph does not exist"):
         an4.prepare(tmp_path / "an4", tmp_path / "out")
     with pytest.raises(CorpusError, match="not the an4_sphere layout"):
-        an4.prepare(tmp_path, tmp_path / "out2")
+        an4.prepare(tmp_path / "an4" / "etc", tmp_path / "out2")
+    _mini_an4(tmp_path / "small", ["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"])
+    with pytest.raises(CorpusError, match="1 training utterances; AN4 has 948"):
+        an4.prepare(tmp_path / "small", tmp_path / "out3")

@@ -28,7 +28,7 @@ PATTERN = "wav/*/*/*.sph"
 # live archive could not be fetched from the build machine to confirm it.
 DIGEST = "60f64460884517f23f1b5daf5e91c5a9fad8abc284ef6019a5d4f749ece1ba33"
 DEV_SIZE = 100
-LINE = re.compile(r"^(?:<s>\s+)?(?P<words>.*?)(?:\s+</s>)?\s*\((?P<id>[^()\s]+)\)\s*$")
+LINE = re.compile(r"^(?P<words>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
 
 
 def download(download_dir: Path) -> Path:
@@ -62,7 +62,7 @@ def read_split(root: Path, split: str) -> DataDir:
         if len(parts) != 3 or parts[2] != match.group("id"):
             raise CorpusError(f"{trans_path} line {line_no}: id {match.group('id')!r} does not match "
                               f"{fileids_path} line {line_no} ({fileid!r})")
-        words = match.group("words").split()
+        words = [w for w in match.group("words").split() if w not in ("<s>", "</s>")]
         if not words:
             raise CorpusError(f"{trans_path} line {line_no}: empty transcript for {match.group('id')}")
         speaker = parts[1]
@@ -80,6 +80,8 @@ def prepare(corpus_dir: Path, out_dir: Path) -> dict[str, int]:
     root = find_root(corpus_dir)
     train, test = read_split(root, "train"), read_split(root, "test")
     ids = train.utt_ids()
+    if len(ids) <= DEV_SIZE:
+        raise CorpusError(f"{root}: {len(ids)} training utterances; AN4 has 948 (the first {DEV_SIZE} become dev)")
     dev_ids, train_ids = ids[:DEV_SIZE], ids[DEV_SIZE:]
     parts = {"train": train.subset(train_ids), "dev": train.subset(dev_ids), "test": test}
     counts = {}
