@@ -1,0 +1,110 @@
+"""Training throughput: the bare model step against the real training loop, in seconds of audio per second.
+
+(a) bare model step: forward + loss (CTC, or joint CTC/attention as configured)
+    + backward + gradient clipping + AdamW, under the same autocast as
+    training, over one epoch of batches collated in advance and already on the
+    device (no loader, no SpecAugment, no host-to-device copies);
+(b) the real training loop, ``asrkit.train.train`` for ``--epochs`` epochs
+    (loader, SpecAugment, copies, logging; dev evaluation excluded), the last
+    epoch's figure;
+and (b)/(a): how close the loop comes to keeping the device busy.
+
+    bash recipes/an4/run.sh --corpus-dir ../shared/corpora/an4 --stop-stage 2   # data and features
+    python benchmarks/train_throughput.py                                        # AN4, conf bilstm_1a
+    python benchmarks/train_throughput.py --data recipes/fsdd/data/train --config recipes/fsdd/conf/bilstm.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from asrkit.config import load_config
+from asrkit.datadir import DataDir
+from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
+from asrkit.features import GlobalCMVN, get_features
+from asrkit.model import build_model
+from asrkit.tokenizer import CharTokenizer
+from asrkit.train import _autocast, compute_loss, pick_device, select_trainable, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max_batches: int) -> tuple[float, int]:
+    cfg = load_config(config)
+    data = DataDir.load(data_dir)
+    feats = get_features(data, cfg.feature)
+    tokenizer = CharTokenizer.build(data.text.values())
+    cmvn = GlobalCMVN.from_features(list(feats.values()))
+    ids, tokens, _ = select_trainable(data, feats, tokenizer, cfg, cfg.train.max_duration)
+    dataset = AsrDataset(ids, {u: cmvn(feats[u]) for u in ids}, tokens)
+    sampler = BucketBatchSampler([dataset.num_frames(i) for i in range(len(dataset))],
+                                 cfg.train.max_frames_per_batch, cfg.train.max_utts_per_batch, seed=0)
+    batches = [collate([dataset[i] for i in b]).to(device) for b in sampler.batches()[: max_batches or None]]
+    torch.manual_seed(0)
+    model = build_model(cfg.feature.dim, len(tokenizer), cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    shift = cfg.feature.frame_shift_ms / 1000
+    use_amp = cfg.train.amp and device.type == "cuda"
+
+    def step(batch) -> None:
+        with _autocast(device, use_amp):
+            loss = compute_loss(model, batch, ctc) / len(batch.utt_ids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        optimizer.step()
+
+    model.train()
+    for batch in batches[:3]:  # warm-up (cuDNN plans, allocator)
+        step(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    audio = 0.0
+    for batch in batches:
+        step(batch)
+        audio += float(batch.feat_lens.sum()) * shift
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return audio / (time.perf_counter() - started), len(batches)
+
+
+def loop_throughput(data_dir: Path, config: Path, epochs: int, device: str) -> list[float]:
+    cfg = load_config(config, [f"train.epochs={epochs}", f"train.device={device}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train(data_dir, None, Path(tmp) / "exp", cfg)
+        rows = [json.loads(line) for line in (Path(tmp) / "exp" / "metrics.jsonl").read_text().splitlines()]
+    return [r["audio_seconds_per_second"] for r in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "recipes/an4/data/train_sp")
+    parser.add_argument("--config", type=Path, default=ROOT / "recipes/an4/conf/bilstm_1a.yaml")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--epochs", type=int, default=2, help="training-loop epochs (the last one is reported)")
+    parser.add_argument("--batches", type=int, default=0, help="batches timed for the bare step (0: a whole epoch)")
+    args = parser.parse_args()
+    logging.getLogger("asrkit").setLevel(logging.WARNING)
+    device = pick_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    print(f"machine: {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"python {platform.python_version()}; data {args.data}, config {args.config}")
+    bare, count = bare_step_throughput(args.data, args.config, device, args.batches)
+    print(f"(a) bare model step:  {bare:9.0f} audio-s/s  ({count} device-resident batches)")
+    loop = loop_throughput(args.data, args.config, args.epochs, device.type)
+    print(f"(b) training loop:    {loop[-1]:9.0f} audio-s/s  (epochs: {', '.join(f'{x:.0f}' for x in loop)})")
+    print(f"(b)/(a) = {loop[-1] / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
