@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asrkit.align import WordSpan, forced_align, word_spans
 from asrkit.audio import load_audio
 from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
@@ -27,6 +28,7 @@ class Result:
     key: str
     text: str
     hypothesis: Hypothesis
+    words: list[WordSpan] | None = None  # with times, when asked for
 
 
 MODES = ("greedy", "beam", "rescore")
@@ -102,6 +104,23 @@ class Recognizer:
     def sample_rate(self) -> int:
         return self.config.feature.sample_rate
 
+    @property
+    def seconds_per_frame(self) -> float:
+        """Duration of one encoder frame (the CTC output rate)."""
+        return self.config.feature.frame_shift_ms / 1000 * self.config.model.subsampling_factor
+
+    @torch.no_grad()
+    def log_probs(self, feats: np.ndarray) -> torch.Tensor:
+        """CTC log-posteriors (T', V) of one utterance's raw (un-normalised) features."""
+        x = torch.from_numpy(self.cmvn(feats).astype(np.float32))[None].to(self.device)
+        log_probs, _ = self.model(x, torch.tensor([x.size(1)], device=self.device))
+        return log_probs[0].float().cpu()
+
+    def align_words(self, feats: np.ndarray, tokens: list[int]) -> list[WordSpan]:
+        """Word start/end times (seconds) and confidences: CTC forced alignment of ``tokens``."""
+        spans, _ = forced_align(self.log_probs(feats), tokens, self.tokenizer.blank_id)
+        return word_spans(spans, self.tokenizer.symbols, self.seconds_per_frame)
+
     @torch.no_grad()
     def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
                         batch_size: int = 32) -> list[list[Hypothesis]]:
@@ -136,13 +155,18 @@ class Recognizer:
                 hyps[i] = nbest
         return hyps  # type: ignore[return-value]
 
-    def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None) -> list[Result]:
+    def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None,
+                         with_words: bool = False) -> list[Result]:
         feats = []
         for path in paths:
             samples = load_audio(path, self.sample_rate)
             feats.append(compute_features(samples, self.config.feature))
         hyps = self.decode_features(feats, search)
-        return [Result(str(p), self.tokenizer.decode(h[0].tokens), h[0]) for p, h in zip(paths, hyps)]
+        results = [Result(str(p), self.tokenizer.decode(h[0].tokens), h[0]) for p, h in zip(paths, hyps)]
+        if with_words:
+            for result, feat in zip(results, feats):
+                result.words = self.align_words(feat, result.hypothesis.tokens)
+        return results
 
     def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:
         """n-best hypotheses for every utterance of a data dir."""

@@ -157,16 +157,68 @@ def transcribe(
     word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
     ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
     token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
+    output_format: str = typer.Option("txt", "--format", help="txt (text), json (words with start/end/confidence), "
+                                      "srt (subtitles) or ctm (NIST word times); times by CTC forced alignment."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
+    from asrkit.formats import FORMATS, recording_key, to_ctm, to_json, to_srt
     from asrkit.inference import Recognizer
 
+    if output_format not in FORMATS:
+        raise AsrkitError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
     recognizer = Recognizer(exp, device)
-    results = recognizer.transcribe_files(list(audio), search)
+    results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt")
     for result in results:
-        typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
+        if output_format == "txt":
+            typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
+        elif output_format == "json":
+            typer.echo(to_json(result.key, result.text, result.words or []))
+        elif output_format == "ctm":
+            typer.echo(to_ctm(recording_key(result.key), result.words or []), nl=False)
+        else:
+            if len(results) > 1:
+                typer.echo(f"# {result.key}")
+            typer.echo(to_srt(result.words or []), nl=False)
+
+
+@app.command()
+def align(
+    exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
+    data_dir: Path = typer.Argument(..., help="Data dir whose 'text' is aligned to its audio."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CTM file to write (default EXP/align_<set>/ctm)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+) -> None:
+    """Word times of the reference transcripts by CTC forced alignment (Viterbi), as a CTM file."""
+    from asrkit.errors import DecodeError
+    from asrkit.features import get_features
+    from asrkit.formats import to_ctm
+    from asrkit.inference import Recognizer
+    from asrkit.progress import track
+
+    recognizer = Recognizer(exp, device)
+    data = DataDir.load(data_dir)
+    feats = get_features(data, recognizer.config.feature, "features")
+    out = out or ((exp if exp.is_dir() else exp.parent) / f"align_{data_dir.name}" / "ctm")
+    lines, failed, unknown = [], [], 0
+    for utt in track(data.utt_ids(), "aligning"):
+        text = data.text[utt]
+        unknown += recognizer.tokenizer.count_unknown(text)
+        try:
+            words = recognizer.align_words(feats[utt], recognizer.tokenizer.encode(text))
+        except DecodeError as exc:
+            failed.append((utt, str(exc)))
+            continue
+        lines.append(to_ctm(utt, words))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(lines), encoding="utf-8")
+    if unknown:
+        log.warning("%d characters of the transcripts are not in the model's token table (aligned as <unk>)",
+                    unknown)
+    if failed:
+        log.warning("%d utterances could not be aligned, e.g. %s: %s", len(failed), *failed[0])
+    typer.echo(f"{out}: {len(lines)} utterances aligned" + (f", {len(failed)} not" if failed else ""))
 
 
 @app.command("eval")
