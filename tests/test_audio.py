@@ -84,3 +84,41 @@ def test_nist_sphere_from_an4():
         pytest.skip("../shared/corpora/an4 not present")
     samples, rate = read_audio(files[0])
     assert rate == 16000 and len(samples) > 16000 * 0.5 and np.abs(samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "PCM_32", "FLOAT", "DOUBLE", "PCM_U8", "PCM_16"])
+def test_sample_formats_read_as_float_in_range(tmp_path, subtype):
+    rate = 8000
+    t = np.arange(rate // 2) / rate
+    wave = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float64)
+    path = tmp_path / f"tone_{subtype}.wav"
+    soundfile.write(path, wave, rate, subtype=subtype)
+    samples, got_rate = read_audio(path)
+    assert got_rate == rate and samples.dtype == np.float32 and samples.shape == wave.shape
+    tolerance = 1 / 64 if subtype == "PCM_U8" else 1e-3
+    assert np.abs(samples - wave).max() < tolerance
+
+
+def test_three_or_more_channels_are_averaged(tmp_path):
+    rate = 8000
+    channels = np.stack([np.full(800, 0.3), np.full(800, -0.3), np.full(800, 0.6)], axis=1)
+    path = tmp_path / "three.wav"
+    soundfile.write(path, channels, rate, subtype="FLOAT")
+    samples, _ = read_audio(path)
+    assert samples.shape == (800,) and np.allclose(samples, 0.2, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".flac", "FLAC"), (".wav", "WAV")])
+def test_truncated_file_is_one_clear_error_or_its_readable_part(tmp_path, suffix, fmt):
+    """A file cut short: libsndfile either refuses it (one-line AudioError) or gives the part that is there."""
+    path = tmp_path / f"cut{suffix}"
+    rate = 16000
+    soundfile.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, rate * 2), rate, format=fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    try:
+        samples, _ = read_audio(path)
+    except AudioError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+    else:
+        assert 0 < samples.shape[0] < rate * 2 and np.isfinite(samples).all()
