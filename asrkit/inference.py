@@ -18,6 +18,7 @@ from asrkit.datadir import DataDir
 from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
 from asrkit.errors import CheckpointError, DecodeError, LmError
 from asrkit.features import GlobalCMVN, compute_features, get_features
+from asrkit.longform import split_on_silence
 from asrkit.model import build_model
 from asrkit.progress import track
 from asrkit.tokenizer import SPACE, CharTokenizer
@@ -156,16 +157,39 @@ class Recognizer:
         return hyps  # type: ignore[return-value]
 
     def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None,
-                         with_words: bool = False) -> list[Result]:
-        feats = []
-        for path in paths:
-            samples = load_audio(path, self.sample_rate)
-            feats.append(compute_features(samples, self.config.feature))
+                         with_words: bool = False, max_seconds: float = 20.0) -> list[Result]:
+        """Transcripts of audio files; a file longer than ``max_seconds`` is cut at its quietest
+        moments (``longform.split_on_silence``) and its segments decoded as utterances."""
+        rate = self.sample_rate
+        feats, owners, offsets = [], [], []
+        for index, path in enumerate(paths):
+            samples = load_audio(path, rate)
+            for start, end in split_on_silence(samples, rate, max_seconds):
+                feats.append(compute_features(samples[start:end], self.config.feature))
+                owners.append(index)
+                offsets.append(start / rate)
+            del samples
         hyps = self.decode_features(feats, search)
-        results = [Result(str(p), self.tokenizer.decode(h[0].tokens), h[0]) for p, h in zip(paths, hyps)]
-        if with_words:
-            for result, feat in zip(results, feats):
-                result.words = self.align_words(feat, result.hypothesis.tokens)
+        results = []
+        for index, path in enumerate(paths):
+            pieces = [i for i, owner in enumerate(owners) if owner == index]
+            tokens, score, steps = [], 0.0, []
+            words: list[WordSpan] = []
+            for i in pieces:
+                best = hyps[i][0]
+                shift = int(round(offsets[i] / self.seconds_per_frame))
+                if tokens and best.tokens and SPACE in self.tokenizer.index:
+                    tokens.append(self.tokenizer.index[SPACE])  # segments meet between words
+                    steps.append(shift)
+                tokens.extend(best.tokens)
+                steps.extend(shift + t for t in best.timesteps)
+                score += best.score
+                if with_words:
+                    words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
+                                 for w in self.align_words(feats[i], best.tokens))
+            hypothesis = Hypothesis(tokens, score, steps) if len(pieces) > 1 else hyps[pieces[0]][0]
+            results.append(Result(str(path), self.tokenizer.decode(hypothesis.tokens), hypothesis,
+                                  words if with_words else None))
         return results
 
     def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:

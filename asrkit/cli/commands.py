@@ -159,6 +159,8 @@ def transcribe(
     token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
     output_format: str = typer.Option("txt", "--format", help="txt (text), json (words with start/end/confidence), "
                                       "srt (subtitles) or ctm (NIST word times); times by CTC forced alignment."),
+    max_seconds: float = typer.Option(20.0, "--max-seconds", help="Longer files are cut at their quietest "
+                                      "moments into segments of at most this length (energy-based)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
@@ -169,7 +171,10 @@ def transcribe(
         raise AsrkitError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
     recognizer = Recognizer(exp, device)
-    results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt")
+    if max_seconds <= 1.0:
+        raise AsrkitError(f"--max-seconds must be more than 1, not {max_seconds}")
+    results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt",
+                                          max_seconds=max_seconds)
     for result in results:
         if output_format == "txt":
             typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
