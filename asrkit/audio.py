@@ -64,3 +64,16 @@ def load_audio(path: str | Path, target_rate: int, start: float = 0.0, end: floa
     samples, rate = read_audio(path, start, end)
     return resample(samples, rate, target_rate)
 
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds from the file header (no decoding); AudioError if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or "unreadable"
+        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+    return info.frames / info.samplerate

@@ -161,3 +161,40 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path, wav_file, capsys):
     code, _, err = run_cli(["transcribe", tmp_path / "evil.pt", wav_file], capsys)
     assert_one_line_error(code, err, "evil.pt is not an asrkit checkpoint")
     assert not marker.exists()
+
+
+def test_validate_reads_headers_and_finds_segments_past_the_end(tmp_path, wav_file, capsys):
+    duration = soundfile.info(wav_file).duration
+    d = tmp_path / "seg"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"rec1 {wav_file}\n")
+    (d / "segments").write_text(f"u1 rec1 0.00 0.30\nu2 rec1 0.30 {duration + 0.5:.2f}\n")
+    (d / "text").write_text("u1 a\nu2 b\n")
+    (d / "utt2spk").write_text("u1 s\nu2 s\n")
+    code, _, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "utterance 'u2' ends at", f"lasts {duration:.2f}s")
+    (d / "segments").write_text(f"u1 rec1 0.00 0.30\nu2 rec1 0.30 {duration:.2f}\n")
+    code, out, _ = run_cli(["data", "validate", d], capsys)
+    assert code == 0 and "OK, 2 utterances" in out
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + bytes(40))
+    (d / "wav.scp").write_text(f"rec1 {broken}\n")
+    code, _, err = run_cli(["data", "validate", d], capsys)
+    assert_one_line_error(code, err, "broken.wav: cannot read audio")
+
+
+def test_model_at_another_rate_resamples_and_says_so(trained_exp, tmp_path, capsys, caplog):
+    import logging
+
+    from conftest import tone_words
+
+    path = tmp_path / "a16k.wav"
+    audio = tone_words(["a", "b"], rate=16000, seed=3)
+    soundfile.write(path, audio, 16000)  # the tiny model was trained at 8 kHz
+    from asrkit import audio as audio_module
+
+    audio_module._reported_rates.discard((16000, 8000))
+    with caplog.at_level(logging.INFO, logger="asrkit"):
+        code, out, err = run_cli(["transcribe", trained_exp, path], capsys)
+    assert code == 0 and out.strip()
+    assert "resampling audio from 16000 Hz to the model's 8000 Hz" in caplog.text + err

@@ -20,11 +20,25 @@ app.add_typer(data_app, name="data")
 @data_app.command("validate")
 def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text, utt2spk, ...).")) -> None:
     """Check sorting, unique ids and cross-file consistency; exit 1 on the first problem."""
+    from asrkit.audio import audio_duration
+    from asrkit.progress import track
+
     data = DataDir.load(data_dir)
     missing = [u.audio_path for u in data.utterances() if not Path(u.audio_path).is_file()]
     if missing:
         raise DataDirError(f"{data_dir / 'wav.scp'}: {len(missing)} audio files do not exist, e.g. {missing[0]}")
-    typer.echo(f"{data_dir}: OK, {len(data)} utterances, {len(data.spk2utt())} speakers")
+    durations = {rec: audio_duration(path) for rec, path in track(sorted(data.wav_scp.items()), "reading headers")}
+    if data.segments is not None:
+        # Kaldi's validate_data_dir allows a little slack at the end for rounding
+        past = [(utt, rec, end, durations[rec]) for utt, (rec, _, end) in sorted(data.segments.items())
+                if end > durations[rec] + 0.02]
+        if past:
+            utt, rec, end, duration = past[0]
+            raise DataDirError(f"{data_dir / 'segments'}: utterance {utt!r} ends at {end:.2f}s but recording {rec!r} "
+                               f"lasts {duration:.2f}s ({len(past)} such segments)")
+    hours = (sum(e - s for _, s, e in data.segments.values()) if data.segments is not None
+             else sum(durations.values())) / 3600
+    typer.echo(f"{data_dir}: OK, {len(data)} utterances, {len(data.spk2utt())} speakers, {hours:.2f} hours")
 
 
 @data_app.command("fix")
