@@ -94,12 +94,14 @@ def min_ctc_frames(tokens: list[int]) -> int:
 
 def select_trainable(data: DataDir, feats: dict[str, np.ndarray], tokenizer: CharTokenizer,
                      cfg: ExperimentConfig, max_duration: float | None) -> tuple[list[str], dict[str, list[int]], dict[str, int]]:
-    """Utterance ids CTC can align, their token ids, and counts of what was dropped and why."""
+    """Utterance ids CTC can align, their token ids, and counts of what was dropped and why
+    (plus ``unknown_chars``: characters outside the token table, mapped to <unk>)."""
     shift = cfg.feature.frame_shift_ms / 1000
     keep, tokens = [], {}
-    dropped = {"too_long_label": 0, "too_long_audio": 0}
+    dropped = {"too_long_label": 0, "too_long_audio": 0, "unknown_chars": 0}
     for utt in data.utt_ids():
         ids = tokenizer.encode(data.text[utt])
+        dropped["unknown_chars"] += tokenizer.count_unknown(data.text[utt])
         num_frames = feats[utt].shape[0]
         if max_duration is not None and num_frames * shift > max_duration:
             dropped["too_long_audio"] += 1
@@ -303,8 +305,10 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
 
     train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
     log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
-             len(train_ids), sum(dropped.values()), dropped["too_long_label"], tcfg.max_duration,
-             dropped["too_long_audio"])
+             len(train_ids), dropped["too_long_label"] + dropped["too_long_audio"], dropped["too_long_label"],
+             tcfg.max_duration, dropped["too_long_audio"])
+    if dropped["unknown_chars"]:
+        log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
     if not train_ids:
         raise TrainingError(f"{train_dir}: no utterance is usable for training")
     norm = {u: cmvn(f) for u, f in train_feats.items() if u in train_tokens}
@@ -318,9 +322,12 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
     dev_loader = None
     if dev_data is not None:
         dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_feats, tokenizer, cfg, None)
-        if sum(dev_dropped.values()):
+        if dev_dropped["too_long_label"]:
             log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
-                     sum(dev_dropped.values()))
+                     dev_dropped["too_long_label"])
+        if dev_dropped["unknown_chars"]:
+            log.warning("dev: %d characters are not in the token table (built from train) and map to <unk>",
+                        dev_dropped["unknown_chars"])
         if not dev_ids:
             raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
         dev_set = AsrDataset(dev_ids, {u: cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)

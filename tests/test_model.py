@@ -65,5 +65,9 @@ def test_untrainable_utterances_are_dropped_and_counted():
     feats = {"a": np.zeros((40, 4)), "b": np.zeros((23, 4)), "c": np.zeros((3000, 4))}
     cfg = ExperimentConfig()  # 4x stacking: 40 -> 10 frames, 23 -> 5 (< 6 for h-e-l-_-l-o), 3000 frames = 30 s
     keep, tokens, dropped = select_trainable(data, feats, CharTokenizer.build(data.text.values()), cfg, 20.0)
-    assert keep == ["a"] and dropped == {"too_long_label": 1, "too_long_audio": 1}
+    assert keep == ["a"] and dropped == {"too_long_label": 1, "too_long_audio": 1, "unknown_chars": 0}
     assert len(tokens["a"]) == 5
+    # characters outside the token table map to <unk> and are counted
+    data.text["a"] = "héllo!"
+    keep, tokens, dropped = select_trainable(data, feats, CharTokenizer.build(["hello"]), cfg, 20.0)
+    assert dropped["unknown_chars"] == 2 and tokens["a"].count(1) == 2
