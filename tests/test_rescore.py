@@ -142,6 +142,9 @@ def test_joint_model_decodes_with_every_mode_and_an_lm(joint_exp, tone_corpus, t
     wav = tone_corpus["dev"] / "audio"
     code, out, err = run_cli(["transcribe", joint_exp, sorted(wav.iterdir())[0], "--mode", "rescore"], capsys)
     assert code == 0 and out.strip(), err
+    picture = tmp_path / "attention.png"
+    code, out, err = run_cli(["plot", "attention", joint_exp, sorted(wav.iterdir())[0], "--out", picture], capsys)
+    assert code == 0 and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", err
 
 
 def test_decode_bad_search_input_is_one_line(joint_exp, trained_exp, tone_corpus, tmp_path, capsys):

@@ -78,4 +78,4 @@ def run() -> None:
     sys.exit(main())
 
 
-from asrkit.cli import commands, data, lm  # noqa: E402,F401  (registers the commands)
+from asrkit.cli import commands, data, lm, plot  # noqa: E402,F401  (registers the commands)
