@@ -198,3 +198,24 @@ def test_model_at_another_rate_resamples_and_says_so(trained_exp, tmp_path, caps
         code, out, err = run_cli(["transcribe", trained_exp, path], capsys)
     assert code == 0 and out.strip()
     assert "resampling audio from 16000 Hz to the model's 8000 Hz" in caplog.text + err
+
+
+def test_no_ansi_codes_when_not_a_terminal_and_version(trained_exp, tone_corpus, tmp_path):
+    import subprocess
+    import sys
+
+    from asrkit import __version__
+
+    run = [sys.executable, "-m", "asrkit"]
+    done = subprocess.run(run + ["decode", str(trained_exp), str(tone_corpus["dev"]), "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stdout + done.stderr  # plain text into pipes and files
+    failed = subprocess.run(run + ["transcribe", str(trained_exp), str(tmp_path / "nope.wav")],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and failed.stderr.startswith("error: ") and "\x1b[" not in failed.stderr
+    quiet = subprocess.run(run + ["-q", "decode", str(trained_exp), str(tone_corpus["dev"]), "--out",
+                                  str(tmp_path / "q")], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    version = subprocess.run(run + ["--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"asrkit {__version__}"
