@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import torch
 
@@ -55,6 +57,7 @@ def _config_key(cfg: FeatureConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
+log = logging.getLogger("asrkit")
 FEATS_FILE = "feats.pt"
 
 
@@ -86,7 +89,11 @@ def load_cached_features(data: DataDir, cfg: FeatureConfig) -> dict[str, np.ndar
         blob = torch.load(data.path / FEATS_FILE, map_location="cpu", weights_only=True)
     except Exception:  # a damaged cache is recomputed, never trusted
         return None
-    if blob.get("feature_config") != _config_key(cfg) or set(blob["feats"]) != set(data.text):
+    if blob.get("feature_config") != _config_key(cfg):
+        log.info("%s holds features made with another config (%s); computing %s for this model "
+                 "(the cache is left as it is)", data.path / FEATS_FILE, blob.get("feature_config"), _config_key(cfg))
+        return None
+    if set(blob["feats"]) != set(data.text):
         return None
     return {k: v.numpy() for k, v in blob["feats"].items()}
 

@@ -133,7 +133,7 @@ def plot_training(exp: str | Path, out: str | Path) -> Path:
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-    fig.suptitle(str(exp))
+    fig.suptitle(str(exp), y=1.03)
     return _save(fig, Path(out))
 
 

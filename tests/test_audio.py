@@ -108,7 +108,7 @@ def test_three_or_more_channels_are_averaged(tmp_path):
     assert samples.shape == (800,) and np.allclose(samples, 0.2, atol=1e-6)
 
 
-@pytest.mark.parametrize("suffix,fmt", [(".flac", "FLAC"), (".wav", "WAV")])
+@pytest.mark.parametrize("suffix,fmt", [(".flac", "FLAC"), (".wav", "WAV"), (".sph", "NIST")])
 def test_truncated_file_is_one_clear_error_or_its_readable_part(tmp_path, suffix, fmt):
     """A file cut short: libsndfile either refuses it (one-line AudioError) or gives the part that is there."""
     path = tmp_path / f"cut{suffix}"

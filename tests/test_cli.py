@@ -219,3 +219,19 @@ def test_no_ansi_codes_when_not_a_terminal_and_version(trained_exp, tone_corpus,
     assert quiet.returncode == 0 and quiet.stderr == ""
     version = subprocess.run(run + ["--version"], capture_output=True, text=True)
     assert version.stdout.strip() == f"asrkit {__version__}"
+
+
+def test_data_with_features_of_another_kind_is_recomputed_for_the_model(trained_exp, tone_corpus, tmp_path, capsys):
+    import shutil
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt"):
+        shutil.copy(tone_corpus["dev"] / name, dev / name)
+    code, out, _ = run_cli(["features", dev, "--set", "feature.kind=mfcc", "--set", "feature.sample_rate=16000"],
+                           capsys)
+    assert code == 0 and "13-dim mfcc" in out
+    code, out, err = run_cli(["decode", trained_exp, dev, "--out", tmp_path / "d"], capsys)
+    assert code == 0, err
+    assert "holds features made with another config" in err and "'kind': 'fbank'" in err
+    assert len((tmp_path / "d" / "hyp").read_text().splitlines()) == 12
