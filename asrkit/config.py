@@ -112,7 +112,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision (bf16) on CUDA
     num_threads: int = 0  # torch CPU threads; 0 = leave PyTorch's default
-    num_workers: int = 0  # DataLoader workers (features are in memory; 0 is right on CPU)
+    # DataLoader workers: -1 = auto (0 on CPU, where features are in memory and a worker only
+    # competes for the cores; 2 on CUDA, so that batches are collated while the GPU computes)
+    num_workers: int = -1
     save_every_steps: int = 0  # also write last.pt every N steps (0: at the end of each epoch only)
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
@@ -123,6 +125,8 @@ class TrainConfig:
             raise ConfigError("train.lr must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
+        if self.num_workers < -1:
+            raise ConfigError("train.num_workers must be -1 (auto), 0 or more")
         if self.max_frames_per_batch < 1 or self.max_utts_per_batch < 1:
             raise ConfigError("train.max_frames_per_batch and train.max_utts_per_batch must be >= 1")
 

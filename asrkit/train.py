@@ -169,7 +169,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
 
     Every batch is drawn under its own seed (seed, epoch, batch index), so a run
     resumed in the middle of an epoch sees the same batches, masks and dropout
-    as one that never stopped (exactly so with ``num_workers=0``). ``save`` is called every ``train.save_every_steps``
+    as one that never stopped (exactly so with ``num_workers=0``, the CPU default). ``save`` is called every ``train.save_every_steps``
     optimizer steps. Under torchrun the batch index in the seed is the global one,
     and all processes skip a batch together when any of them has a non-finite
     loss. Returns (summed loss, utterances, audio seconds, skipped batches) of
@@ -189,6 +189,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                 lr = lr_at(state.step, tcfg, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                batch_audio = float(batch.feat_lens.sum()) * frame_shift  # on the host: no device sync
                 batch = batch.to(device)
                 with _autocast(device, use_amp):
                     loss_sum = compute_loss(model, batch, ctc_loss)
@@ -207,7 +208,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                     state.step += 1
                     epoch_loss += float(loss_sum.detach())
                     epoch_utts += num_utts
-                    audio_seconds += float(batch.feat_lens.sum()) * frame_shift
+                    audio_seconds += batch_audio
                 else:  # a non-finite loss or gradient: skip the batch, count it
                     skipped += 1
                     state.skipped_batches += 1
@@ -317,8 +318,10 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
                                  tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True, seed=tcfg.seed,
                                  num_replicas=info.world_size, rank=info.rank)
     pin = device.type == "cuda"
+    workers = tcfg.num_workers if tcfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
     train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=tcfg.num_workers, pin_memory=pin)
+                                               num_workers=workers, pin_memory=pin,
+                                               persistent_workers=workers > 0)
     dev_loader = None
     if dev_data is not None:
         dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_feats, tokenizer, cfg, None)
