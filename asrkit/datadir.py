@@ -320,3 +320,13 @@ def split_data_dir(data: DataDir, fraction: float, *, by_speaker: bool = False,
     held_set = set(held)
     rest = [u for u in data.text if u not in held_set]
     return data.subset(rest), data.subset(held_set)
+
+
+def save_splits(parts: dict[str, "DataDir"], out_dir: str | Path) -> dict[str, int]:
+    """Write each data dir under ``out_dir/<name>``, validate what was written, return the counts."""
+    counts = {}
+    for name, data in parts.items():
+        data.save(Path(out_dir) / name)
+        DataDir.load(Path(out_dir) / name)
+        counts[name] = len(data)
+    return counts

@@ -14,6 +14,34 @@ SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpor
 TONES = {"a": 440.0, "b": 1300.0}  # each "word" is a tone burst; transcripts are word sequences
 
 
+def ctc_paths(log_probs, blank: int = 0):
+    """Every alignment of a small (T, V) log-prob matrix: yields (label sequence, path log-probability)."""
+    import itertools
+
+    num_frames, vocab = log_probs.shape
+    for path in itertools.product(range(vocab), repeat=num_frames):
+        labels, previous = [], None
+        for token in path:
+            if token != blank and token != previous:
+                labels.append(token)
+            previous = token
+        yield tuple(labels), float(sum(log_probs[t, token] for t, token in enumerate(path)))
+
+
+def ctc_brute_force(log_probs, blank: int = 0) -> dict[tuple, float]:
+    """log P(label sequence) for every label sequence, by summing over all alignments."""
+    import math
+
+    totals: dict[tuple, float] = {}
+    for labels, score in ctc_paths(log_probs, blank):
+        if labels in totals:
+            high, low = max(totals[labels], score), min(totals[labels], score)
+            totals[labels] = high + math.log1p(math.exp(low - high))
+        else:
+            totals[labels] = score
+    return totals
+
+
 def tone_words(words: list[str], rate: int = 8000, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     pieces = [np.zeros(int(0.1 * rate), np.float32)]

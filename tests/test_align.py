@@ -1,6 +1,5 @@
 """CTC forced alignment, word times and transcript formats."""
 
-import itertools
 import json
 import math
 
@@ -11,20 +10,11 @@ import torch
 from asrkit.align import TokenSpan, WordSpan, forced_align, word_spans
 from asrkit.errors import DecodeError
 from asrkit.formats import to_ctm, to_json, to_srt
-from conftest import TONES, run_cli
+from conftest import TONES, ctc_paths, run_cli
 
 
 def best_path_brute_force(lp: torch.Tensor, tokens: list[int]) -> float:
-    best = -math.inf
-    for path in itertools.product(range(lp.size(1)), repeat=lp.size(0)):
-        labels, previous = [], None
-        for token in path:
-            if token != 0 and token != previous:
-                labels.append(token)
-            previous = token
-        if labels == tokens:
-            best = max(best, float(sum(lp[t, c] for t, c in enumerate(path))))
-    return best
+    return max((score for labels, score in ctc_paths(lp) if list(labels) == tokens), default=-math.inf)
 
 
 @pytest.mark.parametrize("seed,tokens", [(0, [1, 2]), (1, [1, 1]), (2, [2, 1, 2]), (3, [1]), (4, [])])

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from asrkit.errors import DecodeError
-
 from asrkit.decode import greedy_search, prefix_beam_search, prefix_beam_search_reference
+from asrkit.errors import DecodeError
+from conftest import ctc_brute_force
 
 SEARCHES = [prefix_beam_search, prefix_beam_search_reference]
 
@@ -35,30 +35,12 @@ def test_lengths_respected_in_batch():
     assert hyps[0].tokens == [1, 2] and hyps[1].tokens == [1]
 
 
-def brute_force(lp: torch.Tensor, blank: int = 0) -> dict[tuple, float]:
-    """log P(label sequence) by enumerating every alignment of a (T, V) matrix."""
-    import itertools
-
-    totals: dict[tuple, float] = {}
-    num_frames, vocab = lp.shape
-    for path in itertools.product(range(vocab), repeat=num_frames):
-        labels, previous = [], None
-        for token in path:
-            if token != blank and token != previous:
-                labels.append(token)
-            previous = token
-        score = float(sum(lp[t, token] for t, token in enumerate(path)))
-        key = tuple(labels)
-        totals[key] = float(torch.logaddexp(torch.tensor(totals[key]), torch.tensor(score))) if key in totals else score
-    return totals
-
-
 @pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("seed,num_frames,vocab", [(0, 4, 3), (1, 5, 3), (2, 6, 4), (3, 6, 3), (4, 3, 4)])
 def test_prefix_beam_search_is_exact_with_a_wide_beam(search, seed, num_frames, vocab):
     torch.manual_seed(seed)
     lp = torch.randn(num_frames, vocab).mul(2).log_softmax(-1)
-    expected = brute_force(lp)
+    expected = ctc_brute_force(lp)
     beam = 10**6 if search is prefix_beam_search_reference else len(expected) + 3  # the batched search holds (B, beam)
     (hyps,) = search(lp.unsqueeze(0), torch.tensor([num_frames]), beam=beam, nbest=beam)
     assert len(hyps) == len(expected)
@@ -134,7 +116,7 @@ def test_separator_rules_give_exact_text_probabilities():
     """With a separator token, each hypothesis is a distinct, normalised text scored exactly."""
     torch.manual_seed(3)
     lp = torch.randn(6, 4).mul(2).log_softmax(-1)  # 0 blank, 1 separator, 2 and 3 letters
-    exact = brute_force(lp)
+    exact = ctc_brute_force(lp)
     allowed = {k for k in exact if k[:1] != (1,) and k[-1:] != (1,) and all(k[i:i + 2] != (1, 1)
                                                                              for i in range(len(k)))}
     width = len(exact) + 5  # room for every prefix, trailing separators included

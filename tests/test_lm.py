@@ -1,5 +1,3 @@
-import itertools
-import math
 
 import pytest
 import torch
@@ -8,6 +6,7 @@ from asrkit.decode import prefix_beam_search
 from asrkit.errors import LmError
 from asrkit.lm import LN10, ArpaLM, LmFusion, build_arpa, read_sentences
 from asrkit.tokenizer import CharTokenizer
+from conftest import ctc_brute_force
 
 # A bigram whose every probability can be checked by hand (log10).
 HAND_ARPA = """
@@ -102,20 +101,6 @@ def test_read_sentences_from_kaldi_text(tmp_path):
         build_arpa([], 2)
 
 
-def brute_force(lp: torch.Tensor) -> dict[tuple, float]:
-    totals: dict[tuple, float] = {}
-    for path in itertools.product(range(lp.size(1)), repeat=lp.size(0)):
-        labels, previous = [], None
-        for token in path:
-            if token != 0 and token != previous:
-                labels.append(token)
-            previous = token
-        score = float(sum(lp[t, c] for t, c in enumerate(path)))
-        key = tuple(labels)
-        totals[key] = float(torch.logaddexp(torch.tensor(totals[key]), torch.tensor(score))) if key in totals else score
-    return totals
-
-
 TOKENS = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b"])
 
 
@@ -123,7 +108,7 @@ TOKENS = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b"])
 def test_fused_scores_are_ctc_plus_weighted_lm_plus_bonus(seed):
     torch.manual_seed(seed)
     lp = torch.randn(5, 5).mul(2).log_softmax(-1)
-    exact = brute_force(lp)
+    exact = ctc_brute_force(lp)
     fusion = LmFusion(hand_lm(), TOKENS, weight=0.8, bonus=0.3)
     (hyps,) = prefix_beam_search(lp[None], torch.tensor([5]), beam=len(exact) + 5, nbest=len(exact), lm=fusion)
     space = TOKENS.index["<space>"]

@@ -45,7 +45,6 @@ def score(
     ids: bool = typer.Option(True, "--ids/--no-ids", help="Lines start with an utterance id (Kaldi 'text')."),
 ) -> None:
     """Perplexity of a text under the LM (words + </s>; OOVs via <unk>)."""
-    import math
 
     from asrkit.lm import ArpaLM, read_sentences
 

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir
+from asrkit.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
@@ -84,9 +84,4 @@ def prepare(corpus_dir: Path, out_dir: Path) -> dict[str, int]:
         raise CorpusError(f"{root}: {len(ids)} training utterances; AN4 has 948 (the first {DEV_SIZE} become dev)")
     dev_ids, train_ids = ids[:DEV_SIZE], ids[DEV_SIZE:]
     parts = {"train": train.subset(train_ids), "dev": train.subset(dev_ids), "test": test}
-    counts = {}
-    for name, data in parts.items():
-        data.save(out_dir / name)
-        DataDir.load(out_dir / name)
-        counts[name] = len(data)
-    return counts
+    return save_splits(parts, out_dir)

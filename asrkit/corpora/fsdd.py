@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir
+from asrkit.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
@@ -64,12 +64,7 @@ def prepare(corpus_dir: Path, out_dir: Path, seed: int = 0) -> dict[str, int]:
         dev = set(rng.sample(utts, min(DEV_TAKES_PER_DIGIT, len(utts) - 1)))
         for utt in utts:
             _add(parts["dev" if utt in dev else "train"], utt, *entries[utt])
-    counts = {}
-    for name, data in parts.items():
-        data.save(out_dir / name)
-        DataDir.load(out_dir / name)
-        counts[name] = len(data)
-    return counts
+    return save_splits(parts, out_dir)
 
 
 def _add(data: DataDir, utt: str, path: str, text: str, speaker: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir
+from asrkit.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "https://www.openslr.org/resources/1/waves_yesno.tar.gz"
@@ -56,10 +56,4 @@ def prepare(corpus_dir: Path, out_dir: Path) -> dict[str, int]:
     train_all, test = files[0::2], files[1::2]
     dev = train_all[::6]
     train = [f for f in train_all if f not in dev]
-    counts = {}
-    for name, subset in (("train", train), ("dev", dev), ("test", test)):
-        data = _data_dir(subset)
-        data.save(out_dir / name)
-        DataDir.load(out_dir / name)  # validate what was written
-        counts[name] = len(data)
-    return counts
+    return save_splits({"train": _data_dir(train), "dev": _data_dir(dev), "test": _data_dir(test)}, out_dir)
