@@ -9,7 +9,7 @@ import typer
 
 from asrkit.cli import app
 
-plot_app = typer.Typer(help="PNG pictures (needs matplotlib: pip install 'asrkit[plot]').", no_args_is_help=True)
+plot_app = typer.Typer(help="PNG pictures (needs matplotlib: pip install matplotlib).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
 
 
