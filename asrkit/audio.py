@@ -21,11 +21,7 @@ _reported_rates: set[tuple[int, int]] = set()
 
 def read_audio(path: str | Path, start: float = 0.0, end: float | None = None) -> tuple[np.ndarray, int]:
     """Read ``path`` (optionally the [start, end) seconds) as float32 mono and its rate."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"audio file {path} does not exist")
-    if path.is_dir():
-        raise AudioError(f"{path} is a directory, not an audio file")
+    path = _existing_file(path)
     try:
         with soundfile.SoundFile(str(path)) as handle:
             rate = handle.samplerate
@@ -38,8 +34,7 @@ def read_audio(path: str | Path, start: float = 0.0, end: float | None = None) -
     except AudioError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        reason = str(exc).split(":")[-1].strip() or "unreadable"
-        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+        raise _unreadable(path, exc) from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: audio is empty (0 samples)")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
@@ -68,12 +63,23 @@ def load_audio(path: str | Path, target_rate: int, start: float = 0.0, end: floa
 
 def audio_duration(path: str | Path) -> float:
     """Duration in seconds from the file header (no decoding); AudioError if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    path = _existing_file(path)
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-        reason = str(exc).split(":")[-1].strip() or "unreadable"
-        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+        raise _unreadable(path, exc) from None
     return info.frames / info.samplerate
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"audio file {path} does not exist")
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory, not an audio file")
+    return path
+
+
+def _unreadable(path: Path, exc: Exception) -> AudioError:
+    reason = str(exc).split(":")[-1].strip() or "unreadable"
+    return AudioError(f"{path}: cannot read audio ({reason})")

@@ -144,7 +144,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     lp = torch.nn.functional.pad(log_probs.detach().float()[order], (0, 1), value=-math.inf)
     sorted_lengths = lengths.to(device)[order].tolist()
     max_frames = sorted_lengths[0]
-    running = [sum(1 for length in sorted_lengths if length > t) for t in range(max_frames)] if max_frames else []
+    # utterances still running at frame t: the lengths (descending) greater than t
+    running = np.searchsorted(-np.asarray(sorted_lengths), -np.arange(max_frames), side="left").tolist()
     # Only the 2*beam+2 most probable tokens of a frame can extend a prefix into the next
     # beam (a better token loses only by being blank, the prefix's last token, or an
     # extension merged into an existing prefix), so more would change nothing.

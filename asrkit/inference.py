@@ -117,15 +117,20 @@ class Recognizer:
         log_probs, _ = self.model(x, torch.tensor([x.size(1)], device=self.device))
         return log_probs[0].float().cpu()
 
-    def align_words(self, feats: np.ndarray, tokens: list[int]) -> list[WordSpan]:
-        """Word start/end times (seconds) and confidences: CTC forced alignment of ``tokens``."""
-        spans, _ = forced_align(self.log_probs(feats), tokens, self.tokenizer.blank_id)
+    def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: torch.Tensor | None = None) -> list[WordSpan]:
+        """Word start/end times (seconds) and confidences: CTC forced alignment of ``tokens``
+        (to ``log_probs`` when the model has already run on ``feats``)."""
+        log_probs = self.log_probs(feats) if log_probs is None else log_probs
+        spans, _ = forced_align(log_probs, tokens, self.tokenizer.blank_id)
         return word_spans(spans, self.tokenizer.symbols, self.seconds_per_frame)
 
     @torch.no_grad()
     def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
-                        batch_size: int = 32) -> list[list[Hypothesis]]:
-        """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order."""
+                        batch_size: int = 32, keep_log_probs: list | None = None) -> list[list[Hypothesis]]:
+        """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order.
+
+        ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
+        input order, for alignment without running the model again."""
         search = search or SearchOptions()
         search.check()
         if search.mode == "rescore" and self.model.decoder is None:
@@ -134,6 +139,7 @@ class Recognizer:
         fusion = self.lm_fusion(search)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         hyps: list[list[Hypothesis] | None] = [None] * len(feats)
+        kept: list[torch.Tensor | None] = [None] * len(feats)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
@@ -152,8 +158,12 @@ class Recognizer:
                 if search.mode == "rescore":
                     found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
                     found = [hyps[:search.nbest] for hyps in found]
-            for i, nbest in zip(idx, found):
+            for row, (i, nbest) in enumerate(zip(idx, found)):
                 hyps[i] = nbest
+                if keep_log_probs is not None:
+                    kept[i] = log_probs[row, :int(out_lens[row])].float().cpu()
+        if keep_log_probs is not None:
+            keep_log_probs.extend(kept)
         return hyps  # type: ignore[return-value]
 
     def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None,
@@ -169,7 +179,8 @@ class Recognizer:
                 owners.append(index)
                 offsets.append(start / rate)
             del samples
-        hyps = self.decode_features(feats, search)
+        log_probs: list[torch.Tensor] = []
+        hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None)
         results = []
         for index, path in enumerate(paths):
             pieces = [i for i, owner in enumerate(owners) if owner == index]
@@ -186,7 +197,7 @@ class Recognizer:
                 score += best.score
                 if with_words:
                     words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
-                                 for w in self.align_words(feats[i], best.tokens))
+                                 for w in self.align_words(feats[i], best.tokens, log_probs[i]))
             hypothesis = Hypothesis(tokens, score, steps) if len(pieces) > 1 else hyps[pieces[0]][0]
             results.append(Result(str(path), self.tokenizer.decode(hypothesis.tokens), hypothesis,
                                   words if with_words else None))

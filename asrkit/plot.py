@@ -43,10 +43,11 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
     plt = _pyplot()
     samples = load_audio(audio_path, recognizer.sample_rate)
     feats = compute_features(samples, recognizer.config.feature)
-    (hyps,) = recognizer.decode_features([feats], search)
+    kept: list = []
+    (hyps,) = recognizer.decode_features([feats], search, keep_log_probs=kept)
     tokens = hyps[0].tokens
-    log_probs = recognizer.log_probs(feats)
-    words = recognizer.align_words(feats, tokens)
+    log_probs = kept[0]
+    words = recognizer.align_words(feats, tokens, log_probs)
     shift = recognizer.config.feature.frame_shift_ms / 1000
     seconds = feats.shape[0] * shift
     posteriors = log_probs.exp().numpy().T  # (V, T')
