@@ -235,3 +235,11 @@ def test_data_with_features_of_another_kind_is_recomputed_for_the_model(trained_
     assert code == 0, err
     assert "holds features made with another config" in err and "'kind': 'fbank'" in err
     assert len((tmp_path / "d" / "hyp").read_text().splitlines()) == 12
+
+
+def test_bad_segment_length_and_worker_count_are_one_line(trained_exp, wav_file, tmp_path, capsys):
+    code, _, err = run_cli(["transcribe", trained_exp, wav_file, "--max-seconds", "0.5"], capsys)
+    assert_one_line_error(code, err, "--max-seconds must be more than 1")
+    code, _, err = run_cli(["train", "--train", tmp_path, "--out", tmp_path / "x", "--set", "train.num_workers=-2"],
+                           capsys)
+    assert_one_line_error(code, err, "train.num_workers must be -1 (auto), 0 or more")

@@ -124,3 +124,8 @@ def test_separator_rules_give_exact_text_probabilities():
     assert {tuple(h.tokens) for h in hyps} == allowed
     for hyp in hyps:
         assert math.isclose(hyp.score, exact[tuple(hyp.tokens)], abs_tol=1e-4)
+
+
+def test_token_prune_below_one_is_refused():
+    with pytest.raises(DecodeError, match="token_prune must be >= 1"):
+        prefix_beam_search(torch.zeros(1, 2, 3), torch.tensor([2]), token_prune=0)
