@@ -84,6 +84,16 @@ def sequence_key(tokens) -> int:
     return key
 
 
+class WordConstraint(Protocol):
+    """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.lexicon.Lexicon``)."""
+
+    def is_prefix(self, keys: torch.Tensor) -> torch.Tensor:
+        """Whether each word key is a non-empty prefix of an allowed word."""
+
+    def is_word(self, keys: torch.Tensor) -> torch.Tensor:
+        """Whether each word key is an allowed word."""
+
+
 class WordScorer(Protocol):
     """What ``prefix_beam_search`` needs from a word LM (see ``asrkit.lm.LmFusion``)."""
 
@@ -100,7 +110,8 @@ class WordScorer(Protocol):
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
                        token_prune: int | None = None, blank_id: int = 0,
                        lm: WordScorer | None = None, token_min_logp: float | None = None,
-                       space_id: int | None = None) -> list[list[Hypothesis]]:
+                       space_id: int | None = None,
+                       lexicon: WordConstraint | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
 
     log_probs: (B, T, V); lengths: (B,). Per prefix it keeps the log-probability
@@ -116,6 +127,12 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     it then never starts a prefix, never follows itself and never ends a
     hypothesis, as in the transcripts the model learnt from, so each
     hypothesis is a distinct text and its score the exact probability of it.
+
+    With ``lexicon``, every word of a hypothesis is a lexicon word: a token
+    extends a prefix only while the word being spelt stays a prefix of some
+    lexicon word, the separator only ends a complete word, and at the end the
+    hypotheses whose last word is unfinished are dropped (unless no other is
+    left).
 
     With ``lm``, a word's LM score (weight * ln P + bonus) joins a prefix's score
     when the word ends (the space token; the last word and </s> at the end) and
@@ -165,8 +182,10 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     lm_total = torch.zeros((batch, K), device=device)
     if lm is not None:
         lm_state = torch.full((batch, K), lm.start_state, dtype=torch.long, device=device)
-        word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
         space_id = lm.space_id if space_id is None else space_id
+    track_words = lm is not None or lexicon is not None
+    if track_words:
+        word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
     back_slot = torch.arange(K, dtype=torch.long, device=device).repeat(max_frames, batch, 1)
     back_token = torch.full((max_frames, batch, K), -1, dtype=torch.long, device=device)
     all_tokens = torch.arange(vocab, device=device).expand(batch, vocab)
@@ -203,6 +222,13 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         if space_id is not None:  # no separator at the start or after a separator
             no_space = (lst == vocab) | (lst == space_id)
             ext3.masked_fill_((tokens == space_id)[:, None, :] & no_space[:, :, None], neg_inf)
+        if lexicon is not None:  # only spell lexicon words; a separator only after a whole one
+            wk = word_key[:n]
+            allowed = lexicon.is_prefix(extend_key(wk[:, :, None], tokens[:, None, :]))
+            if space_id is not None:
+                is_space = (tokens == space_id)[:, None, :]
+                allowed = torch.where(is_space, lexicon.is_word(wk)[:, :, None], allowed)
+            ext3.masked_fill_(~allowed, neg_inf)
         # extension k + c equal to prefix j already in the beam: merged into j (j keeps its history)
         has_source, source = (par[:, :, None] == ky[:, None, :]).max(-1)  # (n, j): the slot k of j's parent
         if width == vocab:  # every token is a column: j's last token is its own column
@@ -242,17 +268,18 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         torch.where(valid, torch.where(is_stay, src_key, extend_key(src_key, token)), no_prefix, out=key[:n])
         torch.where(valid, torch.where(is_stay, par.gather(1, src), src_key), no_parent, out=parent[:n])
         torch.where(is_stay, lst.gather(1, src), token, out=last[:n])
+        if track_words:
+            word_src = word_key[:n].gather(1, src)
+            ended = ~is_stay & (token == space_id) if space_id is not None else torch.zeros_like(is_stay)
+            word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
         if lm is not None:
             lm_src = lm_n.gather(1, src)
-            state_src, word_src = lm_state[:n].gather(1, src), word_key[:n].gather(1, src)
+            state_src = lm_state[:n].gather(1, src)
             if space_id is not None:
-                ended = ~is_stay & (token == space_id)
                 lm_total[:n] = torch.where(ended, lm_src + word_delta.gather(1, src), lm_src)
                 lm_state[:n] = torch.where(ended, word_next.gather(1, src), state_src)
-                word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
             else:
                 lm_total[:n], lm_state[:n] = lm_src, state_src
-                word_key[:n] = torch.where(is_stay, word_src, extend_key(word_src, token))
 
     ctc = torch.logaddexp(p_blank, p_token)
     if lm is not None:
@@ -266,6 +293,10 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         trailing = last == space_id
         others = ((key != _NO_PREFIX) & ~trailing).any(1, keepdim=True)
         score = score.masked_fill(trailing & others, neg_inf)
+    if lexicon is not None:  # the last word is a whole lexicon word (unless nothing else is left)
+        unfinished = (word_key != 0) & ~lexicon.is_word(word_key)
+        others = ((key != _NO_PREFIX) & ~unfinished & (score > neg_inf)).any(1, keepdim=True)
+        score = score.masked_fill(unfinished & others, neg_inf)
     ranked = score.topk(min(nbest, K), dim=1).indices  # (B, N)
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -361,7 +392,8 @@ def _logaddexp(a: float, b: float) -> float:
 def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
                                  token_prune: int | None = None, blank_id: int = 0,
                                  token_min_logp: float | None = None,
-                                 space_id: int | None = None) -> list[list[Hypothesis]]:
+                                 space_id: int | None = None,
+                                 lexicon: list[list[int]] | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -373,6 +405,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     timesteps are the frames where each token was appended (a prefix already
     in the beam keeps its history when an extension merges into it).
 
+    ``lexicon`` (words as token lists): every word of a hypothesis must be one of them.
+
     This is the plain reference implementation (pure Python, one utterance at a
     time): ``prefix_beam_search`` must reproduce its results (tested).
     """
@@ -383,6 +417,13 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     lp_all = log_probs.detach().float().cpu()
     num_tokens = lp_all.size(-1)
     keep_tokens = num_tokens if token_prune is None else min(token_prune, num_tokens)
+    words = {tuple(w) for w in lexicon} if lexicon is not None else set()
+    word_prefixes = {w[:i] for w in words for i in range(1, len(w) + 1)}
+
+    def last_word(prefix: tuple[int, ...]) -> tuple[int, ...]:
+        cut = max((i + 1 for i, tok in enumerate(prefix) if tok == space_id), default=0)
+        return prefix[cut:]
+
     results = []
     for b in range(lp_all.size(0)):
         length = int(lengths[b])
@@ -417,6 +458,11 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                     lp = frame_list[c]
                     if c == space_id and (not prefix or prefix[-1] == space_id):
                         continue  # a separator never starts a prefix nor follows itself
+                    if lexicon is not None:  # spell lexicon words only, end whole ones only
+                        if c == space_id and last_word(prefix) not in words:
+                            continue
+                        if c != space_id and last_word(prefix) + (c,) not in word_prefixes:
+                            continue
                     if prefix and c == prefix[-1]:
                         if p_blank > -math.inf:  # after a blank, the same token is a new label
                             new = entry(prefix + (c,), steps + [t])
@@ -429,6 +475,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
         ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
         if space_id is not None and any(not p or p[-1] != space_id for p, _ in ranked):
             ranked = [(p, v) for p, v in ranked if not p or p[-1] != space_id]
+        if lexicon is not None and any(not last_word(p) or last_word(p) in words for p, _ in ranked):
+            ranked = [(p, v) for p, v in ranked if not last_word(p) or last_word(p) in words]
         results.append([Hypothesis(list(prefix), _logaddexp(v[0], v[1]), list(v[2]), _logaddexp(v[0], v[1]))
                         for prefix, v in ranked[:nbest]])
     return results

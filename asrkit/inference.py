@@ -45,6 +45,7 @@ class SearchOptions:
     word_bonus: float = 0.0
     ctc_weight: float = 0.5  # rescore: score = attention + ctc_weight * CTC
     token_min_logp: float | None = None  # tokens less likely than this do not extend prefixes
+    lexicon: str | Path | None = None  # word list / pronunciation dictionary: hypotheses use only its words
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -55,6 +56,8 @@ class SearchOptions:
             raise DecodeError(f"--nbest {self.nbest} cannot exceed --beam {self.beam}")
         if self.lm is not None and self.mode == "greedy":
             raise DecodeError("--lm needs --mode beam or rescore (greedy search has no word hypotheses to score)")
+        if self.lexicon is not None and self.mode == "greedy":
+            raise DecodeError("--lexicon needs --mode beam or rescore (greedy search cannot be constrained)")
         for name in ("lm_weight", "word_bonus", "ctc_weight"):
             if not math.isfinite(getattr(self, name)):
                 raise DecodeError(f"--{name.replace('_', '-')} must be a finite number")
@@ -101,6 +104,20 @@ class Recognizer:
             self._lm_cache[key] = fusion
         return self._lm_cache[key]
 
+    def lexicon(self, search: SearchOptions):
+        """The word constraint for ``search`` (None without --lexicon), loaded once per file."""
+        if search.lexicon is None:
+            return None
+        from asrkit.lexicon import Lexicon
+
+        key = ("lexicon", str(search.lexicon))
+        if key not in self._lm_cache:
+            lexicon = Lexicon.load(search.lexicon, self.tokenizer)
+            log.info("lexicon %s: %d words spellable%s", search.lexicon, lexicon.size,
+                     f", {len(lexicon.skipped)} left out (characters the model lacks)" if lexicon.skipped else "")
+            self._lm_cache[key] = lexicon
+        return self._lm_cache[key]
+
     @property
     def sample_rate(self) -> int:
         return self.config.feature.sample_rate
@@ -137,6 +154,7 @@ class Recognizer:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
                               "use --mode greedy or beam, or train with model.ctc_weight < 1")
         fusion = self.lm_fusion(search)
+        lexicon = self.lexicon(search)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         hyps: list[list[Hypothesis] | None] = [None] * len(feats)
         kept: list[torch.Tensor | None] = [None] * len(feats)
@@ -154,7 +172,7 @@ class Recognizer:
                 keep = search.beam if search.mode == "rescore" else search.nbest
                 found = prefix_beam_search(log_probs, out_lens, search.beam, keep, blank_id=self.tokenizer.blank_id,
                                            lm=fusion, token_min_logp=search.token_min_logp,
-                                           space_id=self.tokenizer.index.get(SPACE))
+                                           space_id=self.tokenizer.index.get(SPACE), lexicon=lexicon)
                 if search.mode == "rescore":
                     found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
                     found = [hyps[:search.nbest] for hyps in found]

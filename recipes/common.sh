@@ -66,13 +66,14 @@ average_last() {
   fi
 }
 
-# decode_and_score SET CHECKPOINT [MODE]: decode data/SET with CHECKPOINT (greedy, beam or rescore),
-# then WER/CER (the table is printed).
+# decode_and_score SET CHECKPOINT [MODE [TAG DECODE_OPTION...]]: decode data/SET with CHECKPOINT
+# (greedy, beam or rescore; TAG names a variant decoded with the extra options), then WER/CER.
 decode_and_score() {
-  local set=$1 model=$2 mode=${3:-greedy} dir
-  dir="$exp/decode_${set}_${mode}_$(basename "$model" .pt)"
+  local set=$1 model=$2 mode=${3:-greedy} tag=${4:-} dir
+  shift $(( $# < 4 ? $# : 4 ))
+  dir="$exp/decode_${set}_${mode}${tag:+_$tag}_$(basename "$model" .pt)"
   if ! done_or_force "$dir/hyp" || [ "$model" -nt "$dir/hyp" ]; then
-    asrkit decode "$model" "$data/$set" --mode "$mode" --beam "$beam" --out "$dir"
+    asrkit decode "$model" "$data/$set" --mode "$mode" --beam "$beam" --out "$dir" "$@"
   fi
   asrkit eval "$data/$set/text" "$dir/hyp"
 }

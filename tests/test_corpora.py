@@ -130,6 +130,10 @@ def test_an4_prepare_official_layout(tmp_path):
     assert test.utt2spk["fcaw-an406-fcaw-b"] == "fcaw" and len(set(test.utt2spk.values())) == 10
     assert test.wav_scp["fcaw-an406-fcaw-b"].endswith("wav/an4test_clstk/fcaw/an406-fcaw-b.sph")
     assert tree_digest(SHARED_CORPORA / "an4", an4.PATTERN) == an4.DIGEST
+    from asrkit.lexicon import read_lexicon
+    words = read_lexicon(tmp_path / "lang" / "lexicon.txt")
+    assert len(words) == 101 and "RUBOUT" in words
+    assert {w for text in test.text.values() for w in text.split()} <= set(words)
 
 
 def _mini_an4(root, transcription_lines, fileids, make_audio=True):

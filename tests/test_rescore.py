@@ -139,6 +139,13 @@ def test_joint_model_decodes_with_every_mode_and_an_lm(joint_exp, tone_corpus, t
                             "--lm-weight", "0.3", "--word-bonus", "0.5", "--out", tmp_path / "lm"], capsys)
     assert code == 0, err
     assert score(refs, read_text_file(tmp_path / "lm" / "hyp")).wer < 0.3
+    lexicon = tmp_path / "lexicon.txt"  # closed vocabulary: "b" may not appear
+    lexicon.write_text("a  AH\na(2)  EY\n")
+    code, _, err = run_cli(["decode", joint_exp, tone_corpus["dev"], "--mode", "rescore", "--lexicon", lexicon,
+                            "--out", tmp_path / "lex"], capsys)
+    assert code == 0 and "lexicon" in err and "1 words spellable" in err, err
+    hyps = read_text_file(tmp_path / "lex" / "hyp")
+    assert all(set(h.split()) <= {"a"} for h in hyps.values()) and any(hyps.values())
     wav = tone_corpus["dev"] / "audio"
     code, out, err = run_cli(["transcribe", joint_exp, sorted(wav.iterdir())[0], "--mode", "rescore"], capsys)
     assert code == 0 and out.strip(), err
@@ -162,6 +169,13 @@ def test_decode_bad_search_input_is_one_line(joint_exp, trained_exp, tone_corpus
     foreign = tmp_path / "foreign.arpa"
     foreign.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-0.3 ЖЖ\n-0.3 </s>\n\n\\end\\\n")
     cases.append((["decode", joint_exp, tone_corpus["dev"], "--mode", "beam", "--lm", foreign], "can be spelt"))
+    cases += [
+        (["decode", joint_exp, tone_corpus["dev"], "--lexicon", foreign], "--lexicon needs --mode beam"),
+        (["decode", joint_exp, tone_corpus["dev"], "--mode", "beam", "--lexicon", tmp_path / "no.dic"],
+         "does not exist"),
+        (["transcribe", joint_exp, tone_corpus["dev"] / "wav.scp", "--mode", "beam", "--lexicon", foreign],
+         "none of its 5 words can be spelt"),
+    ]
     for args, message in cases:
         code, _, err = run_cli(args, capsys)
         assert code == 1 and message in err and err.count("\n") == 1, (args, err)

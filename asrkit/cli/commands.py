@@ -99,10 +99,10 @@ _MODE_HELP = ("Search: greedy (best path), beam (CTC prefix beam search) or resc
               "by the attention decoder; needs a model trained with model.ctc_weight < 1).")
 
 
-def _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp):
+def _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon):
     from asrkit.inference import SearchOptions
 
-    search = SearchOptions(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
+    search = SearchOptions(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     search.check()
     return search
 
@@ -111,6 +111,8 @@ _LM_HELP = "ARPA word n-gram fused into the beam search (asrkit lm build makes o
 _LM_WEIGHT_HELP = "LM weight α: α·ln P_lm is added at each word end."
 _BONUS_HELP = "Word insertion bonus β, added per word (counters the LM's preference for short outputs)."
 _CTC_WEIGHT_HELP = "rescore: final score = attention log-prob + w·CTC log-prob (+ LM)."
+_LEXICON_HELP = ("Closed vocabulary: only words of this file (one per line, first field; a CMU/Sphinx .dic or "
+                 "Kaldi lexicon.txt works as it is) may appear in hypotheses (--mode beam/rescore).")
 _MIN_LOGP_HELP = "Tokens with log-probability below this do not extend prefixes in a frame (faster; default: keep all)."
 
 
@@ -128,13 +130,15 @@ def decode(
     word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
     ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
     token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
+    lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam/rescore)."""
     from asrkit.inference import Recognizer, write_hyp, write_nbest
 
-    search = _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
+    search = _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
+    recognizer.lm_fusion(search), recognizer.lexicon(search)  # bad --lm/--lexicon: fail before any audio
     hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
     default = exp / f"decode_{data_dir.name}_{mode}" if exp.is_dir() else \
@@ -157,6 +161,7 @@ def transcribe(
     word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
     ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
     token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
+    lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     output_format: str = typer.Option("txt", "--format", help="txt (text), json (words with start/end/confidence), "
                                       "srt (subtitles) or ctm (NIST word times); times by CTC forced alignment."),
     max_seconds: float = typer.Option(20.0, "--max-seconds", help="Longer files are cut at their quietest "
@@ -169,8 +174,9 @@ def transcribe(
 
     if output_format not in FORMATS:
         raise AsrkitError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
-    search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp)
+    search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
+    recognizer.lm_fusion(search), recognizer.lexicon(search)  # bad --lm/--lexicon: fail before any audio
     if max_seconds <= 1.0:
         raise AsrkitError(f"--max-seconds must be more than 1, not {max_seconds}")
     results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt",

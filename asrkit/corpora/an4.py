@@ -10,6 +10,10 @@ Utterance ids are ``<spk>-<id>`` (e.g. ``fash-an251-fash-b``) so that they sort
 by speaker. Dev set, as ESPnet's ``train_dev``/``train_nodev``: the first 100
 training utterances in sorted id order (the first speakers' recordings), so
 ``train`` keeps 848 utterances; ``test`` is the official 130.
+
+The corpus's pronunciation dictionary ``etc/an4.dic`` (all 101 words of the
+task, test words included, as CMU Sphinx decodes AN4) is copied to
+``<out>/lang/lexicon.txt`` for closed-vocabulary decoding (``--lexicon``).
 """
 
 from __future__ import annotations
@@ -84,4 +88,9 @@ def prepare(corpus_dir: Path, out_dir: Path) -> dict[str, int]:
         raise CorpusError(f"{root}: {len(ids)} training utterances; AN4 has 948 (the first {DEV_SIZE} become dev)")
     dev_ids, train_ids = ids[:DEV_SIZE], ids[DEV_SIZE:]
     parts = {"train": train.subset(train_ids), "dev": train.subset(dev_ids), "test": test}
-    return save_splits(parts, out_dir)
+    counts = save_splits(parts, out_dir)
+    dictionary = root / "etc" / "an4.dic"
+    if dictionary.is_file():  # the corpus's pronunciation dictionary: its words are the task's vocabulary
+        (Path(out_dir) / "lang").mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "lang" / "lexicon.txt").write_bytes(dictionary.read_bytes())
+    return counts

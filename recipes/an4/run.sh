@@ -7,7 +7,9 @@
 # Stages: 0 prepare data dirs (train 848, dev = first 100 of the official train, test 130),
 # 1 speed perturbation of train (0.9/1.0/1.1, offline FLAC copies), 2 features,
 # 3 train (joint CTC/attention, resumes an interrupted run), 4 average the 10 epochs
-# with the lowest dev loss, 5 decode test and dev (greedy, beam, attention rescoring) and score.
+# with the lowest dev loss, 5 decode test and dev (greedy, beam 20, attention rescoring of the
+# beam's 20-best; beam and rescore also with the corpus dictionary as closed vocabulary, "lex")
+# and score.
 # Finished stages are skipped unless --force. Outputs: data/ and exp/ in this folder.
 
 set -euo pipefail
@@ -15,6 +17,7 @@ cd "$(dirname "$0")"
 conf=conf/bilstm_1a.yaml
 exp=exp/bilstm_1a
 modes="greedy beam rescore"
+beam=20
 . ../common.sh
 
 prepare_stage an4
@@ -42,6 +45,11 @@ fi
 if run_stage 5 "decode and score ($modes)"; then
   for set in test dev; do
     for mode in $modes; do decode_and_score "$set" "$exp/avg_$avg.pt" "$mode"; done
+    if [ -s "$data/lang/lexicon.txt" ]; then  # closed vocabulary: etc/an4.dic, copied by stage 0
+      for mode in $modes; do
+        [ "$mode" = greedy ] || decode_and_score "$set" "$exp/avg_$avg.pt" "$mode" lex --lexicon "$data/lang/lexicon.txt"
+      done
+    fi
   done
   echo "== WER summary"
   wer_table test dev
