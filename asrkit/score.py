@@ -61,9 +61,16 @@ class Alignment:
         return c
 
 
+# Above this many table cells the alignment runs row by row in numpy, keeping one byte
+# per cell (the move) instead of a Python int: a 12,000-word string then needs 144 MB, not ~9 GB.
+_NUMPY_CELLS = 20_000
+
+
 def align(ref: list[str], hyp: list[str]) -> Alignment:
     """Levenshtein alignment with unit costs; ties prefer hit/substitution, then deletion."""
     n, m = len(ref), len(hyp)
+    if (n + 1) * (m + 1) > _NUMPY_CELLS:
+        return _align_numpy(ref, hyp)
     dist = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
         dist[i][0] = i
@@ -82,6 +89,50 @@ def align(ref: list[str], hyp: list[str]) -> Alignment:
             ops.append(("C" if ref[i - 1] == hyp[j - 1] else "S", ref[i - 1], hyp[j - 1]))
             i, j = i - 1, j - 1
         elif i > 0 and dist[i][j] == dist[i - 1][j] + 1:
+            ops.append(("D", ref[i - 1], None))
+            i -= 1
+        else:
+            ops.append(("I", None, hyp[j - 1]))
+            j -= 1
+    ops.reverse()
+    return Alignment(ops)
+
+
+def _align_numpy(ref: list[str], hyp: list[str]) -> Alignment:
+    """``align`` for long strings: same result, one uint8 move per cell (0 diagonal, 1 deletion, 2 insertion).
+
+    Each row is vectorised: with ``c[j]`` the best of the diagonal and deletion moves,
+    insertions give ``row[j] = min(c[j], row[j-1] + 1)``, i.e. ``row[j] - j`` is the running
+    minimum of ``c[k] - k``.
+    """
+    import numpy as np
+
+    vocab: dict[str, int] = {}
+    ref_ids = np.array([vocab.setdefault(w, len(vocab)) for w in ref], dtype=np.int64)
+    hyp_ids = np.array([vocab.setdefault(w, len(vocab)) for w in hyp], dtype=np.int64)
+    n, m = len(ref), len(hyp)
+    steps = np.arange(m + 1, dtype=np.int64)
+    moves = np.empty((n + 1, m + 1), dtype=np.uint8)
+    moves[0, :] = 2
+    moves[:, 0] = 1
+    prev = steps.copy()
+    for i in range(1, n + 1):
+        diag = prev[:-1] + (hyp_ids != ref_ids[i - 1])
+        dele = prev[1:] + 1
+        best = np.empty(m + 1, dtype=np.int64)
+        best[0] = i
+        np.minimum(diag, dele, out=best[1:])
+        row = np.minimum.accumulate(best - steps) + steps
+        moves[i, 1:] = np.where(row[1:] == diag, 0, np.where(row[1:] == dele, 1, 2))
+        prev = row
+    ops: list[tuple[str, str | None, str | None]] = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        move = moves[i, j] if i > 0 and j > 0 else (1 if j == 0 else 2)
+        if move == 0:
+            ops.append(("C" if ref[i - 1] == hyp[j - 1] else "S", ref[i - 1], hyp[j - 1]))
+            i, j = i - 1, j - 1
+        elif move == 1:
             ops.append(("D", ref[i - 1], None))
             i -= 1
         else:

@@ -45,3 +45,31 @@ def test_normalization_is_explicit():
     report = score({"u": "Hello,  World"}, {"u": "hello world"}, lowercase=True, remove_punctuation=True)
     assert report.wer == 0.0 and "lowercased" in report.normalization
     assert score({"u": "Hello"}, {"u": "hello"}).wer == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_long_string_alignment_equals_the_small_one(seed, monkeypatch):
+    """Long strings take the numpy path (one byte per cell): same ops as the Python table."""
+    import asrkit.score as scoring
+
+    rng = random.Random(seed)
+    for _ in range(30):
+        ref = random_sentence(rng, 40).split()
+        hyp = random_sentence(rng, 40).split()
+        small = scoring.align(ref, hyp).ops
+        monkeypatch.setattr(scoring, "_NUMPY_CELLS", 0)
+        assert scoring.align(ref, hyp).ops == small
+        monkeypatch.undo()
+
+
+def test_very_long_string_scores_in_little_memory():
+    import resource
+
+    rng = random.Random(0)
+    ref = " ".join(rng.choice("abcde") for _ in range(6000))
+    hyp = " ".join(w if rng.random() > 0.1 else "x" for w in ref.split())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = score({"long": ref}, {"long": hyp})
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert report.word.substitutions == sum(w == "x" for w in hyp.split()) and report.word.insertions == 0
+    assert grown_mb < 400, grown_mb  # a table of Python ints needs gigabytes here
