@@ -180,3 +180,22 @@ def test_an4_missing_audio_and_wrong_folder(tmp_path):
     _mini_an4(tmp_path / "small", ["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"])
     with pytest.raises(CorpusError, match="1 training utterances; AN4 has 948"):
         an4.prepare(tmp_path / "small", tmp_path / "out3")
+
+
+@needs_shared
+def test_an4_copy_converted_to_flac_is_read(tmp_path):
+    import soundfile as sf
+
+    from asrkit.audio import read_audio
+    from asrkit.corpora import an4
+
+    root = tmp_path / "an4"
+    _mini_an4(root, ["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"])
+    sph = root / "wav" / "an4_clstk" / "spk" / "an1-spk-b.sph"
+    audio, rate = sf.read(sph, dtype="int16")
+    sf.write(sph.with_suffix(".flac"), audio, rate)
+    sph.unlink()
+    data = an4.read_split(root, "train")
+    assert data.wav_scp["spk-an1-spk-b"].endswith("an1-spk-b.flac")
+    samples, read_rate = read_audio(data.wav_scp["spk-an1-spk-b"])
+    assert read_rate == 16000 and len(samples) == len(audio)

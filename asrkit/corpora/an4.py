@@ -4,7 +4,8 @@
 utterances, 74 speakers) and ``an4test_clstk/<spk>/<id>`` (test, 130, 10
 speakers); ``etc/an4_{train,test}.transcription`` hold ``<s> WORDS </s> (id)``
 (train) and ``WORDS (id)`` (test); audio is ``wav/<fileid>.sph``, 16 kHz
-16-bit NIST SPHERE (read directly by soundfile).
+16-bit NIST SPHERE (read directly by soundfile); a copy whose ``.sph`` files were
+converted to ``.flac`` or ``.wav`` of the same name is read as well.
 
 Utterance ids are ``<spk>-<id>`` (e.g. ``fash-an251-fash-b``) so that they sort
 by speaker. Dev set, as ESPnet's ``train_dev``/``train_nodev``: the first 100
@@ -71,6 +72,8 @@ def read_split(root: Path, split: str) -> DataDir:
             raise CorpusError(f"{trans_path} line {line_no}: empty transcript for {match.group('id')}")
         speaker = parts[1]
         audio = root / "wav" / f"{fileid}.sph"
+        if not audio.is_file():  # a copy converted from SPHERE (sph2pipe, sox) keeps the layout
+            audio = next((c for c in (audio.with_suffix(".flac"), audio.with_suffix(".wav")) if c.is_file()), audio)
         if not audio.is_file():
             raise CorpusError(f"{audio} does not exist ({fileids_path} line {line_no})")
         utt = f"{speaker}-{parts[2]}"
