@@ -110,7 +110,8 @@ class TrainConfig:
     max_duration: float = 30.0  # seconds; longer utterances are dropped from training
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision (bf16) on CUDA
+    amp: bool = True  # mixed precision (autocast) on CUDA
+    amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds dynamic loss scaling)
     num_threads: int = 0  # torch CPU threads; 0 = leave PyTorch's default
     # DataLoader workers: -1 = auto (0 on CPU, where features are in memory and a worker only
     # competes for the cores; 2 on CUDA, so that batches are collated while the GPU computes)
@@ -125,6 +126,8 @@ class TrainConfig:
             raise ConfigError("train.lr must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, not {self.device!r}")
+        if self.amp_dtype not in ("bf16", "fp16"):
+            raise ConfigError(f"train.amp_dtype must be bf16 or fp16, not {self.amp_dtype!r}")
         if self.num_workers < -1:
             raise ConfigError("train.num_workers must be -1 (auto), 0 or more")
         if self.max_frames_per_batch < 1 or self.max_utts_per_batch < 1:

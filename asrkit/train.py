@@ -135,20 +135,27 @@ def _loss_and_log_probs(model: torch.nn.Module, batch: Batch, ctc_loss: torch.nn
     return core.ctc_weight * loss + (1 - core.ctc_weight) * att, log_probs, enc_lens
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+def _autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
+    return torch.autocast(device_type=device.type, dtype=torch.float16 if dtype == "fp16" else torch.bfloat16,
+                          enabled=enabled and device.type == "cuda")
+
+
+def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.GradScaler:
+    """Dynamic loss scaling for fp16 autocast (a no-op scaler otherwise): fp16 gradients underflow
+    without it; bf16 has fp32's range and needs none."""
+    return torch.amp.GradScaler(device.type, enabled=use_amp and dtype == "fp16")
 
 
 @torch.no_grad()
 def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
-             amp: bool) -> tuple[float, float]:
+             amp: bool, amp_dtype: str = "bf16") -> tuple[float, float]:
     """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
     model.eval()
     ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
     total, count, hyps = 0.0, 0, {}
     for batch in loader:
         batch = batch.to(device)
-        with _autocast(device, amp):
+        with _autocast(device, amp, amp_dtype):
             loss, log_probs, out_lens = _loss_and_log_probs(model, batch, ctc_loss)  # the training objective
         total += float(loss)
         count += len(batch.utt_ids)
@@ -164,7 +171,8 @@ def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
 
 def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, ctc_loss: torch.nn.CTCLoss,
                     state: TrainState, cfg: ExperimentConfig, epoch: int, total_steps: int, device: torch.device,
-                    save: Callable[[], None], info: DistInfo = DistInfo()) -> tuple[float, int, float, int]:
+                    save: Callable[[], None], info: DistInfo = DistInfo(),
+                    scaler: torch.amp.GradScaler | None = None) -> tuple[float, int, float, int]:
     """One pass over ``loader``, continuing after ``state.batches_done`` batches of this epoch.
 
     Every batch is drawn under its own seed (seed, epoch, batch index), so a run
@@ -177,6 +185,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
     """
     tcfg = cfg.train
     use_amp = tcfg.amp and device.type == "cuda"
+    scaler = scaler or _grad_scaler(device, use_amp, tcfg.amp_dtype)
     frame_shift = cfg.feature.frame_shift_ms / 1000
     epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
     started = time.perf_counter()
@@ -191,20 +200,26 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                     group["lr"] = lr
                 batch_audio = float(batch.feat_lens.sum()) * frame_shift  # on the host: no device sync
                 batch = batch.to(device)
-                with _autocast(device, use_amp):
+                with _autocast(device, use_amp, tcfg.amp_dtype):
                     loss_sum = compute_loss(model, batch, ctc_loss)
                 num_utts = len(batch.utt_ids)
                 loss = loss_sum / num_utts
                 optimizer.zero_grad(set_to_none=True)
                 finite = distributed.all_true(bool(torch.isfinite(loss)), info, device)
+                overflow = False
                 if finite:
-                    loss.backward()
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)  # (fp16) true gradients before clipping
                     # Clipping the global gradient norm keeps an exploding recurrent gradient
                     # from wrecking the weights in a single step.
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
                     finite = bool(torch.isfinite(grad_norm))
+                    overflow = scaler.is_enabled() and not finite
+                    if overflow:  # fp16 overflow: a smaller loss scale next time, the batch skipped
+                        scaler.update()
                 if finite:
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     state.step += 1
                     epoch_loss += float(loss_sum.detach())
                     epoch_utts += num_utts
@@ -350,7 +365,7 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     num_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
-             len(tokenizer), device, " (bf16 autocast)" if use_amp else "")
+             len(tokenizer), device, f" ({tcfg.amp_dtype} autocast)" if use_amp else "")
 
     total_steps = tcfg.epochs * len(sampler)
     ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
@@ -366,13 +381,14 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
         if info.is_main:
             save_checkpoint(out_dir / "last.pt", payload())
 
+    scaler = _grad_scaler(device, use_amp, tcfg.amp_dtype)  # kept across epochs (not across a resume)
     for epoch in range(state.epoch, tcfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
         started = time.perf_counter()
         try:
             stats = train_one_epoch(train_model, train_loader, optimizer, ctc_loss, state, cfg, epoch, total_steps,
-                                    device, save_mid_epoch, info)
+                                    device, save_mid_epoch, info, scaler)
         except KeyboardInterrupt:
             save_mid_epoch()
             log.warning("interrupted in epoch %d after step %d; saved %s (continue with --resume)",
@@ -387,7 +403,7 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
             log.warning("epoch %d: skipped %d batches with a non-finite loss or gradient", epoch + 1, skipped)
         if epoch_utts == 0 and skipped:
             raise TrainingError(f"epoch {epoch + 1}: every batch had a non-finite loss; lower train.lr or check the data")
-        dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp)
+        dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp, tcfg.amp_dtype)
                              if dev_loader is not None and info.is_main else (math.nan, math.nan))
         state.epoch, state.batches_done = epoch + 1, 0
         # Select by dev loss: on small dev sets the greedy WER moves in coarse steps and

@@ -6,12 +6,16 @@
 #   bash benchmarks/an4_gpu.sh carry [CORPUS_DIR]   # here: AN4 as FLAC (42 MB) + wheels -> device_carry/
 #   bash benchmarks/an4_gpu.sh run                  # on the GPU machine, from the repository root
 #
+# Device call: run(command="bash benchmarks/an4_gpu.sh run", carry=["device_carry/an4",
+# "device_carry/wheels"], timeout_s=600).
+#
 # The device run needs no network and no install of asrkit: it puts the carried librosa and
 # soundfile wheels on PYTHONPATH and an `asrkit` shim on PATH. Everything it measures is printed
 # and copied to $OUT (logs, metrics.jsonl, the WER table). Options of `run`, as variables:
 # CONF (default recipes/an4/conf/bilstm_1a.yaml), MODES (default "greedy beam rescore"),
 # TIME_LIMIT (seconds for the training, default 300, so that the whole run fits one 600 s
-# device call: data ~1 min, throughput <= 2 min, decoding ~1 min), DEVICE (default cuda; cpu to try the
+# device call: data ~1 min, throughput <= 2 min + 3 x 40-batch bare steps (bf16, fp16, fp32),
+# decoding ~1 min), DEVICE (default cuda; cpu to try the
 # script here with a small CONF). Data dirs go to /tmp/an4_gpu_data, the experiment to
 # /tmp/an4_gpu_exp: the recipe's own data/ and exp/ are left alone. THROUGHPUT=0 skips the
 # throughput benchmark; avg=N averages N epochs instead of 10 (for short tries).
@@ -76,6 +80,13 @@ t1=$(seconds); echo "stages 0-2 (prepare, speed perturbation, features): $(pytho
 
 [ "${THROUGHPUT:-1}" = 0 ] || timeout 120 python3 benchmarks/train_throughput.py --data "$data/train_sp" --config "$conf" --device "$device" --epochs 2 2>&1 \
   | grep -v "^epoch" | tee "$out/throughput.txt"
+
+if [ "${THROUGHPUT:-1}" != 0 ]; then  # which autocast runs the bare step fastest (cuDNN LSTM: bf16 or fp16?)
+  for setting in train.amp_dtype=bf16 train.amp_dtype=fp16 train.amp=false; do
+    timeout 60 python3 benchmarks/train_throughput.py --data "$data/train_sp" --config "$conf" --device "$device" \
+      --epochs 0 --batches 40 --set "$setting" 2>&1 | grep -E "^\(a\)|Error" | sed "s/^/$setting: /"
+  done | tee -a "$out/throughput.txt"
+fi
 
 rm -rf "$exp"
 t2=$(seconds)

@@ -32,13 +32,14 @@ from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
 from asrkit.features import GlobalCMVN, get_features
 from asrkit.model import build_model
 from asrkit.tokenizer import CharTokenizer
-from asrkit.train import _autocast, compute_loss, pick_device, select_trainable, train
+from asrkit.train import _autocast, _grad_scaler, compute_loss, pick_device, select_trainable, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max_batches: int) -> tuple[float, int]:
-    cfg = load_config(config)
+def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max_batches: int,
+                         overrides: list[str] = ()) -> tuple[float, int]:
+    cfg = load_config(config, list(overrides))
     data = DataDir.load(data_dir)
     feats = get_features(data, cfg.feature)
     tokenizer = CharTokenizer.build(data.text.values())
@@ -54,14 +55,17 @@ def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     shift = cfg.feature.frame_shift_ms / 1000
     use_amp = cfg.train.amp and device.type == "cuda"
+    scaler = _grad_scaler(device, use_amp, cfg.train.amp_dtype)
 
     def step(batch) -> None:
-        with _autocast(device, use_amp):
+        with _autocast(device, use_amp, cfg.train.amp_dtype):
             loss = compute_loss(model, batch, ctc) / len(batch.utt_ids)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     model.train()
     for batch in batches[:3]:  # warm-up (cuDNN plans, allocator)
@@ -78,8 +82,8 @@ def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max
     return audio / (time.perf_counter() - started), len(batches)
 
 
-def loop_throughput(data_dir: Path, config: Path, epochs: int, device: str) -> list[float]:
-    cfg = load_config(config, [f"train.epochs={epochs}", f"train.device={device}"])
+def loop_throughput(data_dir: Path, config: Path, epochs: int, device: str, overrides: list[str] = ()) -> list[float]:
+    cfg = load_config(config, list(overrides) + [f"train.epochs={epochs}", f"train.device={device}"])
     with tempfile.TemporaryDirectory() as tmp:
         train(data_dir, None, Path(tmp) / "exp", cfg)
         rows = [json.loads(line) for line in (Path(tmp) / "exp" / "metrics.jsonl").read_text().splitlines()]
@@ -91,17 +95,22 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "recipes/an4/data/train_sp")
     parser.add_argument("--config", type=Path, default=ROOT / "recipes/an4/conf/bilstm_1a.yaml")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--epochs", type=int, default=2, help="training-loop epochs (the last one is reported)")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="training-loop epochs (the last one is reported; 0: bare step only)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override for both, e.g. train.amp_dtype=fp16 or train.amp=false (repeatable)")
     parser.add_argument("--batches", type=int, default=0, help="batches timed for the bare step (0: a whole epoch)")
     args = parser.parse_args()
     logging.getLogger("asrkit").setLevel(logging.WARNING)
     device = pick_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     print(f"machine: {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"python {platform.python_version()}; data {args.data}, config {args.config}")
-    bare, count = bare_step_throughput(args.data, args.config, device, args.batches)
+          f"python {platform.python_version()}; data {args.data}, config {args.config} {' '.join(args.overrides)}")
+    bare, count = bare_step_throughput(args.data, args.config, device, args.batches, args.overrides)
     print(f"(a) bare model step:  {bare:9.0f} audio-s/s  ({count} device-resident batches)")
-    loop = loop_throughput(args.data, args.config, args.epochs, device.type)
+    if args.epochs < 1:
+        return
+    loop = loop_throughput(args.data, args.config, args.epochs, device.type, args.overrides)
     print(f"(b) training loop:    {loop[-1]:9.0f} audio-s/s  (epochs: {', '.join(f'{x:.0f}' for x in loop)})")
     print(f"(b)/(a) = {loop[-1] / bare:.2f}")
 

@@ -243,3 +243,6 @@ def test_bad_segment_length_and_worker_count_are_one_line(trained_exp, wav_file,
     code, _, err = run_cli(["train", "--train", tmp_path, "--out", tmp_path / "x", "--set", "train.num_workers=-2"],
                            capsys)
     assert_one_line_error(code, err, "train.num_workers must be -1 (auto), 0 or more")
+    code, _, err = run_cli(["train", "--train", tmp_path, "--out", tmp_path / "x", "--set", "train.amp_dtype=fp8"],
+                           capsys)
+    assert_one_line_error(code, err, "train.amp_dtype must be bf16 or fp16, not 'fp8'")

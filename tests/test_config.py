@@ -42,3 +42,16 @@ def test_wrong_type_and_bad_value(tmp_path):
     path.write_text("model: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+def test_fp16_autocast_gets_a_loss_scaler_and_bf16_none():
+    import torch
+
+    from asrkit.config import load_config
+    from asrkit.train import _grad_scaler
+
+    assert load_config(None, ["train.amp_dtype=fp16"]).train.amp_dtype == "fp16"
+    cuda = torch.device("cuda")
+    assert _grad_scaler(cuda, True, "fp16").is_enabled() if torch.cuda.is_available() else True
+    assert not _grad_scaler(torch.device("cpu"), False, "fp16").is_enabled()
+    assert not _grad_scaler(torch.device("cpu"), True, "bf16").is_enabled()
