@@ -82,13 +82,25 @@ def align(ref: list[str], hyp: list[str]) -> Alignment:
         for j in range(1, m + 1):
             diag = prev[j - 1] + (0 if r == hyp[j - 1] else 1)
             row[j] = min(diag, prev[j] + 1, row[j - 1] + 1)
+
+    def move(i: int, j: int) -> int:  # 0 diagonal, 1 deletion, 2 insertion, in that order of preference
+        if dist[i][j] == dist[i - 1][j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1):
+            return 0
+        return 1 if dist[i][j] == dist[i - 1][j] + 1 else 2
+
+    return _backtrace(ref, hyp, move)
+
+
+def _backtrace(ref: list[str], hyp: list[str], move) -> Alignment:
+    """The ops from (len(ref), len(hyp)) back to (0, 0); ``move(i, j)`` for i, j > 0."""
     ops: list[tuple[str, str | None, str | None]] = []
-    i, j = n, m
+    i, j = len(ref), len(hyp)
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and dist[i][j] == dist[i - 1][j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1):
+        step = move(i, j) if i > 0 and j > 0 else (1 if j == 0 else 2)
+        if step == 0:
             ops.append(("C" if ref[i - 1] == hyp[j - 1] else "S", ref[i - 1], hyp[j - 1]))
             i, j = i - 1, j - 1
-        elif i > 0 and dist[i][j] == dist[i - 1][j] + 1:
+        elif step == 1:
             ops.append(("D", ref[i - 1], None))
             i -= 1
         else:
@@ -125,21 +137,7 @@ def _align_numpy(ref: list[str], hyp: list[str]) -> Alignment:
         row = np.minimum.accumulate(best - steps) + steps
         moves[i, 1:] = np.where(row[1:] == diag, 0, np.where(row[1:] == dele, 1, 2))
         prev = row
-    ops: list[tuple[str, str | None, str | None]] = []
-    i, j = n, m
-    while i > 0 or j > 0:
-        move = moves[i, j] if i > 0 and j > 0 else (1 if j == 0 else 2)
-        if move == 0:
-            ops.append(("C" if ref[i - 1] == hyp[j - 1] else "S", ref[i - 1], hyp[j - 1]))
-            i, j = i - 1, j - 1
-        elif move == 1:
-            ops.append(("D", ref[i - 1], None))
-            i -= 1
-        else:
-            ops.append(("I", None, hyp[j - 1]))
-            j -= 1
-    ops.reverse()
-    return Alignment(ops)
+    return _backtrace(ref, hyp, lambda i, j: int(moves[i, j]))
 
 
 def normalize(text: str, lowercase: bool = False, remove_punctuation: bool = False) -> str:
