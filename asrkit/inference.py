@@ -84,7 +84,7 @@ class Recognizer:
             raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self._lm_cache: dict = {}
+        self._search_cache: dict = {}
 
     def lm_fusion(self, search: SearchOptions):
         """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
@@ -93,7 +93,7 @@ class Recognizer:
         from asrkit.lm import ArpaLM, LmFusion
 
         key = (str(search.lm), search.lm_weight, search.word_bonus)
-        if key not in self._lm_cache:
+        if key not in self._search_cache:
             lm = ArpaLM.load(search.lm)
             fusion = LmFusion(lm, self.tokenizer, search.lm_weight, search.word_bonus)
             if fusion.spellable == 0:
@@ -101,8 +101,13 @@ class Recognizer:
                               f"{len(self.tokenizer)} tokens (another language or letter case?)")
             log.info("LM %s: %d-gram, %d of %d words spellable, weight %g, word bonus %g", search.lm, lm.order,
                      fusion.spellable, len(lm.words), search.lm_weight, search.word_bonus)
-            self._lm_cache[key] = fusion
-        return self._lm_cache[key]
+            self._search_cache[key] = fusion
+        return self._search_cache[key]
+
+    def word_resources(self, search: SearchOptions):
+        """(LM scorer, lexicon) of ``search``, each None when not asked for; loaded once and kept,
+        so that a bad --lm or --lexicon fails before any audio is read."""
+        return self.lm_fusion(search), self.lexicon(search)
 
     def lexicon(self, search: SearchOptions):
         """The word constraint for ``search`` (None without --lexicon), loaded once per file."""
@@ -111,12 +116,12 @@ class Recognizer:
         from asrkit.lexicon import Lexicon
 
         key = ("lexicon", str(search.lexicon))
-        if key not in self._lm_cache:
+        if key not in self._search_cache:
             lexicon = Lexicon.load(search.lexicon, self.tokenizer)
             log.info("lexicon %s: %d words spellable%s", search.lexicon, lexicon.size,
                      f", {len(lexicon.skipped)} left out (characters the model lacks)" if lexicon.skipped else "")
-            self._lm_cache[key] = lexicon
-        return self._lm_cache[key]
+            self._search_cache[key] = lexicon
+        return self._search_cache[key]
 
     @property
     def sample_rate(self) -> int:
@@ -153,8 +158,7 @@ class Recognizer:
         if search.mode == "rescore" and self.model.decoder is None:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
                               "use --mode greedy or beam, or train with model.ctc_weight < 1")
-        fusion = self.lm_fusion(search)
-        lexicon = self.lexicon(search)
+        fusion, lexicon = self.word_resources(search)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         hyps: list[list[Hypothesis] | None] = [None] * len(feats)
         kept: list[torch.Tensor | None] = [None] * len(feats)

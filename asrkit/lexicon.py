@@ -75,21 +75,23 @@ class Lexicon:
         self.size = len(word_keys)
         self._words = torch.tensor(sorted(word_keys), dtype=torch.long)
         self._prefixes = torch.tensor(sorted(prefix_keys), dtype=torch.long)
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     @classmethod
     def load(cls, path: str | Path, tokenizer: CharTokenizer) -> "Lexicon":
         return cls(read_lexicon(path), tokenizer, f"lexicon {path}")
 
-    @staticmethod
-    def _member(table: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        table = table.to(keys.device)
+    def _member(self, name: str, keys: torch.Tensor) -> torch.Tensor:
+        table = self._on_device.get((name, keys.device))
+        if table is None:  # copied to the search's device once, not at every frame
+            table = self._on_device[(name, keys.device)] = getattr(self, name).to(keys.device)
         position = torch.searchsorted(table, keys).clamp_(max=len(table) - 1)
         return table[position] == keys
 
     def is_prefix(self, keys: torch.Tensor) -> torch.Tensor:
         """Whether each key is a non-empty prefix of a lexicon word (a word included)."""
-        return self._member(self._prefixes, keys)
+        return self._member("_prefixes", keys)
 
     def is_word(self, keys: torch.Tensor) -> torch.Tensor:
         """Whether each key is a lexicon word."""
-        return self._member(self._words, keys)
+        return self._member("_words", keys)

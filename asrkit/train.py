@@ -206,7 +206,6 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                 loss = loss_sum / num_utts
                 optimizer.zero_grad(set_to_none=True)
                 finite = distributed.all_true(bool(torch.isfinite(loss)), info, device)
-                overflow = False
                 if finite:
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)  # (fp16) true gradients before clipping
@@ -214,8 +213,7 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
                     # from wrecking the weights in a single step.
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
                     finite = bool(torch.isfinite(grad_norm))
-                    overflow = scaler.is_enabled() and not finite
-                    if overflow:  # fp16 overflow: a smaller loss scale next time, the batch skipped
+                    if not finite and scaler.is_enabled():  # fp16 overflow: smaller loss scale, batch skipped
                         scaler.update()
                 if finite:
                     scaler.step(optimizer)

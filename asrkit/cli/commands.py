@@ -138,7 +138,7 @@ def decode(
 
     search = _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
-    recognizer.lm_fusion(search), recognizer.lexicon(search)  # bad --lm/--lexicon: fail before any audio
+    recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
     default = exp / f"decode_{data_dir.name}_{mode}" if exp.is_dir() else \
@@ -176,7 +176,7 @@ def transcribe(
         raise AsrkitError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
-    recognizer.lm_fusion(search), recognizer.lexicon(search)  # bad --lm/--lexicon: fail before any audio
+    recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     if max_seconds <= 1.0:
         raise AsrkitError(f"--max-seconds must be more than 1, not {max_seconds}")
     results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt",
