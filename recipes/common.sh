@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --conf) conf=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'; exit 0 ;;  # cd'ed to the recipe: $0 may be relative to elsewhere
     *) echo "unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done

@@ -13,6 +13,7 @@
 # Finished stages are skipped unless --force. Outputs: data/ and exp/ in this folder.
 
 set -euo pipefail
+{  # braces: bash reads the whole recipe before running it, so editing this file mid-run is safe
 cd "$(dirname "$0")"
 conf=conf/bilstm_1a.yaml
 exp=exp/bilstm_1a
@@ -54,3 +55,5 @@ if run_stage 5 "decode and score ($modes)"; then
   echo "== WER summary"
   wer_table test dev
 fi
+exit
+}

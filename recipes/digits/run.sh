@@ -10,6 +10,7 @@
 # epochs, 4 decode and score, 5 transcribe a file. Finished stages are skipped unless --force.
 
 set -euo pipefail
+{  # braces: bash reads the whole recipe before running it, so editing this file mid-run is safe
 cd "$(dirname "$0")"
 . ../common.sh  # options, and data=data exp=exp/bilstm conf=conf/bilstm.yaml avg=10
 
@@ -21,3 +22,5 @@ if run_stage 5 "transcribe one file"; then
   echo "reference:  $(head -n 1 "$data/test/text" | cut -d' ' -f2-)"
   echo "transcript: $(asrkit -q transcribe "$exp/avg_$avg.pt" "$wav")"
 fi
+exit
+}

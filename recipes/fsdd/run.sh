@@ -10,8 +10,11 @@
 # Finished stages are skipped unless --force. Outputs: data/ and exp/ in this folder.
 
 set -euo pipefail
+{  # braces: bash reads the whole recipe before running it, so editing this file mid-run is safe
 cd "$(dirname "$0")"
 . ../common.sh  # options, and data=data exp=exp/bilstm conf=conf/bilstm.yaml avg=10
 
 prepare_stage fsdd
 model_stages "dev test"
+exit
+}
