@@ -46,6 +46,25 @@ def test_decoder_ignores_encoder_padding(attention):
     assert torch.allclose(attention_weights.sum(-1), torch.ones(1, 3), atol=1e-5)
 
 
+def test_folded_location_term_equals_the_convolution_and_its_projection():
+    """Attention.add_location applies conv and loc_proj as one (A, K) matrix over each frame's
+    window: the same values and the same gradients as the plain conv -> transpose -> linear."""
+    from asrkit.model.decoder import Attention
+
+    torch.manual_seed(0)
+    att = Attention(enc_dim=6, dec_dim=5, att_dim=7, location=True)
+    energy = torch.randn(3, 11, 7)
+    previous = torch.rand(3, 11).softmax(-1).requires_grad_()
+    folded = att.add_location(energy, previous)
+    plain = energy + att.loc_proj(att.conv(previous[:, None, :]).transpose(1, 2))
+    assert torch.allclose(folded, plain, atol=1e-6)
+    probe = torch.randn_like(plain)
+    grads = torch.autograd.grad((folded * probe).sum(), [previous, att.conv.weight, att.loc_proj.weight])
+    grads_plain = torch.autograd.grad((plain * probe).sum(), [previous, att.conv.weight, att.loc_proj.weight])
+    for mine, reference in zip(grads, grads_plain):
+        assert torch.allclose(mine, reference, atol=1e-5)
+
+
 def test_joint_loss_is_the_weighted_sum():
     from asrkit.dataset import Batch
     from asrkit.model.decoder import attention_loss
