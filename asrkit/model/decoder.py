@@ -45,8 +45,7 @@ class Attention(nn.Module):
         into one (A, K) matrix applied to each frame's window of ``previous``: one matmul
         instead of a 10-channel convolution, a transpose and a K=10 matmul at every decoder
         step (attention forward + backward ~30% faster on the CPU, the whole AN4 1a training
-        step 2-5%); the same
-        parameters, so checkpoints are unchanged."""
+        step 2-5%); the same parameters, so checkpoints are unchanged."""
         folded = self.loc_proj.weight @ self.conv.weight[:, 0, :]  # (A, channels) @ (channels, K)
         kernel = folded.size(1)
         windows = F.pad(previous, (kernel // 2, kernel // 2)).unfold(1, kernel, 1)  # (B, T, K)
