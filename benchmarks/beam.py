@@ -90,11 +90,16 @@ def to_ids(text: str, labels: list[str]) -> list[int]:
 
 def ctc_log_likelihood(log_probs: torch.Tensor, texts: list[str], labels: list[str]) -> np.ndarray:
     """Exact log P(text | x) for each utterance (summed over alignments)."""
-    targets = [torch.tensor(to_ids(t, labels), dtype=torch.long) for t in texts]
+    frames = torch.full((log_probs.size(0),), log_probs.size(1))
+    return token_log_likelihood(log_probs, frames, [to_ids(t, labels) for t in texts])
+
+
+def token_log_likelihood(log_probs: torch.Tensor, lengths: torch.Tensor, token_lists: list[list[int]]) -> np.ndarray:
+    """Exact log P(tokens | x) for each utterance of ``lengths`` frames (forward algorithm, torch's ctc_loss)."""
+    targets = [torch.tensor(t, dtype=torch.long) for t in token_lists]
     target_lens = torch.tensor([len(t) for t in targets])
     flat = torch.cat(targets) if sum(target_lens) else torch.zeros(0, dtype=torch.long)
-    frames = torch.full((log_probs.size(0),), log_probs.size(1))
-    loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1).double(), flat, frames, target_lens,
+    loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1).double(), flat, lengths, target_lens,
                                         blank=0, reduction="none", zero_infinity=False)
     return -loss.numpy()
 

@@ -42,6 +42,7 @@ from asrkit.inference import Recognizer
 from asrkit.lexicon import Lexicon, read_lexicon
 from asrkit.score import score
 from asrkit.tokenizer import SPACE
+from beam import token_log_likelihood  # benchmarks/beam.py: run as a script, this folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 AN4 = ROOT / "recipes/an4"
@@ -61,15 +62,6 @@ def posteriors(recognizer: Recognizer, sets: list[Path]):
             rows.append(recognizer.log_probs(feats[utt]))
     lengths = torch.tensor([r.size(0) for r in rows])
     return ids, refs, torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths
-
-
-def exact_log_likelihood(log_probs, lengths, token_lists) -> np.ndarray:
-    """log P(tokens | x) summed over all CTC alignments, per utterance."""
-    flat = torch.tensor([t for tokens in token_lists for t in tokens] or [0], dtype=torch.long)
-    target_lens = torch.tensor([len(t) for t in token_lists])
-    loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1).double(), flat, lengths, target_lens,
-                                        blank=0, reduction="none", zero_infinity=False)
-    return -loss.numpy()
 
 
 def run_asrkit(log_probs, lengths, beam, space_id, lexicon=None):
@@ -135,10 +127,10 @@ def main() -> None:
         try:
             peer_texts, peer_s = run_flashlight(log_probs, lengths, beam, words, tokenizer)
             rows.append(("flashlight lexicon", peer_s, peer_texts))
-            peer_ll = exact_log_likelihood(log_probs, lengths, [tokenizer.encode(t) for t in peer_texts])
+            peer_ll = token_log_likelihood(log_probs, lengths, [tokenizer.encode(t) for t in peer_texts])
         except ImportError as exc:
             print(f"  flashlight-text: not installed ({exc}); pip install flashlight-text")
-        ours_ll = exact_log_likelihood(log_probs, lengths, constrained)
+        ours_ll = token_log_likelihood(log_probs, lengths, constrained)
         print(f"beam {beam}:")
         print(f"  {'decoder':19s} {'ms/utt':>7s} {'x asrkit':>9s} {'WER':>7s}  best-text log P (lexicon decoders)")
         for label, seconds, texts in rows:
