@@ -143,7 +143,10 @@ def _autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
 def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 autocast (a no-op scaler otherwise): fp16 gradients underflow
     without it; bf16 has fp32's range and needs none."""
-    return torch.amp.GradScaler(device.type, enabled=use_amp and dtype == "fp16")
+    enabled = use_amp and dtype == "fp16"
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3 (pyproject allows 2.2): CUDA only, as autocast here
 
 
 @torch.no_grad()
@@ -185,7 +188,8 @@ def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, c
     """
     tcfg = cfg.train
     use_amp = tcfg.amp and device.type == "cuda"
-    scaler = scaler or _grad_scaler(device, use_amp, tcfg.amp_dtype)
+    if scaler is None:
+        scaler = _grad_scaler(device, use_amp, tcfg.amp_dtype)
     frame_shift = cfg.feature.frame_shift_ms / 1000
     epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
     started = time.perf_counter()

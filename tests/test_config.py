@@ -55,3 +55,22 @@ def test_fp16_autocast_gets_a_loss_scaler_and_bf16_none():
     assert _grad_scaler(cuda, True, "fp16").is_enabled() if torch.cuda.is_available() else True
     assert not _grad_scaler(torch.device("cpu"), False, "fp16").is_enabled()
     assert not _grad_scaler(torch.device("cpu"), True, "bf16").is_enabled()
+
+
+def test_fp16_loss_scaling_is_on_without_cuda_too_and_works_before_torch_2_3(monkeypatch):
+    """The line above that needs CUDA passes trivially on a CPU runner; here the fp16 scaler is
+    checked on the CPU (it multiplies the loss by its initial 2**16), and the fallback for
+    torch < 2.3, which has no torch.amp.GradScaler, gives a scaler too."""
+    import warnings
+
+    import torch
+
+    from asrkit.train import _grad_scaler
+
+    scaler = _grad_scaler(torch.device("cpu"), True, "fp16")
+    assert scaler.is_enabled() and scaler.scale(torch.tensor(1.0)).item() == 2.0 ** 16
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.cuda.amp.GradScaler is deprecated in new torch
+        old = _grad_scaler(torch.device("cpu"), False, "fp16")
+    assert isinstance(old, torch.cuda.amp.GradScaler) and not old.is_enabled()
