@@ -85,13 +85,16 @@ def sequence_key(tokens) -> int:
 
 
 class WordConstraint(Protocol):
-    """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.lexicon.Lexicon``)."""
+    """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.lexicon.Lexicon``): a trie
+    of token ids, one node per prefix's word being spelt (node 0: no letter yet)."""
 
-    def is_prefix(self, keys: torch.Tensor) -> torch.Tensor:
-        """Whether each word key is a non-empty prefix of an allowed word."""
+    pad_token: int  # the token id that pads ``children`` rows (the vocabulary size)
 
-    def is_word(self, keys: torch.Tensor) -> torch.Tensor:
-        """Whether each word key is an allowed word."""
+    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, next nodes) of shape ``nodes.shape + (C,)``: what may follow each node."""
+
+    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Whether each node ends an allowed word."""
 
 
 class WordScorer(Protocol):
@@ -107,6 +110,85 @@ class WordScorer(Protocol):
         """Score of ending the sentence: the pending word (key 0: none) and then </s>."""
 
 
+def _prune_frame(frame: torch.Tensor, blank_id: int, token_prune: int | None,
+                 token_min_logp: float | None) -> torch.Tensor:
+    """A frame's token log-probs with -inf where a token may not extend a prefix: the blank, tokens
+    outside the ``token_prune`` most probable, tokens below ``token_min_logp``."""
+    allowed = frame.clone()
+    if token_prune is not None and token_prune < frame.size(1):
+        allowed.masked_fill_(frame < frame.topk(token_prune, dim=1).values[:, -1:], -math.inf)
+    if token_min_logp is not None:
+        allowed.masked_fill_(frame < token_min_logp, -math.inf)
+    allowed[:, blank_id] = -math.inf
+    return allowed
+
+
+def _token_log_probs(frame_pad: torch.Tensor, tokens: torch.Tensor, token_prune: int | None,
+                     token_min_logp: float | None) -> torch.Tensor:
+    """Log-probs of ``tokens`` (n, K) in a padded frame (n, V + 1), -inf where pruning drops them."""
+    token_lp = frame_pad.gather(1, tokens)
+    if token_prune is not None and token_prune < frame_pad.size(1) - 1:
+        token_lp.masked_fill_(token_lp < frame_pad.topk(token_prune, dim=1).values[:, -1:], -math.inf)
+    if token_min_logp is not None:
+        token_lp.masked_fill_(token_lp < token_min_logp, -math.inf)
+    return token_lp
+
+
+def _shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
+                       token_min_logp: float | None, keep_id: int | None, all_tokens: torch.Tensor):
+    """Tokens that may extend the prefixes of each utterance at this frame, the same for all of them.
+
+    frame: (n, V). Only the ``limit`` (2·beam+2) most probable tokens can extend a prefix into
+    the next beam: a better token loses only by being the blank, the prefix's last token, or an
+    extension merged into a prefix already in the beam, so at least ``beam`` of them beat any
+    token further down. ``keep_id`` (the separator under LM fusion, whose word score may lift it)
+    is a candidate whatever its rank. Returns tokens and log-probs, each (n, 1, w), and whether
+    the tokens are the whole vocabulary in order.
+    """
+    n, vocab = frame.shape
+    if keep_id is not None:  # the others by rank, the separator in a column of its own
+        allowed = _prune_frame(frame, blank_id, token_prune, token_min_logp)
+        others = torch.cat([allowed[:, :keep_id], allowed[:, keep_id + 1:]], 1)  # no column twice
+        token_lp, tokens = others.topk(min(vocab - 1, limit), dim=1)
+        tokens += tokens >= keep_id
+        tokens = torch.cat([tokens, torch.full((n, 1), keep_id, dtype=tokens.dtype, device=tokens.device)], 1)
+        token_lp = torch.cat([token_lp, allowed[:, keep_id, None]], 1)
+        return tokens[:, None], token_lp[:, None], False
+    width = min(vocab, token_prune or vocab, limit)
+    if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
+        width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
+    if width < vocab:
+        token_lp, tokens = frame.topk(width, dim=1)
+    else:
+        tokens, token_lp = all_tokens[:n], frame
+    token_lp = token_lp.masked_fill(tokens == blank_id, -math.inf)
+    if token_min_logp is not None:
+        token_lp.masked_fill_(token_lp < token_min_logp, -math.inf)
+    return tokens[:, None], token_lp[:, None], width == vocab
+
+
+def _lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, limit: int,
+                        blank_id: int, token_prune: int | None, token_min_logp: float | None,
+                        space_id: int | None):
+    """Tokens that may legally extend each prefix: the children of its trie node (the ``limit``
+    most probable of them, as in ``_shared_candidates``), and the separator when the node ends a
+    word. frame: (n, V); nodes: (n, K). Returns tokens, log-probs and next nodes, each (n, K, w)."""
+    n, beam = nodes.shape
+    allowed = torch.nn.functional.pad(_prune_frame(frame, blank_id, token_prune, token_min_logp), (0, 1),
+                                      value=-math.inf)  # the last column is the padding token's
+    tokens, next_nodes = lexicon.children(nodes)
+    token_lp = allowed.gather(1, tokens.view(n, -1)).view(tokens.shape)
+    if tokens.size(2) > limit:
+        token_lp, column = token_lp.topk(limit, dim=2)
+        tokens, next_nodes = tokens.gather(2, column), next_nodes.gather(2, column)
+    if space_id is not None:
+        space_lp = allowed[:, space_id, None].expand(n, beam).masked_fill(~lexicon.is_word(nodes), -math.inf)
+        tokens = torch.cat([tokens, torch.full((n, beam, 1), space_id, dtype=tokens.dtype, device=tokens.device)], 2)
+        token_lp = torch.cat([token_lp, space_lp[:, :, None]], 2)
+        next_nodes = torch.cat([next_nodes, torch.zeros_like(next_nodes[:, :, :1])], 2)
+    return tokens, token_lp, next_nodes
+
+
 def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int = 10, nbest: int = 1,
                        token_prune: int | None = None, blank_id: int = 0,
                        lm: WordScorer | None = None, token_min_logp: float | None = None,
@@ -118,7 +200,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     of its alignments ending in blank and ending in its last token (so "a a"
     collapses and "a - a" does not), extends every prefix by every token kept by
     ``token_prune`` (the most probable tokens of each frame; None keeps all)
-    whose log-probability is at least ``token_min_logp`` (None: any), merges an extension with the equal prefix already in the beam, and keeps the
+    whose log-probability is at least ``token_min_logp`` (None: any), merges an
+    extension with the equal prefix already in the beam, and keeps the
     ``beam`` best prefixes per frame. All utterances and prefixes move together
     as (B, beam) tensors: one frame is a few dozen tensor operations whatever
     the batch size, on the CPU or the GPU.
@@ -128,11 +211,10 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     hypothesis, as in the transcripts the model learnt from, so each
     hypothesis is a distinct text and its score the exact probability of it.
 
-    With ``lexicon``, every word of a hypothesis is a lexicon word: a token
-    extends a prefix only while the word being spelt stays a prefix of some
-    lexicon word, the separator only ends a complete word, and at the end the
-    hypotheses whose last word is unfinished are dropped (unless no other is
-    left).
+    With ``lexicon``, every word of a hypothesis is a lexicon word: each prefix
+    follows a node of the lexicon's trie, only the node's children and (after
+    a whole word) the separator may extend it, and at the end the hypotheses
+    whose last word is unfinished are dropped (unless no other is left).
 
     With ``lm``, a word's LM score (weight * ln P + bonus) joins a prefix's score
     when the word ends (the space token; the last word and </s> at the end) and
@@ -143,7 +225,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     probability of the prefix's alignments) + ``lm_score``; ``timesteps`` are the
     frames where each token was appended, on the history the prefix kept (a
     prefix already in the beam keeps its own when an extension merges into it).
-    Results equal ``prefix_beam_search_reference`` (tested).
+    Results equal ``prefix_beam_search_reference`` (tested), with a lexicon and an LM too.
     """
     if beam < 1 or nbest < 1:
         raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
@@ -153,6 +235,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     batch, _, vocab = log_probs.shape
     if not 0 <= blank_id < vocab:
         raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
+    if lexicon is not None and lexicon.pad_token != vocab:
+        raise DecodeError(f"the lexicon was built for {lexicon.pad_token} tokens, the log-probabilities have {vocab}")
     if batch == 0:
         return []
     device = log_probs.device
@@ -163,11 +247,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     max_frames = sorted_lengths[0]
     # utterances still running at frame t: the lengths (descending) greater than t
     running = np.searchsorted(-np.asarray(sorted_lengths), -np.arange(max_frames), side="left").tolist()
-    # Only the 2*beam+2 most probable tokens of a frame can extend a prefix into the next
-    # beam (a better token loses only by being blank, the prefix's last token, or an
-    # extension merged into an existing prefix), so more would change nothing.
-    num_tokens = min(vocab, token_prune or vocab, 2 * beam + 2)
     K = beam
+    limit = 2 * beam + 2
     neg_inf = -math.inf
 
     # per prefix slot: log p(alignments ending in blank), log p(... ending in its last token)
@@ -183,9 +264,10 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     if lm is not None:
         lm_state = torch.full((batch, K), lm.start_state, dtype=torch.long, device=device)
         space_id = lm.space_id if space_id is None else space_id
-    track_words = lm is not None or lexicon is not None
-    if track_words:
         word_key = torch.zeros((batch, K), dtype=torch.long, device=device)  # key of the word being spelt
+    if lexicon is not None:
+        node = torch.zeros((batch, K), dtype=torch.long, device=device)  # trie node of the word being spelt
+    keep_id = space_id if lm is not None else None
     back_slot = torch.arange(K, dtype=torch.long, device=device).repeat(max_frames, batch, 1)
     back_token = torch.full((max_frames, batch, K), -1, dtype=torch.long, device=device)
     all_tokens = torch.arange(vocab, device=device).expand(batch, vocab)
@@ -203,47 +285,42 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         stay_blank = total + frame[:, blank_id, None]
         stay_token = pt + frame_pad.gather(1, lst)
         # extending a prefix by a token: (n, K, width), written into the candidate row after the K stays
-        width = num_tokens
-        if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
-            width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
-        if width < vocab:
-            token_lp, tokens = frame.topk(width, dim=1)
+        if lexicon is None:
+            tokens, token_lp, full = _shared_candidates(frame, limit, blank_id, token_prune, token_min_logp,
+                                                        keep_id, all_tokens)
         else:
-            tokens, token_lp = all_tokens[:n], frame
-        token_lp = token_lp.masked_fill(tokens == blank_id, neg_inf)
-        if token_min_logp is not None:
-            token_lp.masked_fill_(token_lp < token_min_logp, neg_inf)
+            tokens, token_lp, next_node = _lexicon_candidates(frame, lexicon, node[:n], limit, blank_id,
+                                                              token_prune, token_min_logp, space_id)
+            full = False
+        width = tokens.size(2)
         candidates = torch.empty((n, K + K * width), device=device)
         ext = candidates[:, K:]
         ext3 = ext.view(n, K, width)
-        is_repeat = tokens[:, None, :] == lst[:, :, None]  # a repeat is a new label only after a blank
+        is_repeat = tokens == lst[:, :, None]  # a repeat is a new label only after a blank
         torch.where(is_repeat, pb[:, :, None], total[:, :, None], out=ext3)
-        ext3.add_(token_lp[:, None, :])
-        if space_id is not None:  # no separator at the start or after a separator
-            no_space = (lst == vocab) | (lst == space_id)
-            ext3.masked_fill_((tokens == space_id)[:, None, :] & no_space[:, :, None], neg_inf)
-        if lexicon is not None:  # only spell lexicon words; a separator only after a whole one
-            wk = word_key[:n]
-            allowed = lexicon.is_prefix(extend_key(wk[:, :, None], tokens[:, None, :]))
-            if space_id is not None:
-                is_space = (tokens == space_id)[:, None, :]
-                allowed = torch.where(is_space, lexicon.is_word(wk)[:, :, None], allowed)
-            ext3.masked_fill_(~allowed, neg_inf)
+        ext3.add_(token_lp)
+        if space_id is not None and lexicon is None:  # no separator at the start or after a separator
+            no_space = (lst == vocab) | (lst == space_id)  # (with a lexicon: node 0 is no word)
+            ext3.masked_fill_((tokens == space_id) & no_space[:, :, None], neg_inf)
         # extension k + c equal to prefix j already in the beam: merged into j (j keeps its history)
         has_source, source = (par[:, :, None] == ky[:, None, :]).max(-1)  # (n, j): the slot k of j's parent
-        if width == vocab:  # every token is a column: j's last token is its own column
-            merge = has_source & (lst < vocab)
+        merge = has_source & (lst < vocab)
+        if full:  # every token is a column: j's last token is its own column
             flat = source * width + lst.clamp(max=vocab - 1)
+            merged = ext.gather(1, flat)
+            ext.scatter_(1, torch.where(merge, flat, blank_id), neg_inf)  # the others: slot 0's blank column
         else:
-            has_column, column = is_repeat.max(-1)
-            merge = has_source & has_column
-            flat = source * width + column
-        stay_token = torch.logaddexp(stay_token, ext.gather(1, flat).masked_fill_(~merge, neg_inf))
-        if width == vocab:  # the others write -inf where it already is: the blank column of slot 0
-            ext.scatter_(1, torch.where(merge, flat, blank_id), neg_inf)
-        else:
-            rows, slots = merge.nonzero(as_tuple=True)
-            ext[rows, flat[rows, slots]] = neg_inf
+            # j's token may be outside the columns (not among the best of the frame, or of its
+            # parent's legal ones): its mass is computed here, and the column, if any, dropped
+            source_last = lst.gather(1, source)
+            merged = torch.where(source_last == lst, pb.gather(1, source), total.gather(1, source)) + \
+                _token_log_probs(frame_pad, lst, token_prune, token_min_logp)
+            source_tokens = is_repeat if tokens.size(1) == 1 else \
+                tokens.gather(1, source[:, :, None].expand(n, K, width)) == lst[:, :, None]
+            has_column, column = source_tokens.max(-1)
+            rows, slots = (merge & has_column).nonzero(as_tuple=True)
+            ext[rows, (source * width + column)[rows, slots]] = neg_inf
+        stay_token = torch.logaddexp(stay_token, merged.masked_fill_(~merge, neg_inf))
         torch.logaddexp(stay_blank, stay_token, out=candidates[:, :K])
         ext_ctc = ext
         if lm is not None:
@@ -253,12 +330,14 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
             ext3.add_(lm_n[:, :, None])
             if space_id is not None:
                 word_delta, word_next = _score_words(lm, lm_state[:n], word_key[:n], ky != _NO_PREFIX)
-                ext3.add_(torch.where((tokens == space_id)[:, None, :], word_delta[:, :, None], 0.0))
+                ext3.add_(torch.where(tokens == space_id, word_delta[:, :, None], 0.0))
         top, index = candidates.topk(K, dim=1, sorted=False)  # the order inside a beam does not matter
         is_stay = index < K
         ext_index = (index - K).clamp_(min=0)
         src = torch.where(is_stay, index, ext_index // width)
-        token = torch.where(is_stay, -1, tokens.gather(1, ext_index % width))
+        chosen = tokens[:, 0].gather(1, ext_index % width) if tokens.size(1) == 1 else \
+            tokens.reshape(n, K * width).gather(1, ext_index)
+        token = torch.where(is_stay, -1, chosen)
         src_key = ky.gather(1, src)
         valid = top > neg_inf
         back_slot[t, :n] = src
@@ -268,11 +347,12 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         torch.where(valid, torch.where(is_stay, src_key, extend_key(src_key, token)), no_prefix, out=key[:n])
         torch.where(valid, torch.where(is_stay, par.gather(1, src), src_key), no_parent, out=parent[:n])
         torch.where(is_stay, lst.gather(1, src), token, out=last[:n])
-        if track_words:
-            word_src = word_key[:n].gather(1, src)
-            ended = ~is_stay & (token == space_id) if space_id is not None else torch.zeros_like(is_stay)
-            word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
+        if lexicon is not None:
+            node[:n] = torch.where(is_stay, node[:n].gather(1, src), next_node.reshape(n, K * width).gather(1, ext_index))
         if lm is not None:
+            ended = ~is_stay & (token == space_id) if space_id is not None else torch.zeros_like(is_stay)
+            word_src = word_key[:n].gather(1, src)
+            word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
             lm_src = lm_n.gather(1, src)
             state_src = lm_state[:n].gather(1, src)
             if space_id is not None:
@@ -294,7 +374,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
         others = ((key != _NO_PREFIX) & ~trailing).any(1, keepdim=True)
         score = score.masked_fill(trailing & others, neg_inf)
     if lexicon is not None:  # the last word is a whole lexicon word (unless nothing else is left)
-        unfinished = (word_key != 0) & ~lexicon.is_word(word_key)
+        unfinished = (node != 0) & ~lexicon.is_word(node)
         others = ((key != _NO_PREFIX) & ~unfinished & (score > neg_inf)).any(1, keepdim=True)
         score = score.masked_fill(unfinished & others, neg_inf)
     ranked = score.topk(min(nbest, K), dim=1).indices  # (B, N)
@@ -393,7 +473,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                                  token_prune: int | None = None, blank_id: int = 0,
                                  token_min_logp: float | None = None,
                                  space_id: int | None = None,
-                                 lexicon: list[list[int]] | None = None) -> list[list[Hypothesis]]:
+                                 lexicon: list[list[int]] | None = None,
+                                 lm: WordScorer | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -406,14 +487,19 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     in the beam keeps its history when an extension merges into it).
 
     ``lexicon`` (words as token lists): every word of a hypothesis must be one of them.
+    ``lm``: each word adds its LM score when the separator ends it, the last word
+    and </s> add theirs at the end, and prefixes are ranked by CTC + LM.
 
     This is the plain reference implementation (pure Python, one utterance at a
-    time): ``prefix_beam_search`` must reproduce its results (tested).
+    time, every token considered): the specification that ``prefix_beam_search``
+    must reproduce (tested).
     """
     if beam < 1 or nbest < 1:
         raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
     if torch.isnan(log_probs).any():
         raise DecodeError("log-probabilities contain NaN")
+    if lm is not None and space_id is None:
+        space_id = lm.space_id
     lp_all = log_probs.detach().float().cpu()
     num_tokens = lp_all.size(-1)
     keep_tokens = num_tokens if token_prune is None else min(token_prune, num_tokens)
@@ -423,6 +509,30 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     def last_word(prefix: tuple[int, ...]) -> tuple[int, ...]:
         cut = max((i + 1 for i, tok in enumerate(prefix) if tok == space_id), default=0)
         return prefix[cut:]
+
+    lm_memo: dict[tuple[int, ...], tuple[float, int, int]] = {}
+
+    def lm_of(prefix: tuple[int, ...]) -> tuple[float, int, int]:
+        """(LM score of the words the prefix has ended, LM state, key of the word being spelt)."""
+        if lm is None:
+            return 0.0, 0, 0
+        if prefix not in lm_memo:
+            if not prefix:
+                lm_memo[prefix] = (0.0, lm.start_state, 0)
+            else:
+                total, state, word = lm_of(prefix[:-1])
+                if prefix[-1] == space_id:
+                    delta, nxt = lm.word_scores(torch.tensor([state]), torch.tensor([word]))
+                    lm_memo[prefix] = (total + float(delta[0]), int(nxt[0]), 0)
+                else:
+                    lm_memo[prefix] = (total, state, extend_key(word, prefix[-1]))
+        return lm_memo[prefix]
+
+    def final_lm(prefix: tuple[int, ...]) -> float:
+        if lm is None:
+            return 0.0
+        total, state, word = lm_of(prefix)
+        return total + float(lm.final_scores(torch.tensor([state]), torch.tensor([word]))[0])
 
     results = []
     for b in range(lp_all.size(0)):
@@ -470,13 +580,16 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                     else:
                         new = entry(prefix + (c,), steps + [t])
                         new[1] = _logaddexp(new[1], total + lp)
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + lm_of(kv[0])[0],
+                            reverse=True)
             beams = dict(ranked[:beam])
-        ranked = sorted(beams.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]), reverse=True)
-        if space_id is not None and any(not p or p[-1] != space_id for p, _ in ranked):
-            ranked = [(p, v) for p, v in ranked if not p or p[-1] != space_id]
-        if lexicon is not None and any(not last_word(p) or last_word(p) in words for p, _ in ranked):
-            ranked = [(p, v) for p, v in ranked if not last_word(p) or last_word(p) in words]
-        results.append([Hypothesis(list(prefix), _logaddexp(v[0], v[1]), list(v[2]), _logaddexp(v[0], v[1]))
-                        for prefix, v in ranked[:nbest]])
+        scored = [(p, v, _logaddexp(v[0], v[1]), final_lm(p)) for p, v in beams.items()]
+        scored.sort(key=lambda item: item[2] + item[3], reverse=True)
+        if space_id is not None and any(not p or p[-1] != space_id for p, *_ in scored):
+            scored = [item for item in scored if not item[0] or item[0][-1] != space_id]
+        if lexicon is not None and any(not last_word(p) or last_word(p) in words for p, *_ in scored):
+            scored = [item for item in scored if not last_word(item[0]) or last_word(item[0]) in words]
+        results.append([Hypothesis(list(prefix), ctc + lm_score, list(v[2]), ctc,
+                                   None if lm is None else lm_score)
+                        for prefix, v, ctc, lm_score in scored[:nbest]])
     return results

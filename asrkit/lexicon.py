@@ -3,10 +3,10 @@
 A lexicon file has one word per line, the word first and anything after it
 ignored, so a pronunciation dictionary works as it is: CMU/Sphinx ``.dic``
 (``WORD(2)`` alternative pronunciations count once), Kaldi ``lexicon.txt``, or a
-plain word list. ``Lexicon`` turns the spellable words into the hash keys the
-search keeps for the word being spelt (``asrkit.decode.sequence_key``), so that
-"is this a prefix of a word" and "is this a word" are two ``searchsorted``
-look-ups on a batch of keys.
+plain word list. ``Lexicon`` turns the spellable words into a trie of token ids
+kept as tensors: the search follows one trie node per prefix, and the tokens
+that may extend a prefix are that node's children (plus the word separator
+when the node ends a word).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from asrkit.decode import extend_key
 from asrkit.errors import DecodeError
 from asrkit.tokenizer import CharTokenizer
 
@@ -50,48 +49,71 @@ def read_lexicon(path: str | Path) -> list[str]:
 
 
 class Lexicon:
-    """The words a hypothesis may contain, as sorted tensors of token-sequence keys.
+    """The words a hypothesis may contain, as a trie of token ids held in tensors.
 
-    Words with a character outside the token table cannot be spelt and are
-    left out (``skipped``); so are filler words such as ``<sil>``.
+    Node 0 is the empty word. ``children(nodes)`` gives, for a batch of nodes,
+    the tokens that may follow (padded with ``pad_token``, the vocabulary size)
+    and the nodes they lead to; ``is_word(nodes)`` whether a node ends a word.
+    The search keeps one node per prefix, so the legal extensions of every
+    prefix are one gather, whatever the vocabulary. Words with a character
+    outside the token table cannot be spelt and are left out (``skipped``); so
+    are filler words such as ``<sil>``.
     """
+
+    start_node = 0
 
     def __init__(self, words: list[str], tokenizer: CharTokenizer, source: str = "lexicon") -> None:
         index = tokenizer.index
-        word_keys, prefix_keys = set(), set()
+        children: list[dict[int, int]] = [{}]
+        ends: set[int] = set()
         self.skipped: list[str] = []
         for word in words:
             if word.startswith("<") or any(ch not in index for ch in word):
                 self.skipped.append(word)
                 continue
-            key = 0
+            node = 0
             for ch in word:
-                key = extend_key(key, index[ch])
-                prefix_keys.add(key)
-            word_keys.add(key)
-        if not word_keys:
+                token = index[ch]
+                if token not in children[node]:
+                    children[node][token] = len(children)
+                    children.append({})
+                node = children[node][token]
+            ends.add(node)
+        if not ends:
             raise DecodeError(f"{source}: none of its {len(words)} words can be spelt with the model's "
                               f"{len(tokenizer)} tokens (another language or letter case?)")
-        self.size = len(word_keys)
-        self._words = torch.tensor(sorted(word_keys), dtype=torch.long)
-        self._prefixes = torch.tensor(sorted(prefix_keys), dtype=torch.long)
-        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self.size = len(ends)
+        self.pad_token = len(tokenizer)
+        width = max(len(c) for c in children)
+        tokens = torch.full((len(children), width), self.pad_token, dtype=torch.long)
+        nodes = torch.zeros((len(children), width), dtype=torch.long)
+        for node, table in enumerate(children):
+            for column, (token, child) in enumerate(sorted(table.items())):
+                tokens[node, column], nodes[node, column] = token, child
+        self._tables = {"tokens": tokens, "nodes": nodes,
+                        "ends": torch.tensor([n in ends for n in range(len(children))])}
+        self._on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     @classmethod
     def load(cls, path: str | Path, tokenizer: CharTokenizer) -> "Lexicon":
         return cls(read_lexicon(path), tokenizer, f"lexicon {path}")
 
-    def _member(self, name: str, keys: torch.Tensor) -> torch.Tensor:
-        table = self._on_device.get((name, keys.device))
-        if table is None:  # copied to the search's device once, not at every frame
-            table = self._on_device[(name, keys.device)] = getattr(self, name).to(keys.device)
-        position = torch.searchsorted(table, keys).clamp_(max=len(table) - 1)
-        return table[position] == keys
+    @property
+    def num_nodes(self) -> int:
+        return len(self._tables["ends"])
 
-    def is_prefix(self, keys: torch.Tensor) -> torch.Tensor:
-        """Whether each key is a non-empty prefix of a lexicon word (a word included)."""
-        return self._member("_prefixes", keys)
+    def _on(self, device: torch.device) -> dict[str, torch.Tensor]:
+        tables = self._on_device.get(device)
+        if tables is None:  # copied to the search's device once, not at every frame
+            tables = self._on_device[device] = {k: v.to(device) for k, v in self._tables.items()}
+        return tables
 
-    def is_word(self, keys: torch.Tensor) -> torch.Tensor:
-        """Whether each key is a lexicon word."""
-        return self._member("_words", keys)
+    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, next nodes), each ``nodes.shape + (C,)``: what may follow each node (padding:
+        ``pad_token`` leading to node 0)."""
+        tables = self._on(nodes.device)
+        return tables["tokens"][nodes], tables["nodes"][nodes]
+
+    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Whether each node ends a lexicon word."""
+        return self._on(nodes.device)["ends"][nodes]

@@ -129,3 +129,69 @@ def test_bad_lexicons_are_one_line_errors(tmp_path, content, message):
 def test_lexicon_directory_is_refused(tmp_path):
     with pytest.raises(DecodeError, match="is not a file"):
         read_lexicon(tmp_path)
+
+
+def test_issue_repro_lexicon_word_outside_the_frames_best_tokens():
+    """8 tokens, beam 1, lexicon {e}: 'e' is never among the 2·beam+2 most probable tokens
+    of a frame, yet it is the only legal text; the search must find it, as the reference does."""
+    tokenizer = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b", "c", "d", "e"])
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 6, 8, generator=generator)
+    logits[..., 7] -= 3.0  # 'e' is always the least probable letter
+    lp = logits.log_softmax(-1)
+    lexicon = Lexicon(["e"], tokenizer)
+    (fast,) = prefix_beam_search(lp, torch.tensor([6]), beam=1, space_id=2, lexicon=lexicon)
+    (slow,) = prefix_beam_search_reference(lp, torch.tensor([6]), beam=1, space_id=2, lexicon=[[7]])
+    assert tokenizer.decode(slow[0].tokens) == "e"
+    assert fast[0].tokens == slow[0].tokens
+    assert math.isclose(fast[0].score, slow[0].score, abs_tol=1e-4)
+
+
+def _random_case(generator: torch.Generator, with_lm: bool):
+    """A random vocabulary (6-60 tokens), lexicon (1-50 words), beam (1-10), posteriors and LM."""
+    from asrkit.lm import ArpaLM, LmFusion, build_arpa
+
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    def randint(low, high):
+        return int(torch.randint(low, high + 1, (), generator=generator))
+    vocab = randint(6, 60)
+    tokenizer = CharTokenizer(["<blank>", "<unk>", "<space>"] + list(letters[:vocab - 3]))
+    alphabet = tokenizer.symbols[3:]
+    words = sorted({"".join(alphabet[randint(0, len(alphabet) - 1)] for _ in range(randint(1, 4)))
+                    for _ in range(randint(1, 50))})
+    lexicon = Lexicon(words, tokenizer)
+    num_frames = randint(1, 18)
+    scale = [1.0, 3.0, 6.0][randint(0, 2)]  # flat to peaky posteriors
+    lp = (torch.randn(3, num_frames, vocab, generator=generator) * scale).log_softmax(-1)
+    lengths = torch.randint(0, num_frames + 1, (3,), generator=generator)
+    lengths[0] = num_frames
+    fusion = None
+    if with_lm:
+        sentences = [[words[randint(0, len(words) - 1)] for _ in range(randint(1, 4))] for _ in range(20)]
+        lm = ArpaLM.parse(build_arpa(sentences, order=randint(1, 3)).splitlines())
+        fusion = LmFusion(lm, tokenizer, weight=[0.3, 1.0][randint(0, 1)], bonus=[0.0, 1.5, -0.5][randint(0, 2)])
+    return tokenizer, words, lexicon, lp, lengths, randint(1, 10), fusion
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+@pytest.mark.parametrize("with_lexicon", [True, False])
+def test_batched_search_best_equals_reference_on_random_vocabularies(with_lm, with_lexicon):
+    """Property test: on random cases the batched search's best hypothesis has the reference's
+    score (the reference considers every token for every prefix; the batched one only the
+    tokens that can legally extend each prefix, at most 2·beam+2 of them)."""
+    generator = torch.Generator().manual_seed(1000 * with_lm + 10 * with_lexicon + 7)
+    cases = 75 if with_lexicon else 40
+    for case in range(cases):
+        tokenizer, words, lexicon, lp, lengths, beam, fusion = _random_case(generator, with_lm)
+        constraint = dict(lexicon=lexicon) if with_lexicon else {}
+        spelt = [[tokenizer.index[ch] for ch in w] for w in words]
+        reference_constraint = dict(lexicon=spelt) if with_lexicon else {}
+        fast = prefix_beam_search(lp, lengths, beam=beam, space_id=2, lm=fusion, **constraint)
+        slow = prefix_beam_search_reference(lp, lengths, beam=beam, space_id=2, lm=fusion, **reference_constraint)
+        for utt, (got, want) in enumerate(zip(fast, slow)):
+            where = f"case {case} utt {utt} vocab {len(tokenizer)} beam {beam} words {len(words)}"
+            assert bool(got) == bool(want), where
+            if want:
+                assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), where
+                if with_lm:
+                    assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), where
