@@ -3,6 +3,18 @@
 Written atomically (temporary file, then rename) so that a crash never leaves
 half a checkpoint. Loaded with ``weights_only=True``: a checkpoint is plain
 tensors and Python containers, never pickled code.
+
+Every checkpoint carries ``version`` (``VERSION`` when written now; none means
+1). ``load_checkpoint`` upgrades an older one in memory, step by step, so that
+everything written since version 1 loads and decodes as it did:
+
+- 1: weights, optimizer, config, tokens, CMVN, ``train_state``
+  (step, epoch, batches_done, best_dev_wer, best_dev_loss, skipped_batches).
+  One step was one batch; there was no gradient accumulation.
+- 2: a step is one optimizer step (``train.accum_grad`` batches);
+  ``train_state`` adds the learning-rate restart of an extended run
+  (``lr_from_step``, ``lr_from``); optional ``scaler_state`` (fp16 loss
+  scaling) and ``epoch_metrics`` (the finished epoch's ``metrics.jsonl`` row).
 """
 
 from __future__ import annotations
@@ -15,14 +27,29 @@ import torch
 
 from asrkit.errors import CheckpointError
 
-FORMAT = "asrkit-checkpoint-v1"
+FORMAT = "asrkit-checkpoint-v1"  # the marker of every asrkit checkpoint (not its version)
+VERSION = 2
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, **payload}, tmp)
+    torch.save({**payload, "format": FORMAT, "version": VERSION}, tmp)
     os.replace(tmp, path)
+
+
+def _upgrade(blob: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Bring an older checkpoint to ``VERSION`` (in memory; the file is left alone)."""
+    version = blob.get("version", 1)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version}; this asrkit reads up to {VERSION} "
+                              "(upgrade asrkit)")
+    if version == 1:
+        if "train_state" in blob:
+            blob["train_state"] = {**blob["train_state"], "lr_from_step": -1, "lr_from": 0.0}
+        version = 2
+    blob["version"] = version
+    return blob
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -47,7 +74,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not an asrkit checkpoint ({first[:160]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asrkit checkpoint (no '{FORMAT}' marker)")
-    return blob
+    return _upgrade(blob, path)
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
@@ -72,7 +99,8 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
             averaged["model_state"][key] = (total / len(blobs)).to(tensor.dtype)
         else:
             averaged["model_state"][key] = tensor
-    averaged.pop("optimizer_state", None)  # an average is for decoding, not for resuming
+    for key in ("optimizer_state", "scaler_state", "epoch_metrics"):  # an average is for decoding, not resuming
+        averaged.pop(key, None)
     averaged["averaged_from"] = [str(p) for p in paths]
     return averaged
 
@@ -97,3 +125,32 @@ def select_epochs(exp_dir: Path, num: int, by: str = "dev_loss") -> list[Path]:
     if len(rows) < num:
         raise CheckpointError(f"{exp_dir} has {len(rows)} epoch checkpoints, fewer than the {num} asked for")
     return [exp_dir / f"epoch_{r['epoch']}.pt" for r in sorted(rows[:num], key=lambda r: r["epoch"])]
+
+
+def transfer_weights(model: torch.nn.Module, source: dict[str, torch.Tensor], source_vocab: int,
+                     where: str) -> None:
+    """Load ``source`` weights into ``model`` for fine-tuning (``asrkit train --init``).
+
+    The model may have more tokens than the source (its token table extends the
+    source's, old ids first): rows of vocabulary-sized tensors are copied for the
+    old tokens and the new rows keep their fresh initialisation. Any other
+    difference in shape is an error naming the tensor.
+    """
+    target = model.state_dict()
+    missing = sorted(set(target) - set(source))
+    if missing:
+        raise CheckpointError(f"--init {where}: holds another model ({missing[0]} is missing); "
+                              "the model config must match the one it was trained with")
+    for key, value in source.items():
+        if key not in target:
+            raise CheckpointError(f"--init {where}: holds another model (unexpected {key}); "
+                                  "the model config must match the one it was trained with")
+        mine = target[key]
+        if mine.shape == value.shape:
+            mine.copy_(value)
+        elif (value.dim() >= 1 and value.shape[0] == source_vocab and mine.shape[0] > source_vocab
+              and mine.shape[1:] == value.shape[1:]):
+            mine[:source_vocab].copy_(value)
+        else:
+            raise CheckpointError(f"--init {where}: {key} has shape {tuple(value.shape)}, this model "
+                                  f"{tuple(mine.shape)}; the model config must match the one it was trained with")

@@ -104,7 +104,8 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 200
     final_lr_ratio: float = 0.05  # cosine decay ends at lr * final_lr_ratio
-    grad_clip: float = 5.0
+    grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    accum_grad: int = 1  # batches per optimizer step (gradients summed over them)
     max_frames_per_batch: int = 20000  # input feature frames, padding included
     max_utts_per_batch: int = 64
     max_duration: float = 30.0  # seconds; longer utterances are dropped from training
@@ -130,6 +131,12 @@ class TrainConfig:
             raise ConfigError(f"train.amp_dtype must be bf16 or fp16, not {self.amp_dtype!r}")
         if self.num_workers < -1:
             raise ConfigError("train.num_workers must be -1 (auto), 0 or more")
+        if self.grad_clip < 0:
+            raise ConfigError(f"train.grad_clip must be 0 (no clipping) or positive, not {self.grad_clip}")
+        if self.accum_grad < 1:
+            raise ConfigError(f"train.accum_grad must be >= 1, not {self.accum_grad}")
+        if self.warmup_steps < 0 or self.save_every_steps < 0:
+            raise ConfigError("train.warmup_steps and train.save_every_steps must be >= 0")
         if self.max_frames_per_batch < 1 or self.max_utts_per_batch < 1:
             raise ConfigError("train.max_frames_per_batch and train.max_utts_per_batch must be >= 1")
 

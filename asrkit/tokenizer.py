@@ -37,6 +37,11 @@ class CharTokenizer:
         units = sorted(u for u in counts if u not in (BLANK, UNK))
         return cls([BLANK, UNK] + units)
 
+    def extended(self, texts: Iterable[str]) -> "CharTokenizer":
+        """This table with the characters of ``texts`` it lacks appended (old ids unchanged)."""
+        seen = {u for text in texts for u in self._units(text)}
+        return CharTokenizer(self.symbols + sorted(seen - set(self.index)))
+
     @staticmethod
     def _units(text: str) -> list[str]:
         return [SPACE if ch == " " else ch for ch in " ".join(text.split())]

@@ -1,19 +1,26 @@
-"""Training: CTC loss, AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
+"""Training: CTC loss, AdamW with warm-up and cosine decay, clipping, accumulation, checkpoints, resume.
 
-``train()`` is the whole stage: it reads the data dirs, computes (or reuses)
-features, builds the token table and CMVN stats from the training set, drops
-utterances CTC cannot align (label longer than the subsampled input), and
-writes a self-describing experiment dir::
+``train()`` is the whole stage. ``Trainer`` gives each event of a run one
+home: ``__init__`` sets up (data, features, token table, CMVN, model,
+optimizer; from scratch, from ``--init`` weights or from ``last.pt``),
+``step`` is one optimizer step (``train.accum_grad`` batches), ``end_epoch``
+writes the checkpoints first and then the epoch's ``metrics.jsonl`` row, and
+``interrupted`` saves ``last.pt`` on Ctrl-C or SIGTERM. The experiment dir::
 
-    exp/NAME/config.yaml   fully resolved config, written at start
+    exp/NAME/config.yaml   fully resolved config, written at start (and on resume)
     exp/NAME/tokens.txt    token table
     exp/NAME/cmvn.json     global CMVN stats
     exp/NAME/train.log     one line per epoch (and everything said on the console)
-    exp/NAME/metrics.jsonl per-epoch figures, for plots
+    exp/NAME/metrics.jsonl one row per finished epoch, for plots and averaging
+    exp/NAME/steps.jsonl   one row per optimizer step (loss, lr, gradient norm before clipping)
     exp/NAME/epoch_N.pt    checkpoint after epoch N
     exp/NAME/last.pt       newest checkpoint (resume point; also written every
-                           train.save_every_steps steps and on Ctrl-C)
+                           train.save_every_steps steps, on Ctrl-C and on SIGTERM)
     exp/NAME/best.pt       lowest dev loss (ties: lowest dev WER)
+
+A step is one optimizer step: the warm-up, the schedule and
+``save_every_steps`` count steps. A resume restarts an accumulation window
+that was cut short.
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from asrkit.checkpoint import load_checkpoint, save_checkpoint
+from asrkit.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
 from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_config
+from asrkit.expdir import RunLog, TrainState, check_resumable, config_changes
+from asrkit.interrupt import Interrupted, StopSignals
 from asrkit.datadir import DataDir
 from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, collate
 from asrkit.decode import greedy_search
@@ -51,25 +60,19 @@ from asrkit.tokenizer import CharTokenizer
 log = logging.getLogger("asrkit")
 
 
-@dataclass
-class TrainState:
-    """Runtime state that a resumed run continues from (kept out of the config)."""
-
-    step: int = 0
-    epoch: int = 0  # epochs completed
-    batches_done: int = 0  # batches of the current epoch already consumed (mid-epoch resume)
-    best_dev_wer: float = math.inf
-    best_dev_loss: float = math.inf
-    skipped_batches: int = 0
-
-
-def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * final_lr_ratio``."""
+def lr_at(step: int, cfg: TrainConfig, total_steps: int, state: TrainState | None = None) -> float:
+    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * final_lr_ratio``
+    at ``total_steps``. An extended run (``state.lr_from_step`` >= 0) decays from the rate it had
+    when it was extended, ``state.lr_from``, to the floor at its new end: no jump back up."""
+    floor = cfg.lr * cfg.final_lr_ratio
+    if state is not None and 0 <= state.lr_from_step <= step:
+        span = max(total_steps - state.lr_from_step, 1)
+        progress = min((step - state.lr_from_step) / span, 1.0)
+        return floor + (state.lr_from - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(total_steps - cfg.warmup_steps, 1)
     progress = min((step - cfg.warmup_steps) / span, 1.0)
-    floor = cfg.lr * cfg.final_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -151,8 +154,9 @@ def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.G
 
 @torch.no_grad()
 def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
-             amp: bool, amp_dtype: str = "bf16") -> tuple[float, float]:
-    """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
+             amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Dev loss (per utterance) and greedy WER on the utterances the loader yields
+    (``check`` is called after each batch: a place to stop on a signal)."""
     model.eval()
     ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
     total, count, hyps = 0.0, 0, {}
@@ -164,6 +168,8 @@ def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, 
         count += len(batch.utt_ids)
         for utt, hyp in zip(batch.utt_ids, greedy_search(log_probs, out_lens, tokenizer.blank_id)):
             hyps[utt] = tokenizer.decode(hyp.tokens)
+        if check is not None:
+            check()
     report = score({u: refs[u] for u in hyps}, hyps)
     return total / max(count, 1), report.wer
 
@@ -172,72 +178,14 @@ def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
     return (seed * 1_000_003 + epoch) * 100_003 + batch_index
 
 
-def train_one_epoch(model: AsrModel, loader, optimizer: torch.optim.Optimizer, ctc_loss: torch.nn.CTCLoss,
-                    state: TrainState, cfg: ExperimentConfig, epoch: int, total_steps: int, device: torch.device,
-                    save: Callable[[], None], info: DistInfo = DistInfo(),
-                    scaler: torch.amp.GradScaler | None = None) -> tuple[float, int, float, int]:
-    """One pass over ``loader``, continuing after ``state.batches_done`` batches of this epoch.
+def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
+    return (seed * 1_000_003 + epoch) * 100_003 + batch_index
 
-    Every batch is drawn under its own seed (seed, epoch, batch index), so a run
-    resumed in the middle of an epoch sees the same batches, masks and dropout
-    as one that never stopped (exactly so with ``num_workers=0``, the CPU default). ``save`` is called every ``train.save_every_steps``
-    optimizer steps. Under torchrun the batch index in the seed is the global one,
-    and all processes skip a batch together when any of them has a non-finite
-    loss. Returns (summed loss, utterances, audio seconds, skipped batches) of
-    this process.
-    """
-    tcfg = cfg.train
-    use_amp = tcfg.amp and device.type == "cuda"
-    if scaler is None:
-        scaler = _grad_scaler(device, use_amp, tcfg.amp_dtype)
-    frame_shift = cfg.feature.frame_shift_ms / 1000
-    epoch_loss, epoch_utts, audio_seconds, skipped = 0.0, 0, 0.0, 0
-    started = time.perf_counter()
-    _seed_everything(_batch_seed(tcfg.seed, epoch, info.rank))
-    with make_progress(TextColumn("{task.fields[info]}")) as progress:
-        task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=len(loader), info="",
-                                 completed=state.batches_done)
-        for index, batch in enumerate(loader):
-            if index >= state.batches_done:
-                lr = lr_at(state.step, tcfg, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                batch_audio = float(batch.feat_lens.sum()) * frame_shift  # on the host: no device sync
-                batch = batch.to(device)
-                with _autocast(device, use_amp, tcfg.amp_dtype):
-                    loss_sum = compute_loss(model, batch, ctc_loss)
-                num_utts = len(batch.utt_ids)
-                loss = loss_sum / num_utts
-                optimizer.zero_grad(set_to_none=True)
-                finite = distributed.all_true(bool(torch.isfinite(loss)), info, device)
-                if finite:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)  # (fp16) true gradients before clipping
-                    # Clipping the global gradient norm keeps an exploding recurrent gradient
-                    # from wrecking the weights in a single step.
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                    finite = bool(torch.isfinite(grad_norm))
-                    if not finite and scaler.is_enabled():  # fp16 overflow: smaller loss scale, batch skipped
-                        scaler.update()
-                if finite:
-                    scaler.step(optimizer)
-                    scaler.update()
-                    state.step += 1
-                    epoch_loss += float(loss_sum.detach())
-                    epoch_utts += num_utts
-                    audio_seconds += batch_audio
-                else:  # a non-finite loss or gradient: skip the batch, count it
-                    skipped += 1
-                    state.skipped_batches += 1
-                    optimizer.zero_grad(set_to_none=True)
-                state.batches_done = index + 1
-                speed = audio_seconds / max(time.perf_counter() - started, 1e-9)
-                progress.update(task, advance=1, info=f"loss {epoch_loss / max(epoch_utts, 1):.3f} "
-                                                      f"lr {lr:.2e} {speed:.0f} audio-s/s")
-                if finite and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
-                    save()
-            _seed_everything(_batch_seed(tcfg.seed, epoch, (index + 1) * info.world_size + info.rank))  # next draw
-    return epoch_loss, epoch_utts, audio_seconds, skipped
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
 
 
 def _setup_file_log(out_dir: Path) -> logging.Handler:
@@ -248,26 +196,23 @@ def _setup_file_log(out_dir: Path) -> logging.Handler:
     return handler
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path, cfg: ExperimentConfig,
-          resume: bool = False) -> TrainState:
-    """Train a CTC model on ``train_dir``; evaluate on ``dev_dir`` after every epoch."""
+          resume: bool = False, init: str | Path | None = None) -> TrainState:
+    """Train a CTC model on ``train_dir``; evaluate on ``dev_dir`` after every epoch.
+
+    ``resume`` continues the run in ``out_dir`` from its ``last.pt``: ``cfg`` may
+    differ from the stored config only in ``expdir.RESUMABLE_KEYS`` (more
+    epochs extend the run). ``init`` starts from another model's weights and
+    CMVN with a fresh optimizer and schedule (fine-tuning).
+    """
     out_dir = Path(out_dir)
     last_path = out_dir / "last.pt"
     checkpoint = None
     if resume and last_path.exists():
         checkpoint = load_checkpoint(last_path)
-        saved = config_from_dict(checkpoint["config"], str(last_path))
-        if saved != cfg:
-            log.warning("resuming with the config saved in %s; the config given now is ignored", last_path)
-        cfg = saved
     elif last_path.exists():
         raise TrainingError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose a new --out")
+    init_blob = load_checkpoint(init) if init is not None and checkpoint is None else None
     info = distributed.from_env()
     handler, level = None, log.level
     if info.is_main:  # rank 0 writes the experiment dir; the others only train
@@ -275,9 +220,14 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         handler = _setup_file_log(out_dir)
     else:
         log.setLevel(logging.WARNING)
+    trainer = None
     try:
-        return _train(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint, info)
+        trainer = Trainer(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint,
+                          init_blob, str(init), info)
+        return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.runlog.close()
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
@@ -285,62 +235,122 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         distributed.shutdown(info)
 
 
-def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
-           checkpoint: dict | None, info: DistInfo = DistInfo()) -> TrainState:
-    tcfg = cfg.train
-    _seed_everything(tcfg.seed)
-    if tcfg.num_threads > 0:
-        torch.set_num_threads(tcfg.num_threads)
-    device = pick_device(tcfg.device, info)
-    use_amp = tcfg.amp and device.type == "cuda"
-    distributed.init(info, device)
-    if info.enabled:
-        log.info("distributed: %d processes (%s), this is rank %d", info.world_size,
-                 "nccl" if device.type == "cuda" else "gloo", info.rank)
+class Trainer:
+    """One training run, one method per event: set-up (``__init__``), ``step``, ``end_epoch``,
+    ``interrupted``; ``run`` strings them together."""
 
-    train_data = DataDir.load(train_dir)
-    dev_data = DataDir.load(dev_dir) if dev_dir else None
-    if not info.is_main:
-        distributed.barrier(info)  # rank 0 computes and caches missing features first
-    train_feats = get_features(train_data, cfg.feature, "features (train)")
-    dev_feats = get_features(dev_data, cfg.feature, "features (dev)") if dev_data else {}
-    if info.is_main:
-        distributed.barrier(info)
+    def __init__(self, train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
+                 checkpoint: dict | None = None, init: dict | None = None, init_path: str = "",
+                 info: DistInfo = DistInfo()) -> None:
+        self.out_dir, self.info = out_dir, info
+        saved_cfg = None
+        if checkpoint is not None:
+            saved_cfg = config_from_dict(checkpoint["config"], str(out_dir / "last.pt"))
+            for key in check_resumable(saved_cfg, cfg, str(out_dir / "last.pt")):
+                log.info("resume: %s changed from %s to %s", key, _dotted(saved_cfg, key), _dotted(cfg, key))
+        self.cfg, tcfg = cfg, cfg.train
+        _seed_everything(tcfg.seed)
+        if tcfg.num_threads > 0:
+            torch.set_num_threads(tcfg.num_threads)
+        self.device = device = pick_device(tcfg.device, info)
+        self.use_amp = tcfg.amp and device.type == "cuda"
+        distributed.init(info, device)
+        if info.enabled:
+            log.info("distributed: %d processes (%s), this is rank %d", info.world_size,
+                     "nccl" if device.type == "cuda" else "gloo", info.rank)
 
-    if checkpoint is not None:
-        tokenizer = CharTokenizer(checkpoint["tokens"])
-        cmvn = GlobalCMVN.from_dict(checkpoint["cmvn"])
-        log.info("resuming %s from epoch %d, step %d", out_dir, checkpoint["train_state"]["epoch"],
-                 checkpoint["train_state"]["step"])
-    else:
-        tokenizer = CharTokenizer.build(train_data.text.values())
-        cmvn = GlobalCMVN.from_features(list(train_feats.values()))
+        train_data = DataDir.load(train_dir)
+        self.dev_data = dev_data = DataDir.load(dev_dir) if dev_dir else None
+        if not info.is_main:
+            distributed.barrier(info)  # rank 0 computes and caches missing features first
+        train_feats = get_features(train_data, cfg.feature, "features (train)")
+        dev_feats = get_features(dev_data, cfg.feature, "features (dev)") if dev_data else {}
+        if info.is_main:
+            distributed.barrier(info)
+
+        self.tokenizer, self.cmvn = self._tokens_and_cmvn(train_data, train_feats, checkpoint, init, init_path)
         if info.is_main:
             save_config(cfg, out_dir / "config.yaml")
-    if info.is_main:
-        tokenizer.save(out_dir / "tokens.txt")
-        cmvn.save(out_dir / "cmvn.json")
+            self.tokenizer.save(out_dir / "tokens.txt")
+            self.cmvn.save(out_dir / "cmvn.json")
+        self._make_loaders(train_data, train_feats, dev_data, dev_feats, train_dir, dev_dir)
 
-    train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
-    log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
-             len(train_ids), dropped["too_long_label"] + dropped["too_long_audio"], dropped["too_long_label"],
-             tcfg.max_duration, dropped["too_long_audio"])
-    if dropped["unknown_chars"]:
-        log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
-    if not train_ids:
-        raise TrainingError(f"{train_dir}: no utterance is usable for training")
-    norm = {u: cmvn(f) for u, f in train_feats.items() if u in train_tokens}
-    train_set = AsrDataset(train_ids, norm, train_tokens, tcfg.spec_augment)
-    sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
-                                 tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True, seed=tcfg.seed,
-                                 num_replicas=info.world_size, rank=info.rank)
-    pin = device.type == "cuda"
-    workers = tcfg.num_workers if tcfg.num_workers >= 0 else (2 if device.type == "cuda" else 0)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=workers, pin_memory=pin,
-                                               persistent_workers=workers > 0)
-    dev_loader = None
-    if dev_data is not None:
+        self.model = model = build_model(cfg.feature.dim, len(self.tokenizer), cfg.model).to(device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        self.scaler = _grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
+        self.state = TrainState()
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model_state"])
+            self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+            if checkpoint.get("scaler_state"):
+                self.scaler.load_state_dict(checkpoint["scaler_state"])
+            self.state = TrainState.from_dict(checkpoint["train_state"])
+            log.info("resuming %s from epoch %d, step %d", out_dir, self.state.epoch, self.state.step)
+        elif init is not None:
+            transfer_weights(model, init["model_state"], int(init["vocab_size"]), init_path)
+        self.train_model: torch.nn.Module = model
+        if info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
+            self.train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        num_params = sum(p.numel() for p in model.parameters())
+        log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
+                 len(self.tokenizer), device, f" ({tcfg.amp_dtype} autocast)" if self.use_amp else "")
+
+        self.steps_per_epoch = math.ceil(len(self.sampler) / tcfg.accum_grad)
+        self.total_steps = tcfg.epochs * self.steps_per_epoch
+        if saved_cfg is not None and saved_cfg.train.epochs != tcfg.epochs:
+            self._extend(saved_cfg)
+        self.ctc_loss = torch.nn.CTCLoss(blank=self.tokenizer.blank_id, reduction="sum", zero_infinity=True)
+        self.runlog = RunLog(out_dir)
+        self.epoch_row = checkpoint.get("epoch_metrics") if checkpoint else None
+        if info.is_main:
+            self.runlog.reconcile(self.state, self.epoch_row)
+        self.stops = StopSignals()
+
+    # ------------------------------------------------------------------ set-up
+    def _tokens_and_cmvn(self, train_data: DataDir, train_feats: dict, checkpoint: dict | None,
+                         init: dict | None, init_path: str) -> tuple[CharTokenizer, GlobalCMVN]:
+        """From the checkpoint on resume; from the --init model (plus the training text's new
+        characters) when fine-tuning; else built from the training set."""
+        if checkpoint is not None:
+            return CharTokenizer(checkpoint["tokens"]), GlobalCMVN.from_dict(checkpoint["cmvn"])
+        if init is None:
+            return CharTokenizer.build(train_data.text.values()), GlobalCMVN.from_features(list(train_feats.values()))
+        init_cfg = config_from_dict(init["config"], init_path)
+        changed = [k for k in config_changes(init_cfg, self.cfg) if k.startswith("feature.")]
+        if changed:
+            raise TrainingError(f"--init {init_path}: its features differ from this config's in "
+                                f"{', '.join(changed)}; fine-tuning needs the same feature config")
+        old = CharTokenizer(init["tokens"])
+        tokenizer = old.extended(train_data.text.values())
+        added = tokenizer.symbols[len(old):]
+        log.info("--init %s: weights and CMVN from it, fresh optimizer and schedule; %d new characters%s",
+                 init_path, len(added), f" ({' '.join(added)}) get fresh output rows" if added else "")
+        return tokenizer, GlobalCMVN.from_dict(init["cmvn"])
+
+    def _make_loaders(self, train_data: DataDir, train_feats: dict, dev_data: DataDir | None, dev_feats: dict,
+                      train_dir: Path, dev_dir: Path | None) -> None:
+        cfg, tcfg, info, tokenizer = self.cfg, self.cfg.train, self.info, self.tokenizer
+        train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
+        log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
+                 len(train_ids), dropped["too_long_label"] + dropped["too_long_audio"], dropped["too_long_label"],
+                 tcfg.max_duration, dropped["too_long_audio"])
+        if dropped["unknown_chars"]:
+            log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
+        if not train_ids:
+            raise TrainingError(f"{train_dir}: no utterance is usable for training")
+        norm = {u: self.cmvn(f) for u, f in train_feats.items() if u in train_tokens}
+        train_set = AsrDataset(train_ids, norm, train_tokens, tcfg.spec_augment)
+        self.sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
+                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True,
+                                          seed=tcfg.seed, num_replicas=info.world_size, rank=info.rank)
+        cuda = self.device.type == "cuda"
+        workers = tcfg.num_workers if tcfg.num_workers >= 0 else (2 if cuda else 0)
+        self.train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=self.sampler, collate_fn=collate,
+                                                        num_workers=workers, pin_memory=cuda,
+                                                        persistent_workers=workers > 0)
+        self.dev_loader = None
+        if dev_data is None:
+            return
         dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_feats, tokenizer, cfg, None)
         if dev_dropped["too_long_label"]:
             log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
@@ -350,86 +360,201 @@ def _train(train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: Experiment
                         dev_dropped["unknown_chars"])
         if not dev_ids:
             raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
-        dev_set = AsrDataset(dev_ids, {u: cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)
+        dev_set = AsrDataset(dev_ids, {u: self.cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)
         dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False)
-        dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
+        self.dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
 
-    model = build_model(cfg.feature.dim, len(tokenizer), cfg.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    state = TrainState()
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        state = TrainState(**checkpoint["train_state"])
-    train_model: torch.nn.Module = model
-    if info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    num_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
-             len(tokenizer), device, f" ({tcfg.amp_dtype} autocast)" if use_amp else "")
+    def _extend(self, saved_cfg: ExperimentConfig) -> None:
+        """More (or fewer) epochs on resume: the rate goes on from where it is and decays to the
+        floor by the new end, instead of jumping back up the longer cosine."""
+        state, tcfg = self.state, self.cfg.train
+        if tcfg.epochs < state.epoch:
+            raise TrainingError(f"--resume: train.epochs={tcfg.epochs} but {state.epoch} epochs are already done")
+        old_total = saved_cfg.train.epochs * self.steps_per_epoch
+        current = lr_at(state.step, saved_cfg.train, old_total, state)
+        state.lr_from_step, state.lr_from = state.step, current
+        log.info("resume: the run is extended from %d to %d epochs; the learning rate goes on from %.3g at "
+                 "step %d and decays to %.3g by step %d", saved_cfg.train.epochs, tcfg.epochs, current, state.step,
+                 tcfg.lr * tcfg.final_lr_ratio, self.total_steps)
 
-    total_steps = tcfg.epochs * len(sampler)
-    ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
+    # ------------------------------------------------------------------ events
+    def run(self) -> TrainState:
+        """Epochs from the state's onwards; SIGINT/SIGTERM stop at the next step, saving last.pt."""
+        tcfg, state = self.cfg.train, self.state
+        with self.stops:
+            for epoch in range(state.epoch, tcfg.epochs):
+                try:
+                    self.stops.check()
+                    stats = self.train_epoch(epoch)
+                    dev_loss, dev_wer = self.validate()
+                except KeyboardInterrupt as exc:
+                    self.interrupted(epoch, exc)
+                    raise
+                self.end_epoch(epoch, stats, dev_loss, dev_wer)
+        if self.info.enabled:
+            if not distributed.weights_agree(self.model, self.info, self.device):
+                raise TrainingError("the processes ended with different weights (distributed training went wrong)")
+            log.info("all %d processes hold the same weights", self.info.world_size)
+            distributed.barrier(self.info)  # nobody tears the group down while a peer is still in a collective
+        return state
 
-    def payload() -> dict:
-        return {
-            "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-            "config": cfg.to_dict(), "tokens": tokenizer.symbols, "cmvn": cmvn.to_dict(),
-            "feat_dim": cfg.feature.dim, "vocab_size": len(tokenizer), "train_state": dataclasses.asdict(state),
-        }
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the epoch's batches from ``state.batches_done`` on, ``accum_grad`` per step.
 
-    def save_mid_epoch() -> None:
-        if info.is_main:
-            save_checkpoint(out_dir / "last.pt", payload())
+        Every batch is drawn under its own seed (seed, epoch, batch index), so a
+        run resumed in the middle of an epoch sees the same batches, masks and
+        dropout as one that never stopped (exactly so with ``num_workers=0``, the
+        CPU default). Under torchrun the batch index in the seed is the global one.
+        """
+        tcfg, state, info = self.cfg.train, self.state, self.info
+        self.sampler.set_epoch(epoch)
+        self.model.train()
+        stats = {"loss": 0.0, "utterances": 0, "audio_seconds": 0.0, "skipped": 0, "started": time.perf_counter()}
+        num_batches = len(self.train_loader)
+        if state.batches_done >= num_batches:  # stopped during validation: training was done
+            return stats
+        window: list[Batch] = []
+        _seed_everything(_batch_seed(tcfg.seed, epoch, info.rank))
+        with make_progress(TextColumn("{task.fields[info]}")) as progress:
+            task = progress.add_task(f"epoch {epoch + 1}/{tcfg.epochs}", total=num_batches, info="",
+                                     completed=state.batches_done)
+            for index, batch in enumerate(self.train_loader):
+                if index >= state.batches_done:
+                    window.append(batch)
+                    if len(window) == tcfg.accum_grad or index == num_batches - 1:
+                        lr, took = self.step(window, epoch, stats)
+                        state.batches_done = index + 1
+                        progress.update(task, advance=len(window), info=_progress_info(stats, lr))
+                        window = []
+                        if took and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
+                            self.save_last()
+                        self.stops.check()  # a safe point: the step is whole
+                _seed_everything(_batch_seed(tcfg.seed, epoch, (index + 1) * info.world_size + info.rank))  # next draw
+        return stats
 
-    scaler = _grad_scaler(device, use_amp, tcfg.amp_dtype)  # kept across epochs (not across a resume)
-    for epoch in range(state.epoch, tcfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        started = time.perf_counter()
-        try:
-            stats = train_one_epoch(train_model, train_loader, optimizer, ctc_loss, state, cfg, epoch, total_steps,
-                                    device, save_mid_epoch, info, scaler)
-        except KeyboardInterrupt:
-            save_mid_epoch()
-            log.warning("interrupted in epoch %d after step %d; saved %s (continue with --resume)",
-                        epoch + 1, state.step, out_dir / "last.pt")
-            raise
-        epoch_loss, epoch_utts, audio_seconds, skipped = stats
-        epoch_loss, epoch_utts, audio_seconds = distributed.sum_all([epoch_loss, epoch_utts, audio_seconds], info,
-                                                                    device)
-        elapsed = time.perf_counter() - started
-        train_loss = epoch_loss / max(epoch_utts, 1)
-        if skipped:
-            log.warning("epoch %d: skipped %d batches with a non-finite loss or gradient", epoch + 1, skipped)
-        if epoch_utts == 0 and skipped:
+    def step(self, window: list[Batch], epoch: int, stats: dict[str, float]) -> tuple[float, bool]:
+        """One optimizer step over the ``window``'s batches: (learning rate, whether the step was taken).
+
+        Each batch's loss is its per-utterance mean divided by ``accum_grad``. A batch with a
+        non-finite loss is left out (under torchrun: by every process together); a non-finite
+        gradient (an fp16 overflow lowers the loss scale) skips the whole step.
+        """
+        tcfg, state, device = self.cfg.train, self.state, self.device
+        lr = lr_at(state.step, tcfg, self.total_steps, state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, utts, audio, used = 0.0, 0, 0.0, 0
+        for batch in window:
+            batch_audio = float(batch.feat_lens.sum()) * self.cfg.feature.frame_shift_ms / 1000  # host: no sync
+            batch = batch.to(device)
+            with _autocast(device, self.use_amp, tcfg.amp_dtype):
+                batch_loss = compute_loss(self.train_model, batch, self.ctc_loss)
+            loss = batch_loss / len(batch.utt_ids) / tcfg.accum_grad
+            if not distributed.all_true(bool(torch.isfinite(loss)), self.info, device):
+                stats["skipped"] += 1
+                state.skipped_batches += 1
+                continue
+            self.scaler.scale(loss).backward()
+            loss_sum += float(batch_loss.detach())
+            utts += len(batch.utt_ids)
+            audio += batch_audio
+            used += 1
+        if not used:
+            return lr, False
+        self.scaler.unscale_(self.optimizer)  # (fp16) true gradients before clipping
+        # Clipping the global gradient norm keeps an exploding recurrent gradient from wrecking the
+        # weights in a single step; grad_clip 0 measures the norm without clipping.
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip or math.inf))
+        if not math.isfinite(grad_norm):  # same on every process: the gradients are averaged
+            if self.scaler.is_enabled():
+                self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            stats["skipped"] += used
+            state.skipped_batches += used
+            return lr, False
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        state.step += 1
+        stats["loss"] += loss_sum
+        stats["utterances"] += utts
+        stats["audio_seconds"] += audio
+        if self.info.is_main:
+            self.runlog.step({"step": state.step, "epoch": epoch + 1, "loss": loss_sum / utts, "lr": lr,
+                              "grad_norm": grad_norm, "utterances": utts})
+        return lr, True
+
+    def validate(self) -> tuple[float, float]:
+        if self.dev_loader is None or not self.info.is_main:  # rank 0 evaluates
+            return math.nan, math.nan
+        return validate(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device, self.use_amp,
+                        self.cfg.train.amp_dtype, self.stops.check)
+
+    def end_epoch(self, epoch: int, stats: dict[str, float], dev_loss: float, dev_wer: float) -> None:
+        """Checkpoints first (epoch_N, last, best), then the epoch's metrics row, each once."""
+        tcfg, state, info = self.cfg.train, self.state, self.info
+        loss, utts, audio = distributed.sum_all([stats["loss"], stats["utterances"], stats["audio_seconds"]],
+                                                info, self.device)
+        elapsed = time.perf_counter() - stats["started"]
+        if stats["skipped"]:
+            log.warning("epoch %d: skipped %d batches with a non-finite loss or gradient", epoch + 1, stats["skipped"])
+        if utts == 0 and stats["skipped"]:
             raise TrainingError(f"epoch {epoch + 1}: every batch had a non-finite loss; lower train.lr or check the data")
-        dev_loss, dev_wer = (validate(model, dev_loader, tokenizer, dev_data.text, device, use_amp, tcfg.amp_dtype)
-                             if dev_loader is not None and info.is_main else (math.nan, math.nan))
         state.epoch, state.batches_done = epoch + 1, 0
         # Select by dev loss: on small dev sets the greedy WER moves in coarse steps and
         # often crowns a lucky early epoch; the loss is the smoother signal.
-        improved = dev_loader is None or (dev_loss, dev_wer) < (state.best_dev_loss, state.best_dev_wer)
-        if improved and dev_loader is not None:
+        improved = self.dev_loader is None or (dev_loss, dev_wer) < (state.best_dev_loss, state.best_dev_wer)
+        if improved and self.dev_loader is not None:
             state.best_dev_wer, state.best_dev_loss = dev_wer, dev_loss
         if not info.is_main:
-            continue  # rank 0 evaluates, logs and saves
-        log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",
-                 epoch + 1, tcfg.epochs, train_loss, dev_loss, 100 * dev_wer, elapsed, audio_seconds / elapsed,
-                 " (best)" if improved else "")
-        with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"epoch": epoch + 1, "step": state.step, "train_loss": train_loss,
-                                     "dev_loss": dev_loss, "dev_wer": dev_wer, "lr": lr_at(state.step, tcfg, total_steps),
-                                     "seconds": elapsed, "audio_seconds_per_second": audio_seconds / elapsed}) + "\n")
-        blob = payload()
-        save_checkpoint(out_dir / f"epoch_{epoch + 1}.pt", blob)  # kept for averaging and for going back
-        save_checkpoint(out_dir / "last.pt", blob)
+            return  # rank 0 evaluates, logs and saves
+        train_loss = loss / max(utts, 1)
+        row = {"epoch": epoch + 1, "step": state.step, "train_loss": train_loss, "dev_loss": dev_loss,
+               "dev_wer": dev_wer, "lr": lr_at(state.step, tcfg, self.total_steps, state), "seconds": elapsed,
+               "audio_seconds_per_second": audio / elapsed}
+        self.epoch_row = row
+        blob = self.payload()
+        save_checkpoint(self.out_dir / f"epoch_{epoch + 1}.pt", blob)  # kept for averaging and for going back
+        save_checkpoint(self.out_dir / "last.pt", blob)
         if improved:
-            save_checkpoint(out_dir / "best.pt", blob)
-    if info.enabled:
-        if not distributed.weights_agree(model, info, device):
-            raise TrainingError("the processes ended with different weights (distributed training went wrong)")
-        log.info("all %d processes hold the same weights", info.world_size)
-        distributed.barrier(info)  # nobody tears the group down while a peer is still in a collective
-    return state
+            save_checkpoint(self.out_dir / "best.pt", blob)
+        self.runlog.epoch(row)
+        log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",
+                 epoch + 1, tcfg.epochs, train_loss, dev_loss, 100 * dev_wer, elapsed, audio / elapsed,
+                 " (best)" if improved else "")
+
+    def interrupted(self, epoch: int, exc: KeyboardInterrupt) -> None:
+        """Ctrl-C or SIGTERM: rank 0 saves last.pt (a resume redoes an unfinished accumulation window)."""
+        self.save_last()
+        name = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
+        log.warning("interrupted (%s) in epoch %d after step %d; saved %s (continue with --resume)",
+                    name, epoch + 1, self.state.step, self.out_dir / "last.pt")
+
+    # ------------------------------------------------------------------ saving
+    def payload(self) -> dict:
+        """Everything a checkpoint holds; ``epoch_metrics`` is the last finished epoch's row, so
+        that a run killed between an epoch's checkpoints and its row gets the row back on resume."""
+        return {
+            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
+            "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "config": self.cfg.to_dict(), "tokens": self.tokenizer.symbols, "cmvn": self.cmvn.to_dict(),
+            "feat_dim": self.cfg.feature.dim, "vocab_size": len(self.tokenizer), "train_state": self.state.to_dict(),
+            "epoch_metrics": self.epoch_row,
+        }
+
+    def save_last(self) -> None:
+        if self.info.is_main:
+            save_checkpoint(self.out_dir / "last.pt", self.payload())
+
+
+def _progress_info(stats: dict[str, float], lr: float) -> str:
+    speed = stats["audio_seconds"] / max(time.perf_counter() - stats["started"], 1e-9)
+    return f"loss {stats['loss'] / max(stats['utterances'], 1):.3f} lr {lr:.2e} {speed:.0f} audio-s/s"
+
+
+def _dotted(cfg: ExperimentConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node

@@ -64,9 +64,12 @@ def test_resume_continues_same_run(trained, tone_corpus, tmp_path, capsys):
     shutil.copytree(trained, exp)
     shutil.copy(exp / "epoch_3.pt", exp / "last.pt")
     code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"],
-                            "--out", exp, "--resume", "--set", "train.epochs=99"], capsys)
+                            "--out", exp, "--resume"], capsys)  # no --config: the run's own config.yaml
     assert code == 0
-    assert "config given now is ignored" in err
+    rows = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 11))  # epochs 4-10 redone, each row once
+    steps = [json.loads(line)["step"] for line in (exp / "steps.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))  # steps after epoch 3 cut back and redone, once each
     original, resumed = load_checkpoint(trained / "last.pt"), load_checkpoint(exp / "last.pt")
     assert resumed["train_state"]["epoch"] == 10 and resumed["config"]["train"]["epochs"] == 10
     assert resumed["train_state"]["step"] == original["train_state"]["step"]

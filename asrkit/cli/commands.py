@@ -65,15 +65,22 @@ def train(
     train_dir: Path = typer.Option(..., "--train", help="Training data dir."),
     dev_dir: Optional[Path] = typer.Option(None, "--dev", help="Dev data dir (dev loss and greedy WER per epoch)."),
     out: Path = typer.Option(..., "--out", help="Experiment dir, e.g. exp/bilstm."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (defaults when absent)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (defaults when absent; on "
+                                          "--resume, the run's own config.yaml)."),
     override: List[str] = typer.Option([], "--set", help="Override, e.g. model.hidden_size=320 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt. Only "
+                                "train.epochs (more epochs extend a run), train.save_every_steps, "
+                                "train.num_workers and train.device may differ from its config."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this checkpoint's weights "
+                                        "and CMVN with a fresh optimizer and schedule (same feature config; "
+                                        "new characters get fresh output rows)."),
 ) -> None:
-    """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out."""
+    """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out (Ctrl-C or SIGTERM save last.pt)."""
+    from asrkit.expdir import resolve_config
     from asrkit.train import train as run_training
 
-    cfg = load_config(config, override)
-    state = run_training(train_dir, dev_dir, out, cfg, resume=resume)
+    cfg = resolve_config(config, override, out, resume)
+    state = run_training(train_dir, dev_dir, out, cfg, resume=resume, init=init)
     best = (f"; best dev loss {state.best_dev_loss:.4f}, its dev WER {100 * state.best_dev_wer:.2f}%"
             if state.best_dev_loss != float("inf") else "")
     typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")
