@@ -12,6 +12,8 @@ from __future__ import annotations
 import signal
 import threading
 
+from asrkit.errors import AsrkitError
+
 
 class Interrupted(KeyboardInterrupt):
     """A stop asked for by a signal (a KeyboardInterrupt, so Ctrl-C handling covers SIGTERM too)."""
@@ -25,9 +27,14 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-def exit_code(exc: BaseException) -> int:
-    """128 + the signal of an ``Interrupted``; 130 (SIGINT) for a plain KeyboardInterrupt."""
-    return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+class Stopped(AsrkitError):
+    """What a command raises after a clean stop on a signal: the CLI prints one line and exits with
+    ``exit_code`` (Typer would turn a KeyboardInterrupt into 130 whatever the signal)."""
+
+    def __init__(self, exc: KeyboardInterrupt, what: str = "") -> None:
+        name = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
+        super().__init__(f"interrupted ({name}){what}")
+        self.exit_code = exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 
 class StopSignals:
@@ -60,4 +67,4 @@ class StopSignals:
         self._previous.clear()
 
 
-__all__ = ["Interrupted", "StopSignals", "exit_code"]
+__all__ = ["Interrupted", "StopSignals", "Stopped"]

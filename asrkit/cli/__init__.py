@@ -10,7 +10,6 @@ import typer
 
 from asrkit import __version__, progress
 from asrkit.errors import AsrkitError
-from asrkit.interrupt import Interrupted, exit_code
 
 app = typer.Typer(
     name="asrkit",
@@ -64,18 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) else 0
     except AsrkitError as exc:
         fail(str(exc))
-        return 1
+        return getattr(exc, "exit_code", 1)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        # click turns a KeyboardInterrupt into Abort; the signal that caused it is its cause
-        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
-        code = exit_code(cause) if isinstance(cause, KeyboardInterrupt) else 130
-        fail("interrupted" + (f" ({cause.args[0]})" if isinstance(cause, Interrupted) else ""))
-        return code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted")
+        return 130
 
 
 def run() -> None:

@@ -77,10 +77,15 @@ def train(
 ) -> None:
     """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out (Ctrl-C or SIGTERM save last.pt)."""
     from asrkit.expdir import resolve_config
+    from asrkit.interrupt import Stopped
     from asrkit.train import train as run_training
 
     cfg = resolve_config(config, override, out, resume)
-    state = run_training(train_dir, dev_dir, out, cfg, resume=resume, init=init)
+    try:
+        state = run_training(train_dir, dev_dir, out, cfg, resume=resume, init=init)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: last.pt is saved
+        saved = f"; {out / 'last.pt'} saved, continue with --resume" if (out / "last.pt").exists() else ""
+        raise Stopped(exc, saved) from None
     best = (f"; best dev loss {state.best_dev_loss:.4f}, its dev WER {100 * state.best_dev_wer:.2f}%"
             if state.best_dev_loss != float("inf") else "")
     typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")

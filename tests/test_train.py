@@ -1,0 +1,307 @@
+"""The training loop's events: steps, epoch ends, interruptions, resume, extension, fine-tuning, clipping."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from asrkit.checkpoint import load_checkpoint, save_checkpoint
+from asrkit.config import load_config
+from asrkit.errors import ConfigError
+from conftest import TINY_CONFIG, run_cli
+
+DATA = Path(__file__).parent / "data"
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def same_weights(a: Path, b: Path) -> None:
+    first, second = load_checkpoint(a), load_checkpoint(b)
+    assert first["train_state"]["step"] == second["train_state"]["step"]
+    for key, tensor in first["model_state"].items():
+        assert torch.allclose(tensor, second["model_state"][key], atol=1e-5), key
+
+
+@pytest.fixture()
+def config(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+def train_args(tone_corpus, config, out, *extra):
+    return ["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"], "--config", config,
+            "--out", out, *extra]
+
+
+# ---------------------------------------------------------------- checkpoint versions
+
+def test_version_1_checkpoint_loads_and_decodes_identically():
+    """tests/data/checkpoint_v1.pt was written by asrkit before checkpoint versions (commit 8f1394b,
+    a 1-layer joint CTC/attention model on tone words); its outputs then are in the _expected file."""
+    from asrkit.features import compute_features
+    from asrkit.inference import Recognizer, SearchOptions
+
+    blob = load_checkpoint(DATA / "checkpoint_v1.pt")
+    assert blob["version"] == 2 and blob["train_state"]["lr_from_step"] == -1
+    expected = torch.load(DATA / "checkpoint_v1_expected.pt", weights_only=True)
+    recognizer = Recognizer(DATA / "checkpoint_v1.pt")
+    feats = compute_features(expected["samples"].numpy(), recognizer.config.feature)
+    assert torch.allclose(recognizer.log_probs(feats), expected["log_probs"], atol=1e-5)
+    for mode in ("greedy", "beam", "rescore"):
+        (hyps,) = recognizer.decode_features([feats], SearchOptions(mode=mode, beam=4,
+                                                                     nbest=1 if mode == "greedy" else 2))
+        assert [h.tokens for h in hyps] == expected[mode + "_tokens"], mode
+        assert torch.allclose(torch.tensor([h.score for h in hyps]), expected[mode + "_scores"], atol=1e-4), mode
+
+
+def test_a_newer_checkpoint_version_is_refused(tmp_path):
+    from asrkit.errors import CheckpointError
+
+    blob = load_checkpoint(DATA / "checkpoint_v1.pt")
+    path = tmp_path / "future.pt"
+    torch.save({**blob, "version": 99}, path)
+    with pytest.raises(CheckpointError, match="version 99; this asrkit reads up to 2"):
+        load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- steps and epochs
+
+def test_one_metrics_row_per_epoch_and_one_steps_row_per_optimizer_step(trained_exp):
+    metrics, steps = rows(trained_exp / "metrics.jsonl"), rows(trained_exp / "steps.jsonl")
+    assert [r["epoch"] for r in metrics] == list(range(1, 11))
+    assert [r["step"] for r in steps] == list(range(1, metrics[-1]["step"] + 1))
+    assert all(r["grad_norm"] > 0 and r["lr"] > 0 for r in steps)
+    assert load_checkpoint(trained_exp / "last.pt")["epoch_metrics"] == metrics[-1]
+
+
+def test_accumulation_takes_one_step_per_window(tone_corpus, config, tmp_path, capsys):
+    single, double = tmp_path / "single", tmp_path / "double"
+    base = ["--set", "train.epochs=2"]
+    assert run_cli(train_args(tone_corpus, config, single, *base), capsys)[0] == 0
+    assert run_cli(train_args(tone_corpus, config, double, *base, "--set", "train.accum_grad=2"), capsys)[0] == 0
+    per_epoch = load_checkpoint(single / "epoch_1.pt")["train_state"]["step"]
+    assert load_checkpoint(double / "epoch_1.pt")["train_state"]["step"] == math.ceil(per_epoch / 2)
+    assert len(rows(double / "steps.jsonl")) == 2 * math.ceil(per_epoch / 2)
+    assert all(r["utterances"] > 0 for r in rows(double / "steps.jsonl"))
+
+
+def test_grad_clip_zero_means_no_clipping_and_negative_is_an_error(tone_corpus, config, tmp_path, capsys):
+    exp = tmp_path / "noclip"
+    code, _, _ = run_cli(train_args(tone_corpus, config, exp, "--set", "train.epochs=3", "--set",
+                                    "train.grad_clip=0"), capsys)
+    assert code == 0
+    metrics = rows(exp / "metrics.jsonl")
+    assert metrics[-1]["train_loss"] < 0.8 * metrics[0]["train_loss"]  # zeroed gradients would learn nothing
+    code, _, err = run_cli(train_args(tone_corpus, config, tmp_path / "neg", "--set", "train.grad_clip=-1"), capsys)
+    assert code == 1 and "train.grad_clip must be 0 (no clipping) or positive" in err
+    with pytest.raises(ConfigError, match="accum_grad must be >= 1"):
+        load_config(None, ["train.accum_grad=0"])
+
+
+# ---------------------------------------------------------------- interruptions
+
+def test_sigterm_saves_last_pt_exits_143_and_resume_matches_an_uninterrupted_run(trained_exp, tone_corpus,
+                                                                                 config, tmp_path, capsys):
+    """A real `asrkit train` process gets SIGTERM (as from SLURM, Kubernetes or `timeout`) in epoch 3."""
+    exp = tmp_path / "term"
+    command = [sys.executable, "-m", "asrkit", *map(str, train_args(tone_corpus, config, exp))]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and process.poll() is None:
+            steps = exp / "steps.jsonl"
+            if steps.is_file() and any(r["epoch"] >= 3 for r in rows(steps) if r):
+                process.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.02)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    if process.returncode == 0:
+        pytest.skip("training finished before the signal")
+    assert process.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] >= 2 and saved["step"] > 0
+    assert "interrupted (SIGTERM)" in (exp / "train.log").read_text()
+    assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
+    same_weights(trained_exp / "last.pt", exp / "last.pt")
+    assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == list(range(1, 11))
+
+
+def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained_exp, tone_corpus, config,
+                                                                        tmp_path, capsys, monkeypatch):
+    import asrkit.train as training
+
+    from asrkit.datadir import DataDir
+    from asrkit.dataset import BucketBatchSampler
+    from asrkit.features import get_features
+
+    feats = get_features(DataDir.load(tone_corpus["dev"]), load_config(config).feature)
+    dev_batches = len(BucketBatchSampler([f.shape[0] for f in feats.values()], 400, 64, shuffle=False))
+    real, calls = training.greedy_search, {"n": 0}
+
+    def interrupting(*args, **kwargs):  # greedy search runs once per dev batch
+        calls["n"] += 1
+        if calls["n"] == 2 * dev_batches + 1:  # the first dev batch of epoch 3
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "greedy_search", interrupting)
+    exp = tmp_path / "val"
+    code, _, err = run_cli(train_args(tone_corpus, config, exp), capsys)
+    assert code == 130 and "interrupted" in err
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] == 2 and saved["batches_done"] > 0  # epoch 3 trained, not yet validated
+    monkeypatch.setattr(training, "greedy_search", real)
+    assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
+    same_weights(trained_exp / "last.pt", exp / "last.pt")
+    assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == list(range(1, 11))
+
+
+def test_a_kill_between_checkpoint_and_metrics_row_writes_no_row_twice(trained_exp, tone_corpus, config,
+                                                                      tmp_path, capsys, monkeypatch):
+    """Epoch 3's checkpoints are written, then the process dies before its metrics row: the resume
+    puts the row back from the checkpoint, and averaging sees every epoch once."""
+    from asrkit.expdir import RunLog
+
+    real = RunLog.epoch
+
+    def die_at_epoch_3(self, row):
+        if row["epoch"] == 3:
+            raise SystemExit(137)
+        real(self, row)
+
+    monkeypatch.setattr(RunLog, "epoch", die_at_epoch_3)
+    exp = tmp_path / "killed"
+    with pytest.raises(SystemExit):
+        run_cli(train_args(tone_corpus, config, exp), capsys)
+    assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == [1, 2]
+    assert load_checkpoint(exp / "last.pt")["train_state"]["epoch"] == 3
+    monkeypatch.setattr(RunLog, "epoch", real)
+    assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
+    metrics = rows(exp / "metrics.jsonl")
+    assert [r["epoch"] for r in metrics] == list(range(1, 11))
+    assert metrics[2] == load_checkpoint(exp / "epoch_3.pt")["epoch_metrics"]
+    same_weights(trained_exp / "last.pt", exp / "last.pt")
+
+
+# ---------------------------------------------------------------- resume: what may change
+
+def test_resume_refuses_a_changed_config_and_names_the_keys(trained_exp, tone_corpus, config, tmp_path, capsys):
+    exp = tmp_path / "changed"
+    shutil.copytree(trained_exp, exp)
+    code, _, err = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "model.hidden_size=64",
+                                      "--set", "train.lr=0.5"), capsys)
+    assert code == 1
+    assert "differs from the one" in err and "model.hidden_size, train.lr" in err and "--init" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_with_more_epochs_extends_the_run_without_a_jump_in_the_learning_rate(trained_exp, tone_corpus,
+                                                                                    config, tmp_path, capsys):
+    exp = tmp_path / "extended"
+    shutil.copytree(trained_exp, exp)
+    shutil.copy(exp / "epoch_5.pt", exp / "last.pt")  # half-way through the 10-epoch schedule
+    resumed_at = load_checkpoint(exp / "last.pt")["train_state"]["step"]
+    before = [r["lr"] for r in rows(exp / "steps.jsonl") if r["step"] <= resumed_at]
+    code, _, _ = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.epochs=14"), capsys)
+    assert code == 0
+    blob = load_checkpoint(exp / "last.pt")
+    assert blob["train_state"]["epoch"] == 14 and blob["config"]["train"]["epochs"] == 14
+    assert "epochs: 14" in (exp / "config.yaml").read_text()
+    lrs = [r["lr"] for r in rows(exp / "steps.jsonl")]
+    after = lrs[resumed_at:]
+    assert lrs[:resumed_at] == before
+    assert after[0] <= before[-1] + 1e-12  # no jump back up
+    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))  # decays all the way
+    cfg = load_config(config)
+    floor = cfg.train.lr * cfg.train.final_lr_ratio
+    assert math.isclose(after[-1], floor, rel_tol=0.05) and after[0] > 2 * floor
+    assert "extended from 10 to 14 epochs" in (exp / "train.log").read_text()
+    assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == list(range(1, 15))
+    code, _, err = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.epochs=3"), capsys)
+    assert code == 1 and "14 epochs are already done" in err
+
+
+def test_fp16_loss_scale_is_saved_and_restored(tone_corpus, config, tmp_path, capsys, monkeypatch):
+    import asrkit.train as training
+
+    real = training._grad_scaler
+    monkeypatch.setattr(training, "_grad_scaler", lambda device, use_amp, dtype: real(device, True, "fp16"))
+    exp = tmp_path / "fp16"
+    assert run_cli(train_args(tone_corpus, config, exp, "--set", "train.epochs=1"), capsys)[0] == 0
+    blob = load_checkpoint(exp / "last.pt")
+    assert blob["scaler_state"]["scale"] == 2.0 ** 16
+    blob["scaler_state"]["scale"] = 1024.0  # as if overflows had lowered it
+    save_checkpoint(exp / "last.pt", blob)
+    seen = {}
+    real_run = training.Trainer.run
+
+    def spy(self):
+        seen["scale"] = self.scaler.get_scale()
+        return real_run(self)
+
+    monkeypatch.setattr(training.Trainer, "run", spy)
+    assert run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.epochs=2"), capsys)[0] == 0
+    assert seen["scale"] == 1024.0
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+def test_init_fine_tunes_with_new_characters_and_the_init_cmvn(trained_exp, tone_corpus, config, tmp_path, capsys):
+    from asrkit.datadir import DataDir
+
+    data = DataDir.load(tone_corpus["train"])
+    data.text = {u: t.replace("b", "c") for u, t in data.text.items()}  # a character the model lacks
+    data.path = tmp_path / "train_c"
+    data.save(tmp_path / "train_c")
+    exp = tmp_path / "tuned"
+    code, _, err = run_cli(["train", "--train", tmp_path / "train_c", "--config", config, "--out", exp,
+                            "--init", trained_exp / "last.pt", "--set", "train.epochs=2"], capsys)
+    assert code == 0, err
+    source, tuned = load_checkpoint(trained_exp / "last.pt"), load_checkpoint(exp / "last.pt")
+    assert tuned["tokens"] == source["tokens"] + ["c"]
+    assert tuned["cmvn"] == source["cmvn"]
+    assert tuned["model_state"]["ctc_head.weight"].shape[0] == len(source["tokens"]) + 1
+    assert tuned["train_state"]["step"] == 2 * load_checkpoint(trained_exp / "epoch_1.pt")["train_state"]["step"]
+    assert "1 new characters (c) get fresh output rows" in (exp / "train.log").read_text()
+    assert rows(exp / "steps.jsonl")[0]["lr"] < 0.01 / 5  # a fresh warm-up, not the source's floor
+
+
+def test_init_weights_copy_old_rows_and_keep_new_ones(trained_exp):
+    from asrkit.checkpoint import transfer_weights
+    from asrkit.config import config_from_dict
+    from asrkit.model import build_model
+
+    source = load_checkpoint(trained_exp / "last.pt")
+    cfg = config_from_dict(source["config"])
+    vocab = source["vocab_size"]
+    model = build_model(cfg.feature.dim, vocab + 2, cfg.model)
+    fresh = model.ctc_head.weight[vocab:].detach().clone()
+    transfer_weights(model, source["model_state"], vocab, "x.pt")
+    assert torch.equal(model.ctc_head.weight[:vocab], source["model_state"]["ctc_head.weight"])
+    assert torch.equal(model.ctc_head.weight[vocab:], fresh)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("feature.num_mel_bins=40", "its features differ from this config's in feature.num_mel_bins"),
+    ("model.hidden_size=48", "has shape"),
+])
+def test_init_with_another_feature_or_model_config_is_one_line_error(trained_exp, tone_corpus, config, tmp_path,
+                                                                    capsys, override, message):
+    code, _, err = run_cli(train_args(tone_corpus, config, tmp_path / "bad", "--init", trained_exp / "last.pt",
+                                      "--set", override), capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
