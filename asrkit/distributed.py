@@ -76,6 +76,15 @@ def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True if ``flag`` is true on any process (e.g. one of them got SIGTERM: all stop together)."""
+    if not info.enabled:
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def sum_all(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
     if not info.enabled:
         return values
@@ -96,4 +105,4 @@ def weights_agree(model: torch.nn.Module, info: DistInfo, device: torch.device) 
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-__all__ = ["DistInfo", "all_true", "barrier", "from_env", "init", "shutdown", "sum_all", "weights_agree"]
+__all__ = ["DistInfo", "all_true", "any_true", "barrier", "from_env", "init", "shutdown", "sum_all", "weights_agree"]

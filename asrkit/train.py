@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,9 +386,10 @@ class Trainer:
         with self.stops:
             for epoch in range(state.epoch, tcfg.epochs):
                 try:
-                    self.stops.check()
+                    self.check_stop()
                     stats = self.train_epoch(epoch)
                     dev_loss, dev_wer = self.validate()
+                    self.check_stop()
                 except KeyboardInterrupt as exc:
                     self.interrupted(epoch, exc)
                     raise
@@ -429,7 +431,7 @@ class Trainer:
                         window = []
                         if took and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
                             self.save_last()
-                        self.stops.check()  # a safe point: the step is whole
+                        self.check_stop()  # a safe point: the step is whole
                 _seed_everything(_batch_seed(tcfg.seed, epoch, (index + 1) * info.world_size + info.rank))  # next draw
         return stats
 
@@ -489,7 +491,15 @@ class Trainer:
         if self.dev_loader is None or not self.info.is_main:  # rank 0 evaluates
             return math.nan, math.nan
         return validate(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device, self.use_amp,
-                        self.cfg.train.amp_dtype, self.stops.check)
+                        self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
+
+    def check_stop(self) -> None:
+        """Raise ``Interrupted`` if a stop signal came; under torchrun all processes agree first, so
+        that they stop at the same step (rank 0 then saves) and none waits in a collective."""
+        if not self.info.enabled:
+            return self.stops.check()
+        if distributed.any_true(self.stops.received is not None, self.info, self.device):
+            raise Interrupted(self.stops.received or signal.SIGTERM)
 
     def end_epoch(self, epoch: int, stats: dict[str, float], dev_loss: float, dev_wer: float) -> None:
         """Checkpoints first (epoch_N, last, best), then the epoch's metrics row, each once."""
@@ -527,6 +537,8 @@ class Trainer:
     def interrupted(self, epoch: int, exc: KeyboardInterrupt) -> None:
         """Ctrl-C or SIGTERM: rank 0 saves last.pt (a resume redoes an unfinished accumulation window)."""
         self.save_last()
+        if not self.info.is_main:
+            return
         name = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
         log.warning("interrupted (%s) in epoch %d after step %d; saved %s (continue with --resume)",
                     name, epoch + 1, self.state.step, self.out_dir / "last.pt")

@@ -52,3 +52,38 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
     steps_one = load_checkpoint(solo / "last.pt")["train_state"]["step"]
     assert steps_two <= steps_one // 2 + 1  # each rank takes half of each epoch's batches
     assert main(["-q", "decode", str(exp), str(tone_corpus["dev"]), "--out", str(tmp_path / "dec")]) == 0
+
+
+def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(tone_corpus, tmp_path):
+    """torchrun forwards SIGTERM to its workers: they agree to stop after the same step, rank 0
+    writes last.pt, and every rank exits through asrkit's one-line error (none hangs)."""
+    import json
+    import signal
+    import time
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("epochs: 10", "epochs: 40"))
+    exp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "asrkit", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
+               "--config", str(config), "--out", str(exp), "--set", "train.device=cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and process.poll() is None:
+            steps = exp / "steps.jsonl"
+            if steps.is_file() and any(json.loads(line)["epoch"] >= 3 for line in steps.read_text().splitlines()):
+                process.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.05)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0, "training finished before the signal"
+    assert err.count("error: interrupted (SIGTERM)") == 2  # both ranks, each through the clean path
+    from asrkit.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] >= 2 and (saved["batches_done"] > 0 or saved["epoch"] >= 3)
+    assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1  # rank 0 alone logs
