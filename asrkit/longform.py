@@ -4,7 +4,8 @@ A BiLSTM trained on utterances of a few seconds decodes best on inputs of that
 kind, and memory grows with the input. ``split_on_silence`` is an energy-based
 segmenter: 10 ms frame energies, a threshold between the recording's noise
 floor and its loud frames, and a cut in the middle of every pause of at least
-``min_pause`` seconds, so that each segment is an utterance between pauses; a
+``min_pause`` seconds (in recordings longer than ``max_seconds``; shorter ones
+stay whole), so that each segment is an utterance between pauses; a
 stretch longer than ``max_seconds`` without such a pause is cut at its
 quietest 100 ms between ``min_seconds`` and ``max_seconds`` (no overlap).
 Segments are decoded as utterances of their own; word times are shifted back
@@ -18,8 +19,14 @@ import numpy as np
 
 def split_on_silence(samples: np.ndarray, rate: int, max_seconds: float = 20.0, min_seconds: float = 5.0,
                      min_pause: float = 0.25, window_seconds: float = 0.1) -> list[tuple[int, int]]:
-    """[start, end) sample ranges covering ``samples``, each at most ``max_seconds`` long."""
+    """[start, end) sample ranges covering ``samples``, each at most ``max_seconds`` long.
+
+    A recording of at most ``max_seconds`` is one segment, whole: it is decoded as
+    ``asrkit decode`` decodes an utterance. A longer one is cut at every pause.
+    """
     total = len(samples)
+    if total <= max_seconds * rate:
+        return [(0, total)]
     hop = max(int(0.01 * rate), 1)
     frames = total // hop
     if frames < 2:

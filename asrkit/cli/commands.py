@@ -176,8 +176,9 @@ def transcribe(
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     output_format: str = typer.Option("txt", "--format", help="txt (text), json (words with start/end/confidence), "
                                       "srt (subtitles) or ctm (NIST word times); times by CTC forced alignment."),
-    max_seconds: float = typer.Option(20.0, "--max-seconds", help="Longer files are cut at their quietest "
-                                      "moments into segments of at most this length (energy-based)."),
+    max_seconds: float = typer.Option(20.0, "--max-seconds", help="Files up to this length are decoded whole "
+                                      "(as decode does); longer ones are cut at their pauses (and long "
+                                      "stretches at their quietest moments) into segments of at most this length."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
