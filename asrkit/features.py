@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import logging
@@ -19,7 +20,7 @@ import torch
 from asrkit.audio import load_audio
 from asrkit.config import FeatureConfig, SpecAugmentConfig
 from asrkit.datadir import DataDir, Utterance
-from asrkit.errors import AsrkitError, DataDirError
+from asrkit.errors import AsrkitError, AudioError, DataDirError
 from asrkit.progress import track
 
 LOG_FLOOR = 1e-6
@@ -34,14 +35,25 @@ def frame_sizes(cfg: FeatureConfig) -> tuple[int, int, int]:
 
 
 def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """samples: (N,) float32 at cfg.sample_rate -> (1 + N // hop, dim) float32."""
+    """samples: (N,) float32 at cfg.sample_rate -> (1 + N // hop, dim) float32.
+
+    Audio shorter than one analysis frame (``frame_length_ms``) has no features: a
+    one-line ``AudioError`` says so (the caller adds the file or utterance).
+    """
     import librosa
 
     n_fft, win, hop = frame_sizes(cfg)
-    mel = librosa.feature.melspectrogram(
-        y=samples, sr=cfg.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
-        n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=True,
-    )
+    if len(samples) < win:
+        raise AudioError(f"audio is {1000 * len(samples) / cfg.sample_rate:.1f} ms long; features need at least "
+                         f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
+    with warnings.catch_warnings():
+        # between one frame and n_fft samples (25-32 ms) librosa warns although the centred,
+        # zero-padded frames are fine; the user never sees a library's warning
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        mel = librosa.feature.melspectrogram(
+            y=samples, sr=cfg.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
+            n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=True,
+        )
     if cfg.kind == "fbank":
         feats = np.log(mel + LOG_FLOOR)
     else:

@@ -16,7 +16,7 @@ from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
 from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
-from asrkit.errors import CheckpointError, DecodeError, LmError
+from asrkit.errors import AudioError, CheckpointError, DecodeError, LmError
 from asrkit.features import GlobalCMVN, compute_features, get_features
 from asrkit.longform import split_on_silence
 from asrkit.model import build_model
@@ -197,7 +197,10 @@ class Recognizer:
         for index, path in enumerate(paths):
             samples = load_audio(path, rate)
             for start, end in split_on_silence(samples, rate, max_seconds):
-                feats.append(compute_features(samples[start:end], self.config.feature))
+                try:
+                    feats.append(compute_features(samples[start:end], self.config.feature))
+                except AudioError as exc:
+                    raise AudioError(f"{path}: {exc}") from None
                 owners.append(index)
                 offsets.append(start / rate)
             del samples

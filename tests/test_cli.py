@@ -246,3 +246,18 @@ def test_bad_segment_length_and_worker_count_are_one_line(trained_exp, wav_file,
     code, _, err = run_cli(["train", "--train", tmp_path, "--out", tmp_path / "x", "--set", "train.amp_dtype=fp8"],
                            capsys)
     assert_one_line_error(code, err, "train.amp_dtype must be bf16 or fp16, not 'fp8'")
+
+
+def test_transcribe_a_10_ms_file_is_one_line_naming_the_minimum(trained_exp, tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    path = tmp_path / "click.wav"
+    soundfile.write(path, np.full(80, 0.2, np.float32), 8000)  # 10 ms
+    code, out, err = run_cli(["transcribe", trained_exp, path], capsys)
+    assert_one_line_error(code, err, str(path), "10.0 ms long", "at least 25 ms")
+    assert "n_fft" not in err + out
+    just_enough = tmp_path / "short.wav"
+    soundfile.write(just_enough, np.full(240, 0.2, np.float32), 8000)  # 30 ms: shorter than n_fft, fine
+    code, out, err = run_cli(["transcribe", trained_exp, just_enough], capsys)
+    assert code == 0 and "n_fft" not in err and "Warning" not in err

@@ -89,38 +89,55 @@ def test_joint_loss_is_the_weighted_sum():
     assert pure.decoder is None
 
 
-class Prefers(torch.nn.Module):
-    """A stand-in decoder whose log-probabilities favour one token sequence; counts its calls."""
+class ReadsEncoder(torch.nn.Module):
+    """A stand-in decoder that favours the token sequence written in each row's encoder output
+    (channel 0 of frame s holds token s, -1 ends it; frames past the row's length are not read),
+    so rescoring must hand every hypothesis its own utterance's encoder output and length."""
 
-    def __init__(self, favourite: list[int], vocab: int = 6) -> None:
+    def __init__(self, vocab: int = 6) -> None:
         super().__init__()
-        self.favourite, self.vocab, self.calls = favourite, vocab, 0
+        self.vocab, self.calls = vocab, 0
 
     def forward(self, enc, enc_lens, ys_in):
         self.calls += 1
         logits = torch.zeros(ys_in.size(0), ys_in.size(1), self.vocab)
-        target = self.favourite + [0]
         for row in range(ys_in.size(0)):
-            for step in range(ys_in.size(1)):
-                if step < len(target):
-                    logits[row, step, target[step]] = 5.0
+            written = [int(x) for x in enc[row, :int(enc_lens[row]), 0].tolist()]
+            target = written[:written.index(-1)] if -1 in written else written
+            for step, token in enumerate(target + [0]):
+                if step < ys_in.size(1):
+                    logits[row, step, token] = 5.0
         return logits
+
+
+def encoder_output(*favourites: list[int], frames: int = 4) -> torch.Tensor:
+    enc = torch.full((len(favourites), frames, 3), 2.0)  # past each favourite: junk a wrong length would read
+    for row, tokens in enumerate(favourites):
+        enc[row, :len(tokens) + 1, 0] = torch.tensor(tokens + [-1], dtype=torch.float)
+    return enc
 
 
 def test_attention_rescore_reranks_all_hypotheses_in_one_batch():
     nbest = [[Hypothesis([2, 3], -1.0, [0, 1], -1.0), Hypothesis([2, 4], -1.5, [0, 2], -1.5)],
-             [Hypothesis([5], -0.1, [0], -0.1)]]
-    decoder = Prefers([2, 4])
-    enc = torch.zeros(2, 4, 3)
-    rescored = attention_rescore(decoder, enc, torch.tensor([4, 3]), nbest, ctc_weight=0.5)
+             [Hypothesis([5], -0.1, [0], -0.1), Hypothesis([3], -0.3, [1], -0.3)]]
+    decoder = ReadsEncoder()
+    enc = encoder_output([2, 4], [3])
+    lens = torch.tensor([4, 2])
+    rescored = attention_rescore(decoder, enc, lens, nbest, ctc_weight=0.5)
     assert decoder.calls == 1
-    assert rescored[0][0].tokens == [2, 4]  # the decoder's favourite wins despite a lower CTC score
+    assert rescored[0][0].tokens == [2, 4]  # each utterance's own favourite wins despite a lower CTC score
+    assert rescored[1][0].tokens == [3]
     top = rescored[0][0]
     assert top.score == pytest.approx(top.att_score + 0.5 * top.ctc_score)
     assert rescored[0][0].att_score > rescored[0][1].att_score
-    assert [h.tokens for h in rescored[1]] == [[5]]
+    # the utterances' encoder outputs swapped: the choices swap with them
+    swapped = attention_rescore(decoder, encoder_output([3], [2, 4]), lens.flip(0), nbest[::-1], ctc_weight=0.5)
+    assert [h[0].tokens for h in swapped] == [[3], [2, 4]]
     # a huge CTC weight leaves the CTC order alone
-    assert attention_rescore(decoder, enc, torch.tensor([4, 3]), nbest, ctc_weight=100.0)[0][0].tokens == [2, 3]
+    assert attention_rescore(decoder, enc, lens, nbest, ctc_weight=100.0)[0][0].tokens == [2, 3]
+    # rows beyond max_rows go in further batches with the same result
+    again = attention_rescore(decoder, enc, lens, nbest, ctc_weight=0.5, max_rows=1)
+    assert [[h.tokens for h in hyps] for hyps in again] == [[h.tokens for h in hyps] for hyps in rescored]
 
 
 @pytest.fixture(scope="module")
