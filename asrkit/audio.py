@@ -3,11 +3,20 @@
 Resampling to the model's rate is done with librosa (soxr backend) and said
 once per source rate in the log, so that an 8 kHz corpus fed to a 16 kHz
 model never goes unnoticed.
+
+A ``wav.scp`` entry may also be a Kaldi command pipe (``flac -c -d -s x.flac |``,
+``sox x.wav -t wav - |``): the command runs in a shell and its standard output
+is read as an audio file. Since a data dir may come from someone else, pipes
+run only after ``allow_pipes()`` (``--allow-pipes`` on the command line, or
+``ASRKIT_ALLOW_PIPES=1`` in the environment, e.g. for recipes and torchrun).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +26,58 @@ from asrkit.errors import AudioError
 
 log = logging.getLogger("asrkit")
 _reported_rates: set[tuple[int, int]] = set()
+_pipes_allowed = False
+PIPE_OPTION = "--allow-pipes"
+
+
+def allow_pipes(allowed: bool = True) -> None:
+    """Let ``wav.scp`` command pipes run in this process (they run in a shell: only for trusted data)."""
+    global _pipes_allowed
+    _pipes_allowed = allowed
+
+
+def pipes_allowed() -> bool:
+    return _pipes_allowed or os.environ.get("ASRKIT_ALLOW_PIPES", "") not in ("", "0")
+
+
+def is_pipe(entry: str | Path) -> bool:
+    """Whether a ``wav.scp`` entry is a command whose output is the audio (it ends with ``|``)."""
+    return isinstance(entry, str) and entry.rstrip().endswith("|")
+
+
+def run_pipe(command: str) -> bytes:
+    """The standard output of a ``wav.scp`` pipe command (AudioError naming it and its stderr)."""
+    shell = command.rstrip()[:-1].strip()
+    if not pipes_allowed():
+        raise AudioError(f"'{command}' is a command pipe; asrkit runs these only with {PIPE_OPTION} "
+                         "(they run in a shell: use it for data you trust)")
+    try:
+        done = subprocess.run(shell, shell=True, capture_output=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        raise AudioError(f"command '{shell}' ran for more than an hour") from None
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        reason = errors[-1].strip() if errors else "no message"
+        raise AudioError(f"command '{shell}' failed (exit code {done.returncode}): {reason[:200]}")
+    if not done.stdout:
+        raise AudioError(f"command '{shell}' wrote no audio to its output")
+    return done.stdout
+
+
+def _source(path: str | Path):
+    """What soundfile opens for ``path``: the file's name, or the bytes a pipe command wrote."""
+    if is_pipe(path):
+        return io.BytesIO(run_pipe(str(path))), str(path).rstrip()[:-1].strip()
+    path = _existing_file(path)
+    return str(path), path
 
 
 def read_audio(path: str | Path, start: float = 0.0, end: float | None = None) -> tuple[np.ndarray, int]:
-    """Read ``path`` (optionally the [start, end) seconds) as float32 mono and its rate."""
-    path = _existing_file(path)
+    """Read ``path`` (a file or a ``wav.scp`` pipe; optionally the [start, end) seconds) as float32 mono
+    and its rate."""
+    source, path = _source(path)
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        with soundfile.SoundFile(source) as handle:
             rate = handle.samplerate
             first = int(round(start * rate))
             if first > handle.frames:
@@ -62,10 +116,10 @@ def load_audio(path: str | Path, target_rate: int, start: float = 0.0, end: floa
 
 
 def audio_duration(path: str | Path) -> float:
-    """Duration in seconds from the file header (no decoding); AudioError if unreadable."""
-    path = _existing_file(path)
+    """Duration in seconds from the file header (no decoding; a pipe is run); AudioError if unreadable."""
+    source, path = _source(path)
     try:
-        info = soundfile.info(str(path))
+        info = soundfile.info(source)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
         raise _unreadable(path, exc) from None
     return info.frames / info.samplerate

@@ -91,6 +91,7 @@ class DataDir:
         self.utt2spk: dict[str, str] = {}
         self.segments: dict[str, tuple[str, float, float]] | None = None
         self.utt2dur: dict[str, float] = {}
+        self.pipe_lines: dict[str, int] = {}  # wav.scp entries that are command pipes -> their line
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -106,10 +107,7 @@ class DataDir:
         data = cls(path)
         for key, value, line_no in read_table(path / "wav.scp", check_sorted=check_sorted):
             if value.endswith("|"):
-                raise DataDirError(
-                    f"{path / 'wav.scp'} line {line_no}: {key!r} is a command pipe; "
-                    "asrkit reads audio files only (convert them to wav/flac first)"
-                )
+                data.pipe_lines[key] = line_no
             data.wav_scp[key] = value
         for key, value, line_no in read_table(path / "text", check_sorted=check_sorted, allow_empty_value=True):
             if not value:
@@ -191,6 +189,16 @@ class DataDir:
         if found:
             more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
             raise DataDirError(found[0] + more)
+
+    def check_pipes(self) -> None:
+        """Before any audio is read: a command pipe in wav.scp runs only with --allow-pipes."""
+        from asrkit.audio import PIPE_OPTION, pipes_allowed
+
+        if self.pipe_lines and not pipes_allowed():
+            rec, line_no = min(self.pipe_lines.items(), key=lambda item: item[1])
+            where = self.path / "wav.scp" if self.path else "wav.scp"
+            raise DataDirError(f"{where} line {line_no}: {rec!r} is a command pipe ({len(self.pipe_lines)} in all); "
+                               f"pass {PIPE_OPTION} to run them (they run in a shell: only for data you trust)")
 
     # ---------------------------------------------------------------- access
     def spk2utt(self) -> dict[str, list[str]]:

@@ -75,6 +75,7 @@ FEATS_FILE = "feats.pt"
 
 def compute_data_dir_features(data: DataDir, cfg: FeatureConfig, description: str = "features") -> dict[str, np.ndarray]:
     """Features for every utterance in ``data`` (errors name the utterance)."""
+    data.check_pipes()
     feats: dict[str, np.ndarray] = {}
     for utt in track(data.utterances(), description):
         try:

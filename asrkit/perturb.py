@@ -33,6 +33,7 @@ def speed_perturb(data: DataDir, out_dir: str | Path, factors: list[float]) -> D
     out_dir = Path(out_dir)
     audio_dir = (out_dir / "audio").resolve()
     audio_dir.mkdir(parents=True, exist_ok=True)
+    data.check_pipes()
     out = DataDir()
     utterances = data.utterances()
     for utt in track(utterances, "speed perturbation"):

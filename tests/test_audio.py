@@ -122,3 +122,97 @@ def test_truncated_file_is_one_clear_error_or_its_readable_part(tmp_path, suffix
         assert "\n" not in str(exc) and str(path) in str(exc)
     else:
         assert 0 < samples.shape[0] < rate * 2 and np.isfinite(samples).all()
+
+
+# ---------------------------------------------------------------- Kaldi pipes in wav.scp
+
+def _pipe_copy(tone_corpus, tmp_path, make_entry, name="piped"):
+    """The dev data dir with every wav.scp entry rewritten by ``make_entry(path)``."""
+    from asrkit.datadir import DataDir
+
+    data = DataDir.load(tone_corpus["dev"])
+    data.wav_scp = {k: make_entry(v) for k, v in data.wav_scp.items()}
+    out = tmp_path / name
+    data.save(out)
+    return out
+
+
+def test_pipes_are_refused_without_the_opt_in_and_decode_like_files_with_it(trained_exp, tone_corpus, tmp_path,
+                                                                           capsys, monkeypatch):
+    from conftest import run_cli
+
+    monkeypatch.delenv("ASRKIT_ALLOW_PIPES", raising=False)
+    piped = _pipe_copy(tone_corpus, tmp_path, lambda path: f"cat {path} |")
+    code, _, err = run_cli(["decode", trained_exp, piped, "--out", tmp_path / "refused"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert f"{piped / 'wav.scp'} line 1:" in lines[0] and "--allow-pipes" in lines[0]
+    assert not (tmp_path / "refused").exists() and not (piped / "feats.pt").exists()
+    code, _, err = run_cli(["-q", "decode", trained_exp, piped, "--out", tmp_path / "piped", "--allow-pipes"], capsys)
+    assert code == 0, err
+    assert run_cli(["-q", "decode", trained_exp, tone_corpus["dev"], "--out", tmp_path / "files"], capsys)[0] == 0
+    assert (tmp_path / "piped" / "hyp").read_text() == (tmp_path / "files" / "hyp").read_text()
+    # the opt-in does not leak into the next command
+    code, _, err = run_cli(["data", "validate", piped], capsys)
+    assert code == 1 and "--allow-pipes" in err
+    code, out, err = run_cli(["data", "validate", piped, "--allow-pipes"], capsys)
+    assert code == 0 and "OK" in out
+
+
+def test_a_streamed_wav_from_a_command_and_the_environment_opt_in(tmp_path, monkeypatch):
+    """sox and flac write WAV headers with unknown sizes to a pipe; ASRKIT_ALLOW_PIPES=1 opts in too."""
+    import struct
+    import sys
+
+    from asrkit.audio import audio_duration, read_audio
+
+    tone = (0.3 * np.sin(np.arange(4000) / 3)).astype(np.float32)
+    source = tmp_path / "a.flac"
+    soundfile.write(source, tone, 8000)
+    script = tmp_path / "stream.py"
+    script.write_text(
+        "import io, struct, sys, soundfile\n"
+        f"data, rate = soundfile.read({str(source)!r}, dtype='int16')\n"
+        "buf = io.BytesIO(); soundfile.write(buf, data, rate, format='WAV', subtype='PCM_16')\n"
+        "b = bytearray(buf.getvalue()); i = b.find(b'data')\n"
+        "b[4:8] = b[i + 4:i + 8] = struct.pack('<I', 0xFFFFFFFF)\n"
+        "sys.stdout.buffer.write(bytes(b))\n")
+    entry = f"{sys.executable} {script} |"
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "1")
+    samples, rate = read_audio(entry)
+    assert rate == 8000 and len(samples) == 4000 and np.allclose(samples, tone, atol=1e-4)
+    assert audio_duration(entry) == 0.5  # libsndfile counts the samples when the header does not say
+    part, _ = read_audio(entry, 0.1, 0.2)
+    assert len(part) == 800
+
+
+def test_a_failing_pipe_names_the_utterance_and_the_command_error(trained_exp, tone_corpus, tmp_path, capsys):
+    from conftest import run_cli
+
+    piped = _pipe_copy(tone_corpus, tmp_path, lambda path: "sh -c 'echo no such recording >&2; exit 3' |")
+    code, _, err = run_cli(["decode", trained_exp, piped, "--allow-pipes", "--out", tmp_path / "d"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert "utterance 'spk0-02000'" in lines[0] and "exit code 3" in lines[0] and "no such recording" in lines[0]
+    empty = _pipe_copy(tone_corpus, tmp_path, lambda path: "true |", "empty")
+    code, _, err = run_cli(["features", empty, "--allow-pipes"], capsys)
+    assert code == 1 and "wrote no audio" in err
+
+
+def test_pipes_survive_fix_subset_and_segments(tone_corpus, tmp_path, capsys):
+    from asrkit.datadir import DataDir
+    from conftest import run_cli
+
+    piped = _pipe_copy(tone_corpus, tmp_path, lambda path: f"cat {path} |")
+    code, _, _ = run_cli(["data", "subset", piped, tmp_path / "sub", "--num-utts", "3"], capsys)
+    assert code == 0 and all(v.endswith("|") for v in DataDir.load(tmp_path / "sub").wav_scp.values())
+    data = DataDir.load(piped)
+    rec = data.utt_ids()[0]
+    data.text = {f"{rec}-seg": data.text[rec]}
+    data.utt2spk = {f"{rec}-seg": data.utt2spk[rec]}
+    data.wav_scp = {rec: data.wav_scp[rec]}
+    data.segments = {f"{rec}-seg": (rec, 0.05, 0.3)}
+    data.save(tmp_path / "seg")
+    code, _, err = run_cli(["features", tmp_path / "seg", "--allow-pipes", "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=23"], capsys)
+    assert code == 0, err

@@ -21,6 +21,19 @@ app = typer.Typer(
 )
 
 
+def _allow_pipes(value: bool) -> bool:
+    if value:
+        from asrkit.audio import allow_pipes
+
+        allow_pipes(True)
+    return value
+
+
+ALLOW_PIPES = typer.Option(False, "--allow-pipes", callback=_allow_pipes,
+                           help="Run the command pipes of wav.scp ('flac -c -d -s x.flac |'); they run in a "
+                                "shell, so only for data you trust (or set ASRKIT_ALLOW_PIPES=1).")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"asrkit {__version__}")
@@ -58,6 +71,9 @@ def fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``asrkit`` the console script exits with it)."""
+    from asrkit.audio import allow_pipes
+
+    allow_pipes(False)  # each invocation opts in again (tests call main() many times in one process)
     try:
         result = app(args=argv, prog_name="asrkit", standalone_mode=False)
         return result if isinstance(result, int) else 0

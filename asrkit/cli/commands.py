@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from asrkit.cli import app
+from asrkit.cli import ALLOW_PIPES, app
 from asrkit.config import load_config
 from asrkit.corpora import CORPORA
 from asrkit.datadir import DataDir
@@ -45,6 +45,7 @@ def features(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (its 'feature' section is used)."),
     override: List[str] = typer.Option([], "--set", help="Override, e.g. feature.num_mel_bins=40 (repeatable)."),
     force: bool = typer.Option(False, help="Recompute even if a matching cache exists."),
+    allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Compute features for a data dir once, so that training and decoding reuse them."""
     from asrkit.features import compute_data_dir_features, load_cached_features, save_features
@@ -74,6 +75,7 @@ def train(
     init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this checkpoint's weights "
                                         "and CMVN with a fresh optimizer and schedule (same feature config; "
                                         "new characters get fresh output rows)."),
+    allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out (Ctrl-C or SIGTERM save last.pt)."""
     from asrkit.expdir import resolve_config
@@ -144,6 +146,7 @@ def decode(
     token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam/rescore)."""
     from asrkit.inference import Recognizer, write_hyp, write_nbest
@@ -213,6 +216,7 @@ def align(
     data_dir: Path = typer.Argument(..., help="Data dir whose 'text' is aligned to its audio."),
     out: Optional[Path] = typer.Option(None, "--out", help="CTM file to write (default EXP/align_<set>/ctm)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Word times of the reference transcripts by CTC forced alignment (Viterbi), as a CTM file."""
     from asrkit.errors import DecodeError

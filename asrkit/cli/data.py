@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from asrkit.cli import app
+from asrkit.cli import ALLOW_PIPES, app
 from asrkit.datadir import DataDir, fix_data_dir, read_table, split_data_dir
 from asrkit.errors import DataDirError
 
@@ -18,13 +18,15 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("validate")
-def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text, utt2spk, ...).")) -> None:
-    """Check sorting, unique ids and cross-file consistency; exit 1 on the first problem."""
-    from asrkit.audio import audio_duration
+def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text, utt2spk, ...)."),
+             allow_pipes: bool = ALLOW_PIPES) -> None:
+    """Check sorting, unique ids, cross-file consistency and audio headers; exit 1 on the first problem."""
+    from asrkit.audio import audio_duration, is_pipe
     from asrkit.progress import track
 
     data = DataDir.load(data_dir)
-    missing = [u.audio_path for u in data.utterances() if not Path(u.audio_path).is_file()]
+    data.check_pipes()
+    missing = [u.audio_path for u in data.utterances() if not is_pipe(u.audio_path) and not Path(u.audio_path).is_file()]
     if missing:
         raise DataDirError(f"{data_dir / 'wav.scp'}: {len(missing)} audio files do not exist, e.g. {missing[0]}")
     durations = {rec: audio_duration(path) for rec, path in track(sorted(data.wav_scp.items()), "reading headers")}
@@ -96,6 +98,7 @@ def speed_perturb_cmd(
     data_dir: Path = typer.Argument(..., help="Source data dir."),
     out_dir: Path = typer.Argument(..., help="Where to write the perturbed data dir (audio in OUT_DIR/audio)."),
     factors: str = typer.Option("0.9,1.0,1.1", help="Comma-separated speed factors."),
+    allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Kaldi-style speed perturbation: one copy per factor, ids prefixed sp<factor>-."""
     from asrkit.perturb import speed_perturb
