@@ -195,3 +195,10 @@ def test_batched_search_best_equals_reference_on_random_vocabularies(with_lm, wi
                 assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), where
                 if with_lm:
                     assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), where
+
+
+def test_a_lexicon_built_for_another_token_table_is_refused():
+    lexicon = Lexicon(["ab"], TOKENS)
+    lp = torch.randn(1, 4, len(TOKENS) + 2).log_softmax(-1)
+    with pytest.raises(DecodeError, match="lexicon was built for 6 tokens, the log-probabilities have 8"):
+        prefix_beam_search(lp, torch.tensor([4]), lexicon=lexicon)
