@@ -67,22 +67,22 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True only if ``flag`` is true on every process (all must then take the same branch)."""
+def _reduce_flag(flag: bool, op, info: DistInfo, device: torch.device) -> bool:
     if not info.enabled:
         return flag
     value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    dist.all_reduce(value, op=op)
     return bool(value.item())
+
+
+def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True only if ``flag`` is true on every process (all must then take the same branch)."""
+    return _reduce_flag(flag, dist.ReduceOp.MIN, info, device)
 
 
 def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True if ``flag`` is true on any process (e.g. one of them got SIGTERM: all stop together)."""
-    if not info.enabled:
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return _reduce_flag(flag, dist.ReduceOp.MAX, info, device)
 
 
 def sum_all(values: list[float], info: DistInfo, device: torch.device) -> list[float]:

@@ -118,3 +118,35 @@ def trained_exp(tone_corpus, tmp_path_factory) -> Path:
     assert main(["-q", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
                  "--config", str(root / "tiny.yaml"), "--out", str(exp)]) == 0
     return exp
+
+
+def signal_when_ready(command: list[str], ready, signum: int, timeout: float = 180, env=None) -> tuple[int, str]:
+    """Run ``command``, send it ``signum`` as soon as ``ready()`` is true, and return its exit code
+    and stderr (exit code 0: it finished before it was ready)."""
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and process.poll() is None:
+            try:
+                is_ready = ready()
+            except (OSError, ValueError):  # a file half written
+                is_ready = False
+            if is_ready:
+                process.send_signal(signum)
+                break
+            time.sleep(0.02)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
+def steps_reached_epoch(exp: Path, epoch: int) -> bool:
+    """Whether ``exp/steps.jsonl`` has a row of ``epoch`` (training is that far)."""
+    import json
+
+    steps = exp / "steps.jsonl"
+    return steps.is_file() and any(json.loads(line)["epoch"] >= epoch for line in steps.read_text().splitlines())

@@ -26,14 +26,19 @@ def test_sampler_gives_each_rank_an_equal_disjoint_share():
         BucketBatchSampler(lengths, 800, 8, num_replicas=2, rank=2)
 
 
-def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
+def torchrun_train(tone_corpus, tmp_path, epochs: int):
+    """(config, exp dir, command, environment) of a 2-process CPU training under torchrun."""
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG.replace("epochs: 10", "epochs: 2"))
+    config.write_text(TINY_CONFIG.replace("epochs: 10", f"epochs: {epochs}"))
     exp = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "asrkit", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
                "--config", str(config), "--out", str(exp), "--set", "train.device=cpu"]
+    return config, exp, command, {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
+    config, exp, command, env = torchrun_train(tone_corpus, tmp_path, epochs=2)
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-6000:]
     log = (exp / "train.log").read_text()
@@ -57,30 +62,13 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
 def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(tone_corpus, tmp_path):
     """torchrun forwards SIGTERM to its workers: they agree to stop after the same step, rank 0
     writes last.pt, and every rank exits through asrkit's one-line error (none hangs)."""
-    import json
     import signal
-    import time
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG.replace("epochs: 10", "epochs: 40"))
-    exp = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "asrkit", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
-               "--config", str(config), "--out", str(exp), "--set", "train.device=cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline and process.poll() is None:
-            steps = exp / "steps.jsonl"
-            if steps.is_file() and any(json.loads(line)["epoch"] >= 3 for line in steps.read_text().splitlines()):
-                process.send_signal(signal.SIGTERM)
-                break
-            time.sleep(0.05)
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode != 0, "training finished before the signal"
+    from conftest import signal_when_ready, steps_reached_epoch
+
+    config, exp, command, env = torchrun_train(tone_corpus, tmp_path, epochs=40)
+    returncode, err = signal_when_ready(command, lambda: steps_reached_epoch(exp, 3), signal.SIGTERM, env=env)
+    assert returncode != 0, "training finished before the signal"
     assert err.count("error: interrupted (SIGTERM)") == 2  # both ranks, each through the clean path
     from asrkit.checkpoint import load_checkpoint
 

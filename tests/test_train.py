@@ -6,9 +6,7 @@ import json
 import math
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import torch
 from asrkit.checkpoint import load_checkpoint, save_checkpoint
 from asrkit.config import load_config
 from asrkit.errors import ConfigError
-from conftest import TINY_CONFIG, run_cli
+from conftest import TINY_CONFIG, run_cli, signal_when_ready, steps_reached_epoch
 
 DATA = Path(__file__).parent / "data"
 
@@ -117,21 +115,10 @@ def test_sigterm_saves_last_pt_exits_143_and_resume_matches_an_uninterrupted_run
     """A real `asrkit train` process gets SIGTERM (as from SLURM, Kubernetes or `timeout`) in epoch 3."""
     exp = tmp_path / "term"
     command = [sys.executable, "-m", "asrkit", *map(str, train_args(tone_corpus, config, exp))]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and process.poll() is None:
-            steps = exp / "steps.jsonl"
-            if steps.is_file() and any(r["epoch"] >= 3 for r in rows(steps) if r):
-                process.send_signal(signal.SIGTERM)
-                break
-            time.sleep(0.02)
-        _, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    if process.returncode == 0:
+    returncode, err = signal_when_ready(command, lambda: steps_reached_epoch(exp, 3), signal.SIGTERM)
+    if returncode == 0:
         pytest.skip("training finished before the signal")
-    assert process.returncode == 143, err
+    assert returncode == 143, err
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err
     saved = load_checkpoint(exp / "last.pt")["train_state"]
     assert saved["epoch"] >= 2 and saved["step"] > 0
