@@ -1,9 +1,9 @@
-"""Training data: in-memory features, length-bucketed batches capped by frames, padding collate."""
+"""Training data: features read per item (from a store), length-bucketed batches capped by frames, padding collate."""
 
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -14,23 +14,36 @@ from asrkit.features import spec_augment
 
 
 class AsrDataset(Dataset):
-    """Items are (feats: (T, F) float32 tensor, tokens: (L,) int64 tensor, utt_id)."""
+    """Items are (feats: (T, F) float32 tensor, tokens: (L,) int64 tensor, utt_id).
 
-    def __init__(self, utt_ids: list[str], feats: dict[str, np.ndarray], tokens: dict[str, list[int]],
-                 spec_aug: SpecAugmentConfig | None = None) -> None:
+    ``feats`` maps an utterance id to its raw matrix: a ``FeatureStore`` (read from
+    the arks when an item is asked for, so no process holds the corpus) or a dict.
+    ``cmvn`` normalises each matrix as it loads; ``num_frames`` gives the lengths
+    without reading (``utt2num_frames``).
+    """
+
+    def __init__(self, utt_ids: list[str], feats: Mapping[str, np.ndarray], tokens: dict[str, list[int]],
+                 spec_aug: SpecAugmentConfig | None = None, cmvn=None,
+                 num_frames: Mapping[str, int] | None = None) -> None:
         self.utt_ids = list(utt_ids)
-        self.feats = [torch.from_numpy(np.asarray(feats[u], dtype=np.float32)) for u in self.utt_ids]
+        self.feats = feats
         self.tokens = [torch.tensor(tokens[u], dtype=torch.long) for u in self.utt_ids]
         self.spec_aug = spec_aug
+        self.cmvn = cmvn
+        self.lengths = [int(num_frames[u]) if num_frames is not None else int(np.shape(feats[u])[0])
+                        for u in self.utt_ids]
 
     def __len__(self) -> int:
         return len(self.utt_ids)
 
     def num_frames(self, index: int) -> int:
-        return int(self.feats[index].shape[0])
+        return self.lengths[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        feats = self.feats[index]
+        matrix = self.feats[self.utt_ids[index]]
+        if self.cmvn is not None:
+            matrix = self.cmvn(matrix)
+        feats = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
         if self.spec_aug is not None:
             feats = spec_augment(feats, self.spec_aug)
         return feats, self.tokens[index], self.utt_ids[index]

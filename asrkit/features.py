@@ -2,15 +2,18 @@
 
 Features are (num_frames, dim) float32 arrays at one frame per
 ``frame_shift_ms``. CMVN statistics are accumulated over the training set and
-stored with the model, so decoding normalises exactly as training did.
+stored with the model, so decoding normalises exactly as training did. Where
+a data dir's features are stored is ``asrkit.featstore``'s business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import logging
 
@@ -19,9 +22,8 @@ import torch
 
 from asrkit.audio import load_audio
 from asrkit.config import FeatureConfig, SpecAugmentConfig
-from asrkit.datadir import DataDir, Utterance
-from asrkit.errors import AsrkitError, AudioError, DataDirError
-from asrkit.progress import track
+from asrkit.datadir import Utterance
+from asrkit.errors import AudioError, DataDirError
 
 LOG_FLOOR = 1e-6
 
@@ -46,7 +48,7 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if len(samples) < win:
         raise AudioError(f"audio is {1000 * len(samples) / cfg.sample_rate:.1f} ms long; features need at least "
                          f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _one_blas_thread():
         # between one frame and n_fft samples (25-32 ms) librosa warns although the centred,
         # zero-padded frames are fine; the user never sees a library's warning
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
@@ -61,58 +63,27 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return np.ascontiguousarray(feats.T, dtype=np.float32)
 
 
+def _one_blas_thread():
+    """The mel projection summed by one BLAS thread: features are then bit-equal whatever the
+    thread count, in this process or in ``--nj`` workers (threads change the summation order)."""
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - librosa brings it (through scikit-learn)
+            return contextlib.nullcontext()
+        _blas_controller = ThreadpoolController()  # finding the libraries is the slow part: once
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller = None
+
+
 def utterance_features(utt: Utterance, cfg: FeatureConfig) -> np.ndarray:
     return compute_features(load_audio(utt.audio_path, cfg.sample_rate, utt.start, utt.end), cfg)
 
 
-def _config_key(cfg: FeatureConfig) -> dict:
-    return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-
-
 log = logging.getLogger("asrkit")
-FEATS_FILE = "feats.pt"
-
-
-def compute_data_dir_features(data: DataDir, cfg: FeatureConfig, description: str = "features") -> dict[str, np.ndarray]:
-    """Features for every utterance in ``data`` (errors name the utterance)."""
-    data.check_pipes()
-    feats: dict[str, np.ndarray] = {}
-    for utt in track(data.utterances(), description):
-        try:
-            feats[utt.utt_id] = utterance_features(utt, cfg)
-        except AsrkitError as exc:
-            raise type(exc)(f"utterance {utt.utt_id!r}: {exc}") from None
-    return feats
-
-
-def save_features(data_dir: str | Path, feats: dict[str, np.ndarray], cfg: FeatureConfig) -> Path:
-    path = Path(data_dir) / FEATS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"feature_config": _config_key(cfg),
-                "feats": {k: torch.from_numpy(v) for k, v in feats.items()}}, tmp)
-    tmp.replace(path)
-    return path
-
-
-def load_cached_features(data: DataDir, cfg: FeatureConfig) -> dict[str, np.ndarray] | None:
-    """Features from ``<data>/feats.pt`` if they were made with ``cfg`` for these utterances."""
-    if data.path is None or not (data.path / FEATS_FILE).is_file():
-        return None
-    try:
-        blob = torch.load(data.path / FEATS_FILE, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged cache is recomputed, never trusted
-        return None
-    if blob.get("feature_config") != _config_key(cfg):
-        log.info("%s holds features made with another config (%s); computing %s for this model "
-                 "(the cache is left as it is)", data.path / FEATS_FILE, blob.get("feature_config"), _config_key(cfg))
-        return None
-    if set(blob["feats"]) != set(data.text):
-        return None
-    return {k: v.numpy() for k, v in blob["feats"].items()}
-
-
-def get_features(data: DataDir, cfg: FeatureConfig, description: str = "features") -> dict[str, np.ndarray]:
-    return load_cached_features(data, cfg) or compute_data_dir_features(data, cfg, description)
 
 
 class GlobalCMVN:
@@ -123,16 +94,20 @@ class GlobalCMVN:
         self.std = np.asarray(std, dtype=np.float32)
 
     @classmethod
-    def from_features(cls, feats: list[np.ndarray]) -> "GlobalCMVN":
-        if not feats:
-            raise DataDirError("cannot compute CMVN statistics from zero utterances")
-        total = np.zeros(feats[0].shape[1], dtype=np.float64)
-        total_sq = np.zeros_like(total)
+    def from_features(cls, feats: Iterable[np.ndarray]) -> "GlobalCMVN":
+        """Statistics accumulated over an iterable of (T, F) matrices, one at a time (a store's
+        utterances are streamed, never all in memory)."""
+        total = total_sq = None
         count = 0
         for f in feats:
-            total += f.sum(axis=0)
+            if total is None:
+                total = np.zeros(f.shape[1], dtype=np.float64)
+                total_sq = np.zeros_like(total)
+            total += f.sum(axis=0)  # (float32 sums per utterance: the statistics of every model so far)
             total_sq += np.square(f, dtype=np.float64).sum(axis=0)
             count += f.shape[0]
+        if total is None or count == 0:
+            raise DataDirError("cannot compute CMVN statistics from zero utterances")
         mean = total / count
         var = np.maximum(total_sq / count - mean**2, 1e-10)
         return cls(mean, np.sqrt(var))

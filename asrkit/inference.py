@@ -17,7 +17,7 @@ from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
 from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
 from asrkit.errors import AudioError, CheckpointError, DecodeError, LmError
-from asrkit.features import GlobalCMVN, compute_features, get_features
+from asrkit.features import GlobalCMVN, compute_features
 from asrkit.longform import split_on_silence
 from asrkit.model import build_model
 from asrkit.progress import track
@@ -80,6 +80,8 @@ class Recognizer:
             self.model.load_state_dict(blob["model_state"])
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        # trained on a feats.scp asrkit did not write (e.g. Kaldi's): it cannot make them from audio
+        self.external_features = bool(blob.get("features_external", False))
         if len(self.tokenizer) != self.model.vocab_size:
             raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
         self.device = torch.device(device)
@@ -192,6 +194,9 @@ class Recognizer:
                          with_words: bool = False, max_seconds: float = 20.0) -> list[Result]:
         """Transcripts of audio files; a file longer than ``max_seconds`` is cut at its quietest
         moments (``longform.split_on_silence``) and its segments decoded as utterances."""
+        if self.external_features:
+            raise DecodeError(f"{self.path} was trained on foreign features (a feats.scp asrkit did not write), "
+                              "which asrkit cannot compute from audio; decode a data dir with such a feats.scp")
         rate = self.sample_rate
         feats, owners, offsets = [], [], []
         for index, path in enumerate(paths):
@@ -231,13 +236,29 @@ class Recognizer:
     def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:
         """n-best hypotheses for every utterance of a data dir."""
         data = DataDir.load(data_dir)
-        feats = get_features(data, self.config.feature, "features")
+        feats = self.features_of(data)
         ids = data.utt_ids()
         hyps: list[list[Hypothesis]] = []
-        chunk = 256
+        chunk = 256  # utterances read from the arks at a time: memory stays flat in corpus size
         for start in track(range(0, len(ids), chunk), "decoding"):
             hyps.extend(self.decode_features([feats[u] for u in ids[start:start + chunk]], search))
         return dict(zip(ids, hyps))
+
+    def features_of(self, data: DataDir):
+        """The data dir's feature store for this model (computed and stored where missing or stale);
+        a model trained on foreign features decodes only data dirs with a foreign feats.scp."""
+        from asrkit.featstore import FeatureStore, compute_missing
+
+        foreign = data.path is not None and (data.path / "feats.scp").is_file() and \
+            not (data.path / "feats.json").is_file()
+        if self.external_features and not foreign:
+            raise DecodeError(f"{self.path} was trained on foreign features: {data.path} needs a feats.scp of the "
+                              "same kind (asrkit cannot compute them)")
+        if foreign and not self.external_features:
+            raise DecodeError(f"{data.path} has a feats.scp asrkit did not write, but {self.path} was trained on "
+                              "asrkit's own features; move that feats.scp away to decode from the audio")
+        store: FeatureStore = compute_missing(data, self.config.feature)
+        return store
 
 
 def write_hyp(hyps: dict[str, str], path: str | Path) -> None:

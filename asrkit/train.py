@@ -34,7 +34,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -48,13 +48,14 @@ from asrkit.datadir import DataDir
 from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, collate
 from asrkit.decode import greedy_search
 from asrkit.errors import TrainingError
-from asrkit.features import GlobalCMVN, get_features
+from asrkit.featstore import FeatureStore, compute_missing, read_record, stale_utterances
+from asrkit.features import GlobalCMVN
 from asrkit.model import AsrModel, build_model, output_length
 from asrkit.model.decoder import attention_loss, decoder_io
 from asrkit import distributed
 from asrkit.distributed import DistInfo
 from torch.nn.parallel import DistributedDataParallel
-from asrkit.progress import make_progress
+from asrkit.progress import make_progress, track
 from asrkit.score import score
 from asrkit.tokenizer import CharTokenizer
 
@@ -96,21 +97,22 @@ def min_ctc_frames(tokens: list[int]) -> int:
     return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
 
 
-def select_trainable(data: DataDir, feats: dict[str, np.ndarray], tokenizer: CharTokenizer,
+def select_trainable(data: DataDir, num_frames: Mapping[str, int], tokenizer: CharTokenizer,
                      cfg: ExperimentConfig, max_duration: float | None) -> tuple[list[str], dict[str, list[int]], dict[str, int]]:
     """Utterance ids CTC can align, their token ids, and counts of what was dropped and why
-    (plus ``unknown_chars``: characters outside the token table, mapped to <unk>)."""
+    (plus ``unknown_chars``: characters outside the token table, mapped to <unk>).
+    ``num_frames`` gives each utterance's feature frames (``utt2num_frames``)."""
     shift = cfg.feature.frame_shift_ms / 1000
     keep, tokens = [], {}
     dropped = {"too_long_label": 0, "too_long_audio": 0, "unknown_chars": 0}
     for utt in data.utt_ids():
         ids = tokenizer.encode(data.text[utt])
         dropped["unknown_chars"] += tokenizer.count_unknown(data.text[utt])
-        num_frames = feats[utt].shape[0]
-        if max_duration is not None and num_frames * shift > max_duration:
+        frames = num_frames[utt]
+        if max_duration is not None and frames * shift > max_duration:
             dropped["too_long_audio"] += 1
             continue
-        if output_length(num_frames, cfg.model) < min_ctc_frames(ids):
+        if output_length(frames, cfg.model) < min_ctc_frames(ids):
             dropped["too_long_label"] += 1
             continue
         keep.append(utt)
@@ -175,8 +177,38 @@ def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, 
     return total / max(count, 1), report.wer
 
 
+def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
+    """The data dir's feature store, computing what is missing or stale in a single process. Under
+    torchrun the features must exist already (no rank computes while the others wait)."""
+    if not info.enabled:
+        return compute_missing(data, cfg.feature, description=description)
+    record = read_record(data.path)
+    scp = data.path / "feats.scp"
+    ready = scp.is_file() and (record is None or (record["feature_config"] == dataclasses.asdict(cfg.feature)
+                                                  and not stale_utterances(data, record)))
+    if not ready:
+        raise TrainingError(f"{data.path} has no up-to-date features for this config; compute them before "
+                            f"launching torchrun: asrkit features {data.path} --config CONFIG --nj N")
+    return compute_missing(data, cfg.feature, description=description)  # checks a foreign store's dimension
+
+
 def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
     return (seed * 1_000_003 + epoch) * 100_003 + batch_index
+
+
+def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
+    """The data dir's feature store, computing what is missing or stale in a single process. Under
+    torchrun the features must exist already (no rank computes while the others wait)."""
+    if not info.enabled:
+        return compute_missing(data, cfg.feature, description=description)
+    record = read_record(data.path)
+    scp = data.path / "feats.scp"
+    ready = scp.is_file() and (record is None or (record["feature_config"] == dataclasses.asdict(cfg.feature)
+                                                  and not stale_utterances(data, record)))
+    if not ready:
+        raise TrainingError(f"{data.path} has no up-to-date features for this config; compute them before "
+                            f"launching torchrun: asrkit features {data.path} --config CONFIG --nj N")
+    return compute_missing(data, cfg.feature, description=description)  # checks a foreign store's dimension
 
 
 def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
@@ -260,14 +292,20 @@ class Trainer:
             log.info("distributed: %d processes (%s), this is rank %d", info.world_size,
                      "nccl" if device.type == "cuda" else "gloo", info.rank)
 
+        if init is not None:  # before any feature is computed for a config that cannot be used
+            changed = [k for k in config_changes(config_from_dict(init["config"], init_path), cfg)
+                       if k.startswith("feature.")]
+            if changed:
+                raise TrainingError(f"--init {init_path}: its features differ from this config's in "
+                                    f"{', '.join(changed)}; fine-tuning needs the same feature config")
         train_data = DataDir.load(train_dir)
         self.dev_data = dev_data = DataDir.load(dev_dir) if dev_dir else None
-        if not info.is_main:
-            distributed.barrier(info)  # rank 0 computes and caches missing features first
-        train_feats = get_features(train_data, cfg.feature, "features (train)")
-        dev_feats = get_features(dev_data, cfg.feature, "features (dev)") if dev_data else {}
-        if info.is_main:
-            distributed.barrier(info)
+        train_feats = features_for_training(train_data, cfg, info, "features (train)")
+        dev_feats = features_for_training(dev_data, cfg, info, "features (dev)") if dev_data else None
+        if dev_feats is not None and dev_feats.external != train_feats.external:
+            raise TrainingError(f"{dev_dir} and {train_dir}: one has features asrkit wrote, the other a foreign "
+                                "feats.scp; train and dev need the same kind")
+        self.external_features = train_feats.external
 
         self.tokenizer, self.cmvn = self._tokens_and_cmvn(train_data, train_feats, checkpoint, init, init_path)
         if info.is_main:
@@ -308,19 +346,15 @@ class Trainer:
         self.stops = StopSignals()
 
     # ------------------------------------------------------------------ set-up
-    def _tokens_and_cmvn(self, train_data: DataDir, train_feats: dict, checkpoint: dict | None,
+    def _tokens_and_cmvn(self, train_data: DataDir, train_feats: FeatureStore, checkpoint: dict | None,
                          init: dict | None, init_path: str) -> tuple[CharTokenizer, GlobalCMVN]:
         """From the checkpoint on resume; from the --init model (plus the training text's new
         characters) when fine-tuning; else built from the training set."""
         if checkpoint is not None:
             return CharTokenizer(checkpoint["tokens"]), GlobalCMVN.from_dict(checkpoint["cmvn"])
         if init is None:
-            return CharTokenizer.build(train_data.text.values()), GlobalCMVN.from_features(list(train_feats.values()))
-        init_cfg = config_from_dict(init["config"], init_path)
-        changed = [k for k in config_changes(init_cfg, self.cfg) if k.startswith("feature.")]
-        if changed:
-            raise TrainingError(f"--init {init_path}: its features differ from this config's in "
-                                f"{', '.join(changed)}; fine-tuning needs the same feature config")
+            streamed = (train_feats[u] for u in track(train_data.utt_ids(), "CMVN statistics"))
+            return CharTokenizer.build(train_data.text.values()), GlobalCMVN.from_features(streamed)
         old = CharTokenizer(init["tokens"])
         tokenizer = old.extended(train_data.text.values())
         added = tokenizer.symbols[len(old):]
@@ -328,10 +362,11 @@ class Trainer:
                  init_path, len(added), f" ({' '.join(added)}) get fresh output rows" if added else "")
         return tokenizer, GlobalCMVN.from_dict(init["cmvn"])
 
-    def _make_loaders(self, train_data: DataDir, train_feats: dict, dev_data: DataDir | None, dev_feats: dict,
-                      train_dir: Path, dev_dir: Path | None) -> None:
+    def _make_loaders(self, train_data: DataDir, train_feats: FeatureStore, dev_data: DataDir | None,
+                      dev_feats: FeatureStore | None, train_dir: Path, dev_dir: Path | None) -> None:
         cfg, tcfg, info, tokenizer = self.cfg, self.cfg.train, self.info, self.tokenizer
-        train_ids, train_tokens, dropped = select_trainable(train_data, train_feats, tokenizer, cfg, tcfg.max_duration)
+        train_frames = {u: train_feats.num_frames(u) for u in train_data.utt_ids()}
+        train_ids, train_tokens, dropped = select_trainable(train_data, train_frames, tokenizer, cfg, tcfg.max_duration)
         log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
                  len(train_ids), dropped["too_long_label"] + dropped["too_long_audio"], dropped["too_long_label"],
                  tcfg.max_duration, dropped["too_long_audio"])
@@ -339,8 +374,7 @@ class Trainer:
             log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
         if not train_ids:
             raise TrainingError(f"{train_dir}: no utterance is usable for training")
-        norm = {u: self.cmvn(f) for u, f in train_feats.items() if u in train_tokens}
-        train_set = AsrDataset(train_ids, norm, train_tokens, tcfg.spec_augment)
+        train_set = AsrDataset(train_ids, train_feats, train_tokens, tcfg.spec_augment, self.cmvn, train_frames)
         self.sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
                                           tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True,
                                           seed=tcfg.seed, num_replicas=info.world_size, rank=info.rank)
@@ -352,7 +386,8 @@ class Trainer:
         self.dev_loader = None
         if dev_data is None:
             return
-        dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_feats, tokenizer, cfg, None)
+        dev_frames = {u: dev_feats.num_frames(u) for u in dev_data.utt_ids()}
+        dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_frames, tokenizer, cfg, None)
         if dev_dropped["too_long_label"]:
             log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
                      dev_dropped["too_long_label"])
@@ -361,7 +396,7 @@ class Trainer:
                         dev_dropped["unknown_chars"])
         if not dev_ids:
             raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
-        dev_set = AsrDataset(dev_ids, {u: self.cmvn(dev_feats[u]) for u in dev_ids}, dev_tokens)
+        dev_set = AsrDataset(dev_ids, dev_feats, dev_tokens, None, self.cmvn, dev_frames)
         dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False)
         self.dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
@@ -552,7 +587,7 @@ class Trainer:
             "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "config": self.cfg.to_dict(), "tokens": self.tokenizer.symbols, "cmvn": self.cmvn.to_dict(),
             "feat_dim": self.cfg.feature.dim, "vocab_size": len(self.tokenizer), "train_state": self.state.to_dict(),
-            "epoch_metrics": self.epoch_row,
+            "epoch_metrics": self.epoch_row, "features_external": self.external_features,
         }
 
     def save_last(self) -> None:

@@ -50,12 +50,11 @@ def peaky_log_probs(num_utts: int, num_frames: int, vocab: int, seed: int = 0) -
 def model_log_probs(exp: Path, data_dir: Path, num_utts: int, num_frames: int):
     """A real model's posteriors: test utterances' features concatenated until T encoder frames."""
     from asrkit.datadir import DataDir
-    from asrkit.features import get_features
     from asrkit.inference import Recognizer
 
     recognizer = Recognizer(exp)
     data = DataDir.load(data_dir)
-    feats = get_features(data, recognizer.config.feature)
+    feats = recognizer.features_of(data)
     pool = [feats[u] for u in data.utt_ids()]
     factor = recognizer.config.model.subsampling_factor
     rng = np.random.default_rng(0)

@@ -37,7 +37,6 @@ import torch
 
 from asrkit.datadir import DataDir
 from asrkit.decode import prefix_beam_search
-from asrkit.features import get_features
 from asrkit.inference import Recognizer
 from asrkit.lexicon import Lexicon, read_lexicon
 from asrkit.score import score
@@ -53,7 +52,7 @@ def posteriors(recognizer: Recognizer, sets: list[Path]):
     ids, refs, rows = [], {}, []
     for data_dir in sets:
         data = DataDir.load(data_dir)
-        feats = get_features(data, recognizer.config.feature)
+        feats = recognizer.features_of(data)
         text = data.text
         for utt in data.utt_ids():
             key = f"{data_dir.name}/{utt}"

@@ -29,7 +29,8 @@ import torch
 from asrkit.config import load_config
 from asrkit.datadir import DataDir
 from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
-from asrkit.features import GlobalCMVN, get_features
+from asrkit.features import GlobalCMVN
+from asrkit.featstore import compute_missing
 from asrkit.model import build_model
 from asrkit.tokenizer import CharTokenizer
 from asrkit.train import _autocast, _grad_scaler, compute_loss, pick_device, select_trainable, train
@@ -41,11 +42,12 @@ def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max
                          overrides: list[str] = ()) -> tuple[float, int]:
     cfg = load_config(config, list(overrides))
     data = DataDir.load(data_dir)
-    feats = get_features(data, cfg.feature)
+    feats = compute_missing(data, cfg.feature)
     tokenizer = CharTokenizer.build(data.text.values())
-    cmvn = GlobalCMVN.from_features(list(feats.values()))
-    ids, tokens, _ = select_trainable(data, feats, tokenizer, cfg, cfg.train.max_duration)
-    dataset = AsrDataset(ids, {u: cmvn(feats[u]) for u in ids}, tokens)
+    cmvn = GlobalCMVN.from_features(feats[u] for u in data.utt_ids())
+    frames = {u: feats.num_frames(u) for u in data.utt_ids()}
+    ids, tokens, _ = select_trainable(data, frames, tokenizer, cfg, cfg.train.max_duration)
+    dataset = AsrDataset(ids, feats, tokens, None, cmvn, frames)
     sampler = BucketBatchSampler([dataset.num_frames(i) for i in range(len(dataset))],
                                  cfg.train.max_frames_per_batch, cfg.train.max_utts_per_batch, seed=0)
     batches = [collate([dataset[i] for i in b]).to(device) for b in sampler.batches()[: max_batches or None]]

@@ -1,6 +1,7 @@
 # Shared by recipes/<corpus>/run.sh: option parsing and stage bookkeeping.
 # Options: --stage N --stop-stage N --corpus-dir DIR --force (redo finished stages),
-#          --conf FILE --exp DIR (another config and experiment dir), --modes "greedy beam rescore".
+#          --conf FILE --exp DIR (another config and experiment dir), --modes "greedy beam rescore",
+#          --nj N (feature extraction jobs).
 
 # Layout every recipe uses (a recipe may set its own before sourcing this file).
 data=${data:-data}            # data dirs
@@ -9,6 +10,7 @@ conf=${conf:-conf/bilstm.yaml}
 avg=${avg:-10}                # epochs averaged for decoding
 modes=${modes:-greedy}        # decode modes: greedy, beam (CTC prefix beam search), rescore (attention)
 beam=${beam:-10}
+nj=${nj:-2}                   # feature extraction jobs (one process each)
 
 stage=${stage:-0}
 stop_stage=${stop_stage:-100}
@@ -24,6 +26,7 @@ while [ $# -gt 0 ]; do
     --conf) conf=$2; shift 2 ;;
     --exp) exp=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
+    --nj) nj=$2; shift 2 ;;
     -h|--help) sed -n '2,/^$/p' "$(basename "$0")" | sed 's/^# \{0,1\}//'; exit 0 ;;  # cd'ed to the recipe: $0 may be relative to elsewhere
     *) echo "unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
@@ -104,7 +107,7 @@ prepare_stage() {
 # 4 decode and score each SET with the average.
 model_stages() {
   if run_stage 1 "features"; then
-    for set in train dev test; do asrkit features "$data/$set" --config "$conf"; done
+    for set in train dev test; do asrkit features "$data/$set" --config "$conf" --nj "$nj"; done
   fi
   if run_stage 2 "train"; then
     train_or_resume

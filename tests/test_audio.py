@@ -147,7 +147,7 @@ def test_pipes_are_refused_without_the_opt_in_and_decode_like_files_with_it(trai
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert f"{piped / 'wav.scp'} line 1:" in lines[0] and "--allow-pipes" in lines[0]
-    assert not (tmp_path / "refused").exists() and not (piped / "feats.pt").exists()
+    assert not (tmp_path / "refused").exists() and not (piped / "feats.scp").exists()
     code, _, err = run_cli(["-q", "decode", trained_exp, piped, "--out", tmp_path / "piped", "--allow-pipes"], capsys)
     assert code == 0, err
     assert run_cli(["-q", "decode", trained_exp, tone_corpus["dev"], "--out", tmp_path / "files"], capsys)[0] == 0

@@ -221,7 +221,9 @@ def test_no_ansi_codes_when_not_a_terminal_and_version(trained_exp, tone_corpus,
     assert version.stdout.strip() == f"asrkit {__version__}"
 
 
-def test_data_with_features_of_another_kind_is_recomputed_for_the_model(trained_exp, tone_corpus, tmp_path, capsys):
+def test_data_with_features_of_another_config_is_refused_for_the_model(trained_exp, tone_corpus, tmp_path, capsys):
+    """One data dir, one feature config (Kaldi's way): decoding it with a model of another
+    config names both and suggests a copy of the data dir."""
     import shutil
 
     dev = tmp_path / "dev"
@@ -232,8 +234,11 @@ def test_data_with_features_of_another_kind_is_recomputed_for_the_model(trained_
                            capsys)
     assert code == 0 and "13-dim mfcc" in out
     code, out, err = run_cli(["decode", trained_exp, dev, "--out", tmp_path / "d"], capsys)
+    assert_one_line_error(code, err, "holds features of another config", "kind='mfcc' (asked: 'fbank')",
+                          "copy the data dir")
+    shutil.copytree(dev, tmp_path / "dev_fbank", ignore=shutil.ignore_patterns("feats.*", "utt2num_frames"))
+    code, out, err = run_cli(["decode", trained_exp, tmp_path / "dev_fbank", "--out", tmp_path / "d"], capsys)
     assert code == 0, err
-    assert "holds features made with another config" in err and "'kind': 'fbank'" in err
     assert len((tmp_path / "d" / "hyp").read_text().splitlines()) == 12
 
 

@@ -134,10 +134,10 @@ def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained
 
     from asrkit.datadir import DataDir
     from asrkit.dataset import BucketBatchSampler
-    from asrkit.features import get_features
+    from asrkit.featstore import compute_missing
 
-    feats = get_features(DataDir.load(tone_corpus["dev"]), load_config(config).feature)
-    dev_batches = len(BucketBatchSampler([f.shape[0] for f in feats.values()], 400, 64, shuffle=False))
+    feats = compute_missing(DataDir.load(tone_corpus["dev"]), load_config(config).feature)
+    dev_batches = len(BucketBatchSampler([feats.num_frames(u) for u in feats.entries], 400, 64, shuffle=False))
     real, calls = training.greedy_search, {"n": 0}
 
     def interrupting(*args, **kwargs):  # greedy search runs once per dev batch

@@ -41,24 +41,22 @@ def prepare(
 
 @app.command()
 def features(
-    data_dir: Path = typer.Argument(..., help="Data dir; features are cached in DATA_DIR/feats.pt."),
+    data_dir: Path = typer.Argument(..., help="Data dir; features go to DATA_DIR/feats.scp and feats.N.ark "
+                                    "(Kaldi's layout), with utt2num_frames and asrkit's record feats.json."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (its 'feature' section is used)."),
     override: List[str] = typer.Option([], "--set", help="Override, e.g. feature.num_mel_bins=40 (repeatable)."),
-    force: bool = typer.Option(False, help="Recompute even if a matching cache exists."),
+    nj: int = typer.Option(1, "--nj", help="Worker processes (one thread each), each writing its own ark."),
+    force: bool = typer.Option(False, help="Recompute every utterance (also to change the data dir's feature config)."),
     allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
-    """Compute features for a data dir once, so that training and decoding reuse them."""
-    from asrkit.features import compute_data_dir_features, load_cached_features, save_features
+    """Compute the features of a data dir once (new or changed utterances only), for training and decoding."""
+    from asrkit.featstore import compute_missing
 
     cfg = load_config(config, override).feature
-    data = DataDir.load(data_dir)
-    if not force and load_cached_features(data, cfg) is not None:
-        typer.echo(f"{data_dir}: features up to date")
-        return
-    feats = compute_data_dir_features(data, cfg, f"features ({data_dir.name})")
-    frames = sum(f.shape[0] for f in feats.values())
-    path = save_features(data_dir, feats, cfg)
-    typer.echo(f"{path}: {len(feats)} utterances, {frames} frames of {cfg.dim}-dim {cfg.kind}")
+    store = compute_missing(DataDir.load(data_dir), cfg, nj=nj, force=force, description=f"features ({data_dir.name})")
+    kind = "foreign features (used as they are)" if store.external else f"{cfg.dim}-dim {cfg.kind}"
+    frames = sum(store.num_frames(u) for u in store.entries)
+    typer.echo(f"{data_dir / 'feats.scp'}: {len(store)} utterances, {frames} frames of {kind}")
 
 
 @app.command()
@@ -220,14 +218,13 @@ def align(
 ) -> None:
     """Word times of the reference transcripts by CTC forced alignment (Viterbi), as a CTM file."""
     from asrkit.errors import DecodeError
-    from asrkit.features import get_features
     from asrkit.formats import to_ctm
     from asrkit.inference import Recognizer
     from asrkit.progress import track
 
     recognizer = Recognizer(exp, device)
     data = DataDir.load(data_dir)
-    feats = get_features(data, recognizer.config.feature, "features")
+    feats = recognizer.features_of(data)
     out = out or ((exp if exp.is_dir() else exp.parent) / f"align_{data_dir.name}" / "ctm")
     lines, failed, unknown = [], [], 0
     for utt in track(data.utt_ids(), "aligning"):

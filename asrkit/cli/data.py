@@ -38,6 +38,14 @@ def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text,
             utt, rec, end, duration = past[0]
             raise DataDirError(f"{data_dir / 'segments'}: utterance {utt!r} ends at {end:.2f}s but recording {rec!r} "
                                f"lasts {duration:.2f}s ({len(past)} such segments)")
+    if (data_dir / "feats.scp").is_file():  # as Kaldi's validate_data_dir.sh: features and text agree
+        feats = {key for key, _, _ in read_table(data_dir / "feats.scp", check_sorted=False)}
+        only_text, only_feats = sorted(set(data.text) - feats), sorted(feats - set(data.text))
+        if only_text or only_feats:
+            examples = [f"{len(only_text)} in text but not in feats.scp (e.g. {only_text[0]!r})"] if only_text else []
+            examples += [f"{len(only_feats)} in feats.scp but not in text (e.g. {only_feats[0]!r})"] if only_feats else []
+            raise DataDirError(f"{data_dir / 'feats.scp'}: utterances differ from text: {'; '.join(examples)}; "
+                               "rerun 'asrkit features' (or 'asrkit data fix')")
     hours = (sum(e - s for _, s, e in data.segments.values()) if data.segments is not None
              else sum(durations.values())) / 3600
     typer.echo(f"{data_dir}: OK, {len(data)} utterances, {len(data.spk2utt())} speakers, {hours:.2f} hours")

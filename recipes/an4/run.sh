@@ -30,7 +30,7 @@ if run_stage 1 "speed perturbation (0.9, 1.0, 1.1)"; then
 fi
 
 if run_stage 2 "features"; then
-  for set in train_sp dev test; do asrkit features "$data/$set" --config "$conf"; done
+  for set in train_sp dev test; do asrkit features "$data/$set" --config "$conf" --nj "$nj"; done
 fi
 
 if run_stage 3 "train"; then

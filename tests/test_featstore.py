@@ -1,0 +1,161 @@
+"""The feature store: Kaldi feats.scp + arks through kaldiio, records, stale and foreign features, --nj."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asrkit.config import FeatureConfig
+from asrkit.datadir import DataDir
+from asrkit.errors import DataDirError
+from asrkit.featstore import FeatureStore, compute_missing
+from asrkit.features import utterance_features
+from conftest import TINY_CONFIG, run_cli
+
+CFG = FeatureConfig(sample_rate=8000, num_mel_bins=23)
+
+
+@pytest.fixture()
+def data_dir(tone_corpus, tmp_path) -> Path:
+    """A copy of the dev data dir (its audio stays where it is)."""
+    out = tmp_path / "dev"
+    DataDir.load(tone_corpus["dev"]).save(out)
+    return out
+
+
+def test_round_trip_is_bit_equal_and_kaldi_readable(data_dir):
+    import kaldiio
+
+    store = compute_missing(DataDir.load(data_dir), CFG)
+    data = DataDir.load(data_dir)
+    assert sorted(store.entries) == data.utt_ids() and not store.external
+    plain = kaldiio.load_scp(str(data_dir / "feats.scp"))  # what Kaldi/ESPnet tools see
+    for utt in data.utterances():
+        expected = utterance_features(utt, CFG)
+        assert np.array_equal(store[utt.utt_id], expected)
+        assert np.array_equal(plain[utt.utt_id], expected) and plain[utt.utt_id].dtype == np.float32
+        assert store.num_frames(utt.utt_id) == expected.shape[0]
+    lines = (data_dir / "utt2num_frames").read_text().split("\n")
+    assert lines[0].split()[1] == str(store.num_frames(data.utt_ids()[0]))
+    record = json.loads((data_dir / "feats.json").read_text())
+    assert record["feature_config"]["num_mel_bins"] == 23 and len(record["utts"]) == len(data)
+
+
+@pytest.mark.parametrize("nj", [2, 100])
+def test_parallel_jobs_write_their_own_arks_with_the_same_features(data_dir, tmp_path, nj):
+    single = tmp_path / "single"
+    shutil.copytree(data_dir, single)
+    one = compute_missing(DataDir.load(single), CFG)
+    many = compute_missing(DataDir.load(data_dir), CFG, nj=nj)
+    arks = sorted(p.name for p in data_dir.glob("feats.*.ark"))
+    assert len(arks) == min(nj, len(one))  # --nj above the utterance count: one job per utterance
+    for utt in one.entries:
+        assert np.array_equal(one[utt], many[utt])
+
+
+def test_changed_audio_is_recomputed_and_the_rest_kept(data_dir, tone_corpus, caplog):
+    compute_missing(DataDir.load(data_dir), CFG)
+    data = DataDir.load(data_dir)
+    first, second = data.utt_ids()[:2]
+    before = {k: v for k, v in (line.split(" ", 1) for line in (data_dir / "feats.scp").read_text().splitlines())}
+    data.wav_scp[first] = data.wav_scp[second]  # the id now points at another recording
+    data.save(data_dir)
+    with caplog.at_level("INFO", logger="asrkit"):
+        store = compute_missing(DataDir.load(data_dir), CFG)
+    assert "computing features for 1 of 12 utterances" in caplog.text
+    assert np.array_equal(store[first], store[second])
+    after = {k: v for k, v in (line.split(" ", 1) for line in (data_dir / "feats.scp").read_text().splitlines())}
+    assert after[first] != before[first] and all(after[u] == before[u] for u in before if u != first)
+    assert len(list(data_dir.glob("feats.*.ark"))) == 2  # the old shard still holds the others
+
+
+def test_another_feature_config_on_the_same_data_dir_is_refused(data_dir, capsys):
+    compute_missing(DataDir.load(data_dir), CFG)
+    code, _, err = run_cli(["features", data_dir, "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=40"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1
+    assert "num_mel_bins=23 (asked: 40)" in lines[0] and "_fbank40" in lines[0] and "--force" in lines[0]
+    code, out, _ = run_cli(["-q", "features", data_dir, "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=40", "--force"], capsys)
+    assert code == 0 and FeatureStore(data_dir).dim == 40
+    assert len(list(data_dir.glob("feats.*.ark"))) == 1  # the 23-dim shard is gone
+
+
+def test_a_failing_job_leaves_no_feats_scp_and_no_ark(data_dir, tmp_path, capsys):
+    data = DataDir.load(data_dir)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    victim = data.utt_ids()[-1]
+    data.wav_scp[victim] = str(broken)
+    data.save(data_dir)
+    code, _, err = run_cli(["features", data_dir, "--nj", "2", "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=23"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and f"utterance {victim!r}" in lines[0] and "Traceback" not in err
+    assert not (data_dir / "feats.scp").exists() and not list(data_dir.glob("feats.*"))
+
+
+def test_missing_or_cut_ark_is_one_line_naming_the_utterance(data_dir, trained_exp, tmp_path, capsys):
+    store = compute_missing(DataDir.load(data_dir), CFG)
+    ark = next(data_dir.glob("feats.*.ark"))
+    data = DataDir.load(data_dir)
+    last = data.utt_ids()[-1]
+    ark.write_bytes(ark.read_bytes()[:-50])  # the last matrix cut short
+    with pytest.raises(DataDirError, match=f"utterance '{last}': cannot read its features from"):
+        FeatureStore(data_dir)[last]
+    ark.unlink()
+    code, _, err = run_cli(["decode", trained_exp, data_dir, "--out", tmp_path / "d"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and str(ark.name) in lines[0] and "utterance" in lines[0]
+    assert store is not None
+
+
+def test_validate_lists_text_and_feats_scp_that_disagree(data_dir, capsys):
+    compute_missing(DataDir.load(data_dir), CFG)
+    lines = (data_dir / "feats.scp").read_text().splitlines()
+    (data_dir / "feats.scp").write_text("\n".join(lines[1:] + ["zzz-extra " + lines[0].split(" ", 1)[1]]) + "\n")
+    code, _, err = run_cli(["data", "validate", data_dir], capsys)
+    assert code == 1 and "1 in text but not in feats.scp" in err and "1 in feats.scp but not in text" in err
+
+
+def test_foreign_features_train_decode_and_transcribe_refuses(tone_corpus, tmp_path, capsys):
+    """A feats.scp the test writes itself with kaldiio (as Kaldi's compute-fbank-feats would): used as
+    given, never rewritten; the model is marked, and transcribe on audio refuses."""
+    import kaldiio
+
+    dirs = {}
+    for name in ("train", "dev"):
+        data = DataDir.load(tone_corpus[name])
+        out = tmp_path / name
+        data.save(out)
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_path / name}_kaldi.ark,{out / 'feats.scp'}") as writer:
+            for utt in data.utterances():  # 23-dim "Kaldi" features: fbank plus a constant
+                writer(utt.utt_id, utterance_features(utt, CFG) + 1.0)
+        dirs[name] = out
+    scp_before = (dirs["train"] / "feats.scp").read_text()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("epochs: 10", "epochs: 2"))
+    exp = tmp_path / "exp"
+    code, _, err = run_cli(["-q", "train", "--train", dirs["train"], "--dev", dirs["dev"], "--config", config,
+                            "--out", exp], capsys)
+    assert code == 0, err
+    assert (dirs["train"] / "feats.scp").read_text() == scp_before and not (dirs["train"] / "feats.json").exists()
+    from asrkit.checkpoint import load_checkpoint
+
+    assert load_checkpoint(exp / "last.pt")["features_external"] is True
+    code, _, err = run_cli(["-q", "decode", exp, dirs["dev"], "--out", tmp_path / "dec"], capsys)
+    assert code == 0, err
+    wav = DataDir.load(dirs["dev"]).wav_scp[DataDir.load(dirs["dev"]).utt_ids()[0]]
+    code, _, err = run_cli(["transcribe", exp, wav], capsys)
+    assert code == 1 and "trained on foreign features" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["decode", exp, tone_corpus["dev"], "--out", tmp_path / "d2"], capsys)
+    assert code == 1 and "needs a feats.scp of the same kind" in err
+    code, _, err = run_cli(["train", "--train", dirs["train"], "--config", config, "--out", tmp_path / "e40",
+                            "--set", "feature.num_mel_bins=40"], capsys)
+    assert code == 1 and "its features have 23 dimensions, the config's fbank has 40" in err
