@@ -118,6 +118,7 @@ class TrainConfig:
     # competes for the cores; 2 on CUDA, so that batches are collated while the GPU computes)
     num_workers: int = -1
     save_every_steps: int = 0  # also write last.pt every N steps (0: at the end of each epoch only)
+    max_steps: int = 0  # stop after this many optimizer steps, saving last.pt (0: train all epochs)
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
     def check(self) -> None:
@@ -135,8 +136,8 @@ class TrainConfig:
             raise ConfigError(f"train.grad_clip must be 0 (no clipping) or positive, not {self.grad_clip}")
         if self.accum_grad < 1:
             raise ConfigError(f"train.accum_grad must be >= 1, not {self.accum_grad}")
-        if self.warmup_steps < 0 or self.save_every_steps < 0:
-            raise ConfigError("train.warmup_steps and train.save_every_steps must be >= 0")
+        if self.warmup_steps < 0 or self.save_every_steps < 0 or self.max_steps < 0:
+            raise ConfigError("train.warmup_steps, train.save_every_steps and train.max_steps must be >= 0")
         if self.max_frames_per_batch < 1 or self.max_utts_per_batch < 1:
             raise ConfigError("train.max_frames_per_batch and train.max_utts_per_batch must be >= 1")
 

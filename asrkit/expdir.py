@@ -22,7 +22,7 @@ from asrkit.config import ExperimentConfig, apply_overrides, config_from_dict, l
 from asrkit.errors import TrainingError
 
 # What a resumed run may change; anything else would make it another run.
-RESUMABLE_KEYS = ("train.epochs", "train.save_every_steps", "train.num_workers", "train.device")
+RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.save_every_steps", "train.num_workers", "train.device")
 METRICS_FILE = "metrics.jsonl"
 STEPS_FILE = "steps.jsonl"
 

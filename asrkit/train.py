@@ -420,9 +420,16 @@ class Trainer:
         tcfg, state = self.cfg.train, self.state
         with self.stops:
             for epoch in range(state.epoch, tcfg.epochs):
+                if self.at_max_steps():
+                    break
                 try:
                     self.check_stop()
                     stats = self.train_epoch(epoch)
+                    if state.batches_done < len(self.train_loader):  # train.max_steps came mid-epoch
+                        self.save_last()
+                        log.info("train.max_steps=%d reached in epoch %d; saved %s (no metrics row for the "
+                                 "unfinished epoch)", tcfg.max_steps, epoch + 1, self.out_dir / "last.pt")
+                        break
                     dev_loss, dev_wer = self.validate()
                     self.check_stop()
                 except KeyboardInterrupt as exc:
@@ -467,6 +474,8 @@ class Trainer:
                         if took and tcfg.save_every_steps and state.step % tcfg.save_every_steps == 0:
                             self.save_last()
                         self.check_stop()  # a safe point: the step is whole
+                        if self.at_max_steps() and state.batches_done < num_batches:
+                            break
                 _seed_everything(_batch_seed(tcfg.seed, epoch, (index + 1) * info.world_size + info.rank))  # next draw
         return stats
 
@@ -527,6 +536,9 @@ class Trainer:
             return math.nan, math.nan
         return validate(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device, self.use_amp,
                         self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
+
+    def at_max_steps(self) -> bool:
+        return 0 < self.cfg.train.max_steps <= self.state.step
 
     def check_stop(self) -> None:
         """Raise ``Interrupted`` if a stop signal came; under torchrun all processes agree first, so

@@ -31,6 +31,12 @@ def torchrun_train(tone_corpus, tmp_path, epochs: int):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG.replace("epochs: 10", f"epochs: {epochs}"))
     exp = tmp_path / "ddp"
+    from asrkit.config import load_config
+    from asrkit.datadir import DataDir
+    from asrkit.featstore import compute_missing
+
+    for name in ("train", "dev"):  # torchrun needs the features made beforehand
+        compute_missing(DataDir.load(tone_corpus[name]), load_config(config).feature)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "asrkit", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
                "--config", str(config), "--out", str(exp), "--set", "train.device=cpu"]
@@ -75,3 +81,19 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(to
     saved = load_checkpoint(exp / "last.pt")["train_state"]
     assert saved["epoch"] >= 2 and (saved["batches_done"] > 0 or saved["epoch"] >= 3)
     assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1  # rank 0 alone logs
+
+
+def test_torchrun_without_features_fails_at_once_naming_the_command(tone_corpus, tmp_path):
+    from asrkit.datadir import DataDir
+
+    fresh = {}
+    for name in ("train", "dev"):
+        fresh[name] = tmp_path / name
+        DataDir.load(tone_corpus[name]).save(fresh[name])  # the same audio, no features yet
+    config, exp, command, env = torchrun_train(tone_corpus, tmp_path, epochs=2)
+    command = [str(fresh[c.split("/")[-1]]) if c in (str(tone_corpus["train"]), str(tone_corpus["dev"])) else c
+               for c in command]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0
+    assert f"{fresh['train']} has no up-to-date features for this config" in done.stderr
+    assert "asrkit features" in done.stderr and not (fresh["train"] / "feats.scp").exists()

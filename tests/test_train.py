@@ -292,3 +292,21 @@ def test_init_with_another_feature_or_model_config_is_one_line_error(trained_exp
     code, _, err = run_cli(train_args(tone_corpus, config, tmp_path / "bad", "--init", trained_exp / "last.pt",
                                       "--set", override), capsys)
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_max_steps_stops_mid_epoch_without_a_partial_row_and_resume_finishes_the_run(trained_exp, tone_corpus,
+                                                                                    config, tmp_path, capsys):
+    per_epoch = load_checkpoint(trained_exp / "epoch_1.pt")["train_state"]["step"]
+    exp = tmp_path / "smoke"
+    code, out, _ = run_cli(train_args(tone_corpus, config, exp, "--set", f"train.max_steps={per_epoch + 2}"), capsys)
+    assert code == 0
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["step"] == per_epoch + 2 and saved["epoch"] == 1 and saved["batches_done"] == 2
+    assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == [1]  # no row for the unfinished epoch 2
+    assert len(rows(exp / "steps.jsonl")) == per_epoch + 2
+    assert "train.max_steps=" in (exp / "train.log").read_text()
+    code, _, _ = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.max_steps=0"), capsys)
+    assert code == 0
+    same_weights(trained_exp / "last.pt", exp / "last.pt")
+    with pytest.raises(ConfigError, match="max_steps must be >= 0"):
+        load_config(None, ["train.max_steps=-1"])
