@@ -87,11 +87,12 @@ class BucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: list[int], max_frames: int, max_utts: int, shuffle: bool = True,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, drop_uneven: bool = True) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.num_replicas = num_replicas
         self.rank = rank
+        self.drop_uneven = drop_uneven  # False (evaluation): every batch used, shares may differ by one
         self.lengths = lengths
         self.max_frames = max_frames
         self.max_utts = max_utts
@@ -134,7 +135,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = self.batches()
         if self.num_replicas == 1:
             return batches
-        usable = len(batches) // self.num_replicas * self.num_replicas
+        usable = len(batches) // self.num_replicas * self.num_replicas if self.drop_uneven else len(batches)
         return batches[self.rank:usable:self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:

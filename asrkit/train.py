@@ -156,10 +156,11 @@ def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.G
 
 
 @torch.no_grad()
-def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
-             amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> tuple[float, float]:
-    """Dev loss (per utterance) and greedy WER on the utterances the loader yields
-    (``check`` is called after each batch: a place to stop on a signal)."""
+def validation_sums(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
+                    amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> list[float]:
+    """[summed dev loss, utterances, word errors, reference words] over the batches ``loader``
+    yields (under torchrun: this process's share; the sums of all shares give the whole dev set's
+    figures). ``check`` is called after each batch: a place to stop on a signal."""
     model.eval()
     ctc_loss = torch.nn.CTCLoss(blank=tokenizer.blank_id, reduction="sum", zero_infinity=True)
     total, count, hyps = 0.0, 0, {}
@@ -173,8 +174,21 @@ def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, 
             hyps[utt] = tokenizer.decode(hyp.tokens)
         if check is not None:
             check()
+    if not hyps:
+        return [total, count, 0, 0]
     report = score({u: refs[u] for u in hyps}, hyps)
-    return total / max(count, 1), report.wer
+    return [total, count, report.word.errors, report.word.ref_len]
+
+
+def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
+             amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
+    return _dev_figures(validation_sums(model, loader, tokenizer, refs, device, amp, amp_dtype, check))
+
+
+def _dev_figures(sums: list[float]) -> tuple[float, float]:
+    total, count, errors, words = sums
+    return total / max(count, 1), errors / max(words, 1)
 
 
 def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
@@ -398,7 +412,8 @@ class Trainer:
             raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
         dev_set = AsrDataset(dev_ids, dev_feats, dev_tokens, None, self.cmvn, dev_frames)
         dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
-                                         tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False)
+                                         tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False,
+                                         num_replicas=info.world_size, rank=info.rank, drop_uneven=False)
         self.dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
 
     def _extend(self, saved_cfg: ExperimentConfig) -> None:
@@ -532,10 +547,13 @@ class Trainer:
         return lr, True
 
     def validate(self) -> tuple[float, float]:
-        if self.dev_loader is None or not self.info.is_main:  # rank 0 evaluates
+        """Dev loss and greedy WER; under torchrun each process takes a share of the dev batches and
+        the sums are reduced, so all take the same best.pt decision and none waits alone."""
+        if self.dev_loader is None:
             return math.nan, math.nan
-        return validate(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device, self.use_amp,
-                        self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
+        sums = validation_sums(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device,
+                               self.use_amp, self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
+        return _dev_figures(distributed.sum_all(sums, self.info, self.device))
 
     def at_max_steps(self) -> bool:
         return 0 < self.cfg.train.max_steps <= self.state.step
@@ -565,7 +583,7 @@ class Trainer:
         if improved and self.dev_loader is not None:
             state.best_dev_wer, state.best_dev_loss = dev_wer, dev_loss
         if not info.is_main:
-            return  # rank 0 evaluates, logs and saves
+            return  # rank 0 logs and saves
         train_loss = loss / max(utts, 1)
         row = {"epoch": epoch + 1, "step": state.step, "train_loss": train_loss, "dev_loss": dev_loss,
                "dev_wer": dev_wer, "lr": lr_at(state.step, tcfg, self.total_steps, state), "seconds": elapsed,

@@ -63,6 +63,37 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
     steps_one = load_checkpoint(solo / "last.pt")["train_state"]["step"]
     assert steps_two <= steps_one // 2 + 1  # each rank takes half of each epoch's batches
     assert main(["-q", "decode", str(exp), str(tone_corpus["dev"]), "--out", str(tmp_path / "dec")]) == 0
+    # the dev figures of the last epoch came from both ranks' shares of the dev set: one process
+    # evaluating the same weights on the whole of it gets the same loss and WER
+    import json
+
+    import torch
+
+    from asrkit.config import config_from_dict
+    from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
+    from asrkit.datadir import DataDir
+    from asrkit.featstore import FeatureStore
+    from asrkit.features import GlobalCMVN
+    from asrkit.model import build_model
+    from asrkit.tokenizer import CharTokenizer
+    from asrkit.train import validate
+
+    cfg = config_from_dict(blob["config"])
+    model = build_model(cfg.feature.dim, blob["vocab_size"], cfg.model)
+    model.load_state_dict(blob["model_state"])
+    tokenizer = CharTokenizer(blob["tokens"])
+    dev = DataDir.load(tone_corpus["dev"])
+    store = FeatureStore(tone_corpus["dev"])
+    ids = dev.utt_ids()
+    dataset = AsrDataset(ids, store, {u: tokenizer.encode(dev.text[u]) for u in ids}, None,
+                         GlobalCMVN.from_dict(blob["cmvn"]), {u: store.num_frames(u) for u in ids})
+    sampler = BucketBatchSampler(dataset.lengths, cfg.train.max_frames_per_batch, cfg.train.max_utts_per_batch,
+                                 shuffle=False)
+    assert len(sampler) >= 2  # so that each rank had a share
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    loss, wer = validate(model, loader, tokenizer, dev.text, torch.device("cpu"), False)
+    row = json.loads((exp / "metrics.jsonl").read_text().splitlines()[-1])
+    assert abs(row["dev_loss"] - loss) < 1e-3 * max(1.0, abs(loss)) and row["dev_wer"] == wer
 
 
 def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(tone_corpus, tmp_path):
