@@ -543,7 +543,7 @@ class Trainer:
         stats["audio_seconds"] += audio
         if self.info.is_main:
             self.runlog.step({"step": state.step, "epoch": epoch + 1, "loss": loss_sum / utts, "lr": lr,
-                              "grad_norm": grad_norm, "utterances": utts})
+                              "grad_norm": grad_norm, "utterances": utts, "time": round(time.time(), 3)})
         return lr, True
 
     def validate(self) -> tuple[float, float]:
