@@ -14,7 +14,7 @@ again; a data dir holds one feature config, and another one is refused. A
 ``compute-fbank-feats``): it is used as given and never rewritten.
 
 ``compute_missing`` writes the features of the utterances that need them with
-``nj`` worker processes, each writing its own ark over its share (Kaldi's
+``nj`` worker processes (one BLAS thread each), each writing its own ark over its share (Kaldi's
 ``split_data.sh`` + ``run.pl``). ``feats.scp`` is rewritten only once every
 worker has finished, so it only ever lists complete arks; arks of an
 interrupted or failed run are removed at the next start.
@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -274,31 +273,17 @@ def _compute_share(utterances: list[Utterance], cfg: FeatureConfig, ark: str, pr
     return entries, frames
 
 
+_progress_queue = None
+
+
+def _init_worker(queue) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
 def _worker(args):
-    utterances, cfg, ark, queue = args
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    return _compute_share(utterances, cfg, ark, lambda: queue.put(1))
-
-
-@contextmanager
-def _single_threaded_children():
-    """Spawned workers inherit the environment: one BLAS/OpenMP thread each."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    utterances, cfg, ark = args
+    return _compute_share(utterances, cfg, ark, lambda: _progress_queue.put(1))
 
 
 def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int, nj: int,
@@ -323,20 +308,23 @@ def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int,
                     frames.update(found[1])
                 return entries, frames
             import multiprocessing as mp
+            import queue as queues
 
-            context = mp.get_context("spawn")  # no fork of a process that may hold torch threads
-            with _single_threaded_children():
-                manager = context.Manager()
-                queue = manager.Queue()
-                with context.Pool(jobs) as pool:
-                    pending = pool.map_async(_worker, [(s, cfg, a, queue) for s, a in zip(shares, arks)])
-                    while not pending.ready():
-                        pending.wait(0.2)
-                        while not queue.empty():
-                            queue.get()
+            # fork: a worker starts in milliseconds (spawn would import torch and the CLI again, seconds
+            # per job). Extraction is numpy/librosa only, with one BLAS thread (compute_features).
+            context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            done_queue = context.Queue()
+            with context.Pool(jobs, initializer=_init_worker, initargs=(done_queue,)) as pool:
+                pending = pool.map_async(_worker, [(s, cfg, a) for s, a in zip(shares, arks)])
+                while not pending.ready():
+                    pending.wait(0.2)
+                    try:
+                        while True:
+                            done_queue.get_nowait()
                             progress.advance(task)
-                    results = pending.get()  # re-raises a worker's error (it names the utterance)
-                manager.shutdown()
+                    except queues.Empty:
+                        pass
+                results = pending.get()  # re-raises a worker's error (it names the utterance)
             progress.update(task, completed=len(todo))
             for found in results:
                 entries.update(found[0])
