@@ -87,7 +87,8 @@ class FeatureStore:
             matrix = _kaldiio().load_mat(_resolve(location, self.path))
         except Exception as exc:  # kaldiio raises many kinds for a missing or cut file
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise DataDirError(f"utterance {utt!r}: cannot read its features from {location} ({reason})") from None
+            hint = "" if self.external else f"; recompute with 'asrkit features {self.path} --force'"
+            raise DataDirError(f"utterance {utt!r}: cannot read its features from {location} ({reason}){hint}") from None
         return np.asarray(matrix, dtype=np.float32)
 
     def num_frames(self, utt: str) -> int:
