@@ -48,7 +48,7 @@ class ModelConfig:
     subsampling: str = "stack"  # stack | conv2d (stacking escapes the CTC blank plateau sooner)
     subsampling_factor: int = 4
     conv_channels: int = 32
-    rnn_type: str = "lstm"  # lstm | gru | rnn
+    rnn_type: str = "lstm"  # lstm | gru | rnn (Elman) | jordan (recurrence through the output)
     bidirectional: bool = True
     num_layers: int = 3
     hidden_size: int = 256
@@ -72,8 +72,8 @@ class ModelConfig:
             raise ConfigError("model.subsampling_factor must be 1, 2, 4 or 8 with conv2d subsampling")
         if self.subsampling_factor < 1:
             raise ConfigError("model.subsampling_factor must be >= 1")
-        if self.rnn_type not in ("lstm", "gru", "rnn"):
-            raise ConfigError(f"model.rnn_type must be lstm, gru or rnn, not {self.rnn_type!r}")
+        if self.rnn_type not in ("lstm", "gru", "rnn", "jordan"):
+            raise ConfigError(f"model.rnn_type must be lstm, gru, rnn (Elman) or jordan, not {self.rnn_type!r}")
         if self.num_layers < 1 or self.hidden_size < 1:
             raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
         if not 0.0 <= self.dropout < 1.0:

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asrkit.config import ModelConfig
+from asrkit.model.jordan import JordanRNN
 
 
 class Conv2dSubsampling(nn.Module):
@@ -63,7 +64,7 @@ class FrameStacking(nn.Module):
 class RNNEncoder(nn.Module):
     """forward(feats: (B, T, F), feat_lens: (B,)) -> (enc: (B, T', H·dirs), enc_lens: (B,))."""
 
-    RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+    RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}  # cuDNN's; "jordan" is asrkit's own
 
     def __init__(self, feat_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -72,17 +73,23 @@ class RNNEncoder(nn.Module):
                                                             cfg.conv_channels)
         else:
             self.subsampling = FrameStacking(feat_dim, cfg.hidden_size, cfg.subsampling_factor)
-        self.rnn = self.RNN_TYPES[cfg.rnn_type](
-            input_size=cfg.hidden_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-            batch_first=True, bidirectional=cfg.bidirectional,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-        )
+        if cfg.rnn_type == "jordan":
+            self.rnn: nn.Module = JordanRNN(cfg.hidden_size, cfg.hidden_size, cfg.num_layers, cfg.bidirectional,
+                                            cfg.dropout if cfg.num_layers > 1 else 0.0)
+        else:
+            self.rnn = self.RNN_TYPES[cfg.rnn_type](
+                input_size=cfg.hidden_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                batch_first=True, bidirectional=cfg.bidirectional,
+                dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            )
         self.dropout = nn.Dropout(cfg.dropout)
         self.output_dim = cfg.hidden_size * (2 if cfg.bidirectional else 1)
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lens = self.subsampling(feats, feat_lens)
         lens = lens.clamp(max=x.size(1))
+        if isinstance(self.rnn, JordanRNN):
+            return self.dropout(self.rnn(x, lens)), lens
         # Packing keeps padded frames out of the recurrence: the backward
         # direction starts at each utterance's own last frame.
         packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
