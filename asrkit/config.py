@@ -53,6 +53,10 @@ class ModelConfig:
     num_layers: int = 3
     hidden_size: int = 256
     dropout: float = 0.1
+    # pBLSTM (Listen, Attend and Spell): after each of the first N recurrent layers, pairs of
+    # consecutive frames are concatenated, halving the frame rate (0: none)
+    pyramid_layers: int = 0
+    projection_size: int = 0  # BLSTMP (ESPnet): a linear projection + tanh to this size between layers (0: none)
     # joint CTC/attention: loss = ctc_weight * CTC + (1 - ctc_weight) * CE; 1.0 = pure CTC, no decoder
     ctc_weight: float = 1.0
     attention: str = "location"  # location (Chorowski) | additive (Bahdanau)
@@ -65,6 +69,16 @@ class ModelConfig:
     def has_decoder(self) -> bool:
         return self.ctc_weight < 1.0
 
+    @property
+    def time_reduction(self) -> int:
+        """Input frames per encoder frame: subsampling times the pyramid (its one owner)."""
+        return self.subsampling_factor * 2 ** self.pyramid_layers
+
+    @property
+    def layered(self) -> bool:
+        """Whether the encoder needs one module per layer (a pyramid or projections between layers)."""
+        return self.pyramid_layers > 0 or self.projection_size > 0
+
     def check(self) -> None:
         if self.subsampling not in ("conv2d", "stack"):
             raise ConfigError(f"model.subsampling must be 'conv2d' or 'stack', not {self.subsampling!r}")
@@ -76,6 +90,11 @@ class ModelConfig:
             raise ConfigError(f"model.rnn_type must be lstm, gru, rnn (Elman) or jordan, not {self.rnn_type!r}")
         if self.num_layers < 1 or self.hidden_size < 1:
             raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
+        if not 0 <= self.pyramid_layers < self.num_layers:
+            raise ConfigError(f"model.pyramid_layers={self.pyramid_layers} is an impossible pyramid: it halves the "
+                              f"frame rate between layers, so it must be 0 to num_layers - 1 ({self.num_layers - 1})")
+        if self.projection_size < 0:
+            raise ConfigError("model.projection_size must be 0 (none) or positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("model.dropout must be in [0, 1)")
         if not 0.0 <= self.ctc_weight <= 1.0:

@@ -132,7 +132,7 @@ class Recognizer:
     @property
     def seconds_per_frame(self) -> float:
         """Duration of one encoder frame (the CTC output rate)."""
-        return self.config.feature.frame_shift_ms / 1000 * self.config.model.subsampling_factor
+        return self.config.feature.frame_shift_ms / 1000 * self.config.model.time_reduction
 
     @torch.no_grad()
     def log_probs(self, feats: np.ndarray) -> torch.Tensor:

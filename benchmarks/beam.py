@@ -56,7 +56,7 @@ def model_log_probs(exp: Path, data_dir: Path, num_utts: int, num_frames: int):
     data = DataDir.load(data_dir)
     feats = recognizer.features_of(data)
     pool = [feats[u] for u in data.utt_ids()]
-    factor = recognizer.config.model.subsampling_factor
+    factor = recognizer.config.model.time_reduction
     rng = np.random.default_rng(0)
     inputs = []
     for _ in range(num_utts):

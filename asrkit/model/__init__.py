@@ -51,13 +51,18 @@ def build_model(feat_dim: int, vocab_size: int, cfg: ModelConfig) -> AsrModel:
 
 
 def output_length(num_frames: int, cfg: ModelConfig) -> int:
-    """Encoder frames for an input of ``num_frames`` (to drop untrainable utterances)."""
+    """Encoder frames for an input of ``num_frames`` (to drop untrainable utterances): the
+    subsampling front-end, then each pyramid layer halving (``cfg.time_reduction`` in all)."""
     if cfg.subsampling == "stack":
-        return max(num_frames // cfg.subsampling_factor, 1)
-    length = num_frames
-    for _ in range(cfg.subsampling_factor.bit_length() - 1):
-        length = (length - 1) // 2
-    return max(length, 1)
+        length = max(num_frames // cfg.subsampling_factor, 1)
+    else:
+        length = num_frames
+        for _ in range(cfg.subsampling_factor.bit_length() - 1):
+            length = (length - 1) // 2
+        length = max(length, 1)
+    for _ in range(cfg.pyramid_layers):
+        length = max(length // 2, 1)
+    return length
 
 
 __all__ = ["AsrModel", "build_model", "output_length"]

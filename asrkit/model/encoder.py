@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asrkit.config import ModelConfig
-from asrkit.model.jordan import JordanRNN
+from asrkit.model.jordan import JordanLayer, JordanRNN
 
 
 class Conv2dSubsampling(nn.Module):
@@ -61,8 +61,33 @@ class FrameStacking(nn.Module):
         return self.out(x), torch.div(feat_lens, self.factor, rounding_mode="floor").clamp(min=1)
 
 
+def pyramid_step(x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Listen, Attend and Spell's pyramid: concatenate pairs of consecutive frames,
+    (B, T, D) -> (B, T // 2, 2D) (an odd last frame is dropped), lengths halved."""
+    b, t, d = x.shape
+    if t < 2:
+        x, t = nn.functional.pad(x, (0, 0, 0, 2 - t)), 2
+    half = t // 2
+    return x[:, :2 * half].reshape(b, half, 2 * d), torch.div(lens, 2, rounding_mode="floor").clamp(min=1)
+
+
+def _run_packed(rnn: nn.Module, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """A cuDNN recurrent module over padded (B, T, D): packing keeps padded frames out of the
+    recurrence, so the backward direction starts at each utterance's own last frame."""
+    packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    return out
+
+
 class RNNEncoder(nn.Module):
-    """forward(feats: (B, T, F), feat_lens: (B,)) -> (enc: (B, T', H·dirs), enc_lens: (B,))."""
+    """forward(feats: (B, T, F), feat_lens: (B,)) -> (enc: (B, T', H·dirs), enc_lens: (B,)).
+
+    The subsampling front-end, then ``num_layers`` recurrent layers of ``rnn_type``:
+    one multi-layer cuDNN module (``rnn``) when the layers are plain, or one module
+    per layer (``layers``) when a pyramid (``pyramid_layers``) or projections
+    (``projection_size``) sit between them. T' = T / ``cfg.time_reduction``.
+    """
 
     RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}  # cuDNN's; "jordan" is asrkit's own
 
@@ -73,26 +98,51 @@ class RNNEncoder(nn.Module):
                                                             cfg.conv_channels)
         else:
             self.subsampling = FrameStacking(feat_dim, cfg.hidden_size, cfg.subsampling_factor)
-        if cfg.rnn_type == "jordan":
-            self.rnn: nn.Module = JordanRNN(cfg.hidden_size, cfg.hidden_size, cfg.num_layers, cfg.bidirectional,
-                                            cfg.dropout if cfg.num_layers > 1 else 0.0)
+        dirs = 2 if cfg.bidirectional else 1
+        self.pyramid_layers = cfg.pyramid_layers
+        self.rnn: nn.Module | None = None
+        self.layers: nn.ModuleList | None = None
+        self.projections: nn.ModuleList | None = None
+        if not cfg.layered:  # one module for all layers: the checkpoints of every earlier version
+            if cfg.rnn_type == "jordan":
+                self.rnn = JordanRNN(cfg.hidden_size, cfg.hidden_size, cfg.num_layers, cfg.bidirectional,
+                                     cfg.dropout if cfg.num_layers > 1 else 0.0)
+            else:
+                self.rnn = self.RNN_TYPES[cfg.rnn_type](
+                    input_size=cfg.hidden_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                    batch_first=True, bidirectional=cfg.bidirectional,
+                    dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+                )
+            self.output_dim = cfg.hidden_size * dirs
         else:
-            self.rnn = self.RNN_TYPES[cfg.rnn_type](
-                input_size=cfg.hidden_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                batch_first=True, bidirectional=cfg.bidirectional,
-                dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-            )
+            self.layers, self.projections = nn.ModuleList(), nn.ModuleList()
+            width = cfg.hidden_size
+            for index in range(cfg.num_layers):
+                if cfg.rnn_type == "jordan":
+                    self.layers.append(JordanLayer(width, cfg.hidden_size, cfg.bidirectional))
+                else:
+                    self.layers.append(self.RNN_TYPES[cfg.rnn_type](input_size=width, hidden_size=cfg.hidden_size,
+                                                                    batch_first=True, bidirectional=cfg.bidirectional))
+                width = cfg.hidden_size * dirs * (2 if index < cfg.pyramid_layers else 1)
+                if cfg.projection_size and index < cfg.num_layers - 1:
+                    self.projections.append(nn.Linear(width, cfg.projection_size))
+                    width = cfg.projection_size
+            self.output_dim = width
         self.dropout = nn.Dropout(cfg.dropout)
-        self.output_dim = cfg.hidden_size * (2 if cfg.bidirectional else 1)
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lens = self.subsampling(feats, feat_lens)
         lens = lens.clamp(max=x.size(1))
-        if isinstance(self.rnn, JordanRNN):
-            return self.dropout(self.rnn(x, lens)), lens
-        # Packing keeps padded frames out of the recurrence: the backward
-        # direction starts at each utterance's own last frame.
-        packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-        return self.dropout(out), lens
+        if self.rnn is not None:
+            out = self.rnn(x, lens) if isinstance(self.rnn, JordanRNN) else _run_packed(self.rnn, x, lens)
+            return self.dropout(out), lens
+        for index, layer in enumerate(self.layers):
+            x = layer(x, lens) if isinstance(layer, JordanLayer) else _run_packed(layer, x, lens)
+            if index == len(self.layers) - 1:
+                break
+            x = self.dropout(x)
+            if index < self.pyramid_layers:
+                x, lens = pyramid_step(x, lens)
+            if index < len(self.projections):
+                x = torch.tanh(self.projections[index](x))
+        return self.dropout(x), lens

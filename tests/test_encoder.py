@@ -1,0 +1,82 @@
+"""Encoder variants: pyramid (pBLSTM) and projections (BLSTMP) for every rnn_type; one owner of the time reduction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrkit.config import ModelConfig
+from asrkit.errors import ConfigError
+from asrkit.model import build_model, output_length
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru", "rnn", "jordan"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("variant", [{"pyramid_layers": 1}, {"projection_size": 12},
+                                     {"pyramid_layers": 2, "projection_size": 6}])
+def test_variants_match_output_length_and_ignore_padding(rnn_type, bidirectional, variant):
+    torch.manual_seed(0)
+    cfg = ModelConfig(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=3, hidden_size=8, dropout=0.0,
+                      subsampling_factor=2, **variant)
+    model = build_model(5, 7, cfg).eval()
+    assert model.encoder.layers is not None and model.encoder.rnn is None
+    assert cfg.time_reduction == 2 * 2 ** cfg.pyramid_layers
+    lengths = [37, 16, 9, 3]
+    feats = torch.randn(len(lengths), max(lengths), 5)
+    with torch.no_grad():
+        log_probs, out_lens = model(feats, torch.tensor(lengths))
+        assert out_lens.tolist() == [output_length(n, cfg) for n in lengths]
+        alone, alone_lens = model(feats[1:2, :16], torch.tensor([16]))  # the same utterance without padding
+    assert torch.allclose(log_probs[1, :int(alone_lens[0])], alone[0], atol=1e-5)
+    assert log_probs.shape[-1] == 7
+
+
+def test_plain_layers_keep_the_single_module_and_its_checkpoint_keys():
+    model = build_model(5, 7, ModelConfig(num_layers=2, hidden_size=8))
+    assert model.encoder.rnn is not None and model.encoder.layers is None
+    assert "encoder.rnn.weight_ih_l1_reverse" in model.state_dict()
+
+
+def test_an_impossible_pyramid_and_a_negative_projection_are_errors():
+    with pytest.raises(ConfigError, match="impossible pyramid.*0 to num_layers - 1 \\(2\\)"):
+        build_model(5, 7, ModelConfig(num_layers=3, pyramid_layers=3))
+    with pytest.raises(ConfigError, match="projection_size"):
+        build_model(5, 7, ModelConfig(projection_size=-1))
+
+
+def test_word_times_under_a_pyramid(tone_corpus, tiny_config, tmp_path, capsys):
+    """A model with x2 stacking and one pyramid layer (x4 in all, like the plain tiny model): its
+    seconds per frame count the pyramid, so word times stay on the recording's clock."""
+    import json
+
+    import soundfile
+
+    from asrkit.datadir import DataDir
+    from asrkit.inference import Recognizer
+    from conftest import run_cli
+
+    exp = tmp_path / "pyramid"
+    code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"],
+                            "--config", tiny_config, "--out", exp, "--set", "model.num_layers=2",
+                            "--set", "model.subsampling_factor=2", "--set", "model.pyramid_layers=1",
+                            "--set", "train.epochs=12"], capsys)
+    assert code == 0, err
+    recognizer = Recognizer(exp)
+    assert recognizer.seconds_per_frame == pytest.approx(0.04)
+    dev = DataDir.load(tone_corpus["dev"])
+    checked = 0
+    for utt in dev.utt_ids():
+        path = dev.wav_scp[utt]
+        code, out, _ = run_cli(["-q", "transcribe", exp, path, "--format", "json"], capsys)
+        result = json.loads(out)
+        duration = soundfile.info(path).duration
+        words = result["words"]
+        if result["text"] != dev.text[utt]:
+            continue
+        checked += 1
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts)
+        # the last tone ends 0.08-0.15 s before the file does: a time reduction counted without the
+        # pyramid would put the last word's end near half the duration
+        assert 0.6 * (duration - 0.15) <= words[-1]["end"] <= duration + 0.05
+    assert checked >= 6  # the model gets most dev files right, and their times are on the clock
