@@ -122,7 +122,11 @@ def plot_training(exp: str | Path, out: str | Path) -> Path:
         raise AsrkitError(f"{path} is empty: no epoch has finished yet")
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    steps_path = exp / "steps.jsonl"
+    steps = [json.loads(line) for line in steps_path.read_text(encoding="utf-8").splitlines()
+             if line.strip()] if steps_path.is_file() else []
+    steps = [r for r in steps if "grad_norm" in r]
+    fig, axes = plt.subplots(1, 4 if steps else 3, figsize=(19 if steps else 14, 3.8))
     axes[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
     axes[0].plot(epochs, [r["dev_loss"] for r in rows], label="dev")
     axes[0].set_title("loss per utterance")
@@ -131,11 +135,144 @@ def plot_training(exp: str | Path, out: str | Path) -> Path:
     axes[1].set_title("dev WER (greedy), %")
     axes[2].plot(epochs, [r["lr"] for r in rows], color="tab:green")
     axes[2].set_title("learning rate (end of epoch)")
-    for axis in axes:
+    for axis in axes[:3]:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
+    if steps:  # the spikes that clipping cuts, with the threshold drawn in
+        clip = _grad_clip(exp)
+        norms = [r["grad_norm"] for r in steps]
+        axes[3].semilogy([r["step"] for r in steps], norms, linewidth=0.7, color="tab:purple")
+        if clip:
+            axes[3].axhline(clip, color="tab:red", linestyle="--", label=f"grad_clip {clip:g}")
+            clipped = sum(1 for n in norms if n > clip)
+            axes[3].set_title(f"gradient norm before clipping ({100 * clipped / len(norms):.1f}% of steps clipped)")
+            axes[3].legend()
+        else:
+            axes[3].set_title("gradient norm (no clipping)")
+        axes[3].set_xlabel("step")
+        axes[3].grid(alpha=0.3, which="both")
     fig.suptitle(str(exp), y=1.03)
     return _save(fig, Path(out))
 
 
-__all__ = ["plot_attention", "plot_training", "plot_utterance"]
+def _grad_clip(exp: Path) -> float:
+    """train.grad_clip of an experiment dir (its config.yaml), 0 when unknown."""
+    try:
+        import yaml
+
+        return float((yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8")) or {})
+                     .get("train", {}).get("grad_clip", 0.0))
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+
+
+def _unroll(layer, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run one recurrent layer over x (1, T, F) one step at a time: (its output, the forward
+    direction's per-step outputs h_t, each a graph node that is both output and fed-back state)."""
+    from torch import nn
+
+    from asrkit.model.jordan import JordanLayer
+
+    states: list[torch.Tensor] = []
+    if isinstance(layer, JordanLayer):
+        cell = layer.forward_direction
+        projected, y = cell.input(x), x.new_zeros(1, cell.output.out_features)
+        for t in range(x.size(1)):
+            y = torch.tanh(cell.output(torch.tanh(projected[:, t] + cell.recurrent(y))))
+            states.append(y)
+        backward = layer.backward_direction(x.flip(1)).flip(1) if layer.backward_direction is not None else None
+    else:
+        kind = {nn.LSTM: nn.LSTMCell, nn.GRU: nn.GRUCell, nn.RNN: nn.RNNCell}[type(layer)]
+        extra = {"nonlinearity": layer.nonlinearity} if isinstance(layer, nn.RNN) else {}
+        cell = kind(layer.input_size, layer.hidden_size, **extra)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).data.copy_(getattr(layer, f"{name}_l0").data)
+        h = x.new_zeros(1, layer.hidden_size)
+        c = x.new_zeros(1, layer.hidden_size)
+        for t in range(x.size(1)):
+            if isinstance(layer, nn.LSTM):
+                h, c = cell(x[:, t], (h, c))
+            else:
+                h = cell(x[:, t], h)
+            states.append(h)
+        backward = None
+        if layer.bidirectional:  # the backward direction never sees the forward states
+            reverse = type(layer)(layer.input_size, layer.hidden_size, batch_first=True, **extra)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reverse, f"{name}_l0").data.copy_(getattr(layer, f"{name}_l0_reverse").data)
+            backward = reverse(x.flip(1))[0].flip(1)
+    forward = torch.stack(states, 1)
+    return (forward if backward is None else torch.cat([forward, backward], -1)), states
+
+
+def gradients_through_time(model, feats: torch.Tensor) -> list[np.ndarray]:
+    """‖∂s/∂h_t‖₂ for t = 1..T_k of every recurrent layer k, for one utterance.
+
+    feats: (1, T, F), normalised. s is the log-probability of the most probable
+    token at the last frame of the top layer's output; h_t is the layer's output
+    at t in the forward direction (for an LSTM its output, not its cell), taken as
+    the node that is also fed back, so the gradient counts every path from h_t to
+    s: up through the layers above and forward through the recurrence. A gradient
+    that shrinks with the distance from the last frame is a vanishing one.
+    """
+    model.eval()
+    encoder = model.encoder
+    x, lens = encoder.subsampling(feats, torch.tensor([feats.size(1)]))
+    modules = encoder.layer_modules()
+    per_layer = []
+    for index, layer in enumerate(modules):
+        x, states = _unroll(layer, x)
+        for state in states:
+            state.retain_grad()
+        per_layer.append(states)
+        if encoder.layers is not None and index < len(modules) - 1:
+            from asrkit.model.encoder import pyramid_step
+
+            if index < encoder.pyramid_layers:
+                x, lens = pyramid_step(x, lens)
+            if index < len(encoder.projections):
+                x = torch.tanh(encoder.projections[index](x))
+    model.ctc_log_probs(x)[0, -1].max().backward()
+    return [np.array([float(s.grad.norm()) if s.grad is not None else 0.0 for s in states]) for states in per_layer]
+
+
+def plot_gradients(recognizer, data_dir: str | Path, out: str | Path, num_utts: int = 3) -> Path:
+    """How gradients travel back through time, per layer, for untrained and trained weights:
+    ‖∂s/∂h_t‖₂ against the distance from the last frame, log scale, on the ``num_utts``
+    longest utterances of ``data_dir``."""
+    from asrkit.datadir import DataDir
+    from asrkit.model import build_model
+
+    cfg = recognizer.config.model
+    if cfg.rnn_type not in ("lstm", "gru", "rnn", "jordan"):
+        raise AsrkitError(f"plot gradients supports rnn_type lstm, gru, rnn and jordan, not {cfg.rnn_type!r}")
+    data = DataDir.load(data_dir)
+    store = recognizer.features_of(data)
+    longest = sorted(data.utt_ids(), key=lambda u: -store.num_frames(u))[:num_utts]
+    torch.manual_seed(0)
+    untrained = build_model(recognizer.model.feat_dim, recognizer.model.vocab_size, cfg)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    shift = recognizer.config.feature.frame_shift_ms / 1000  # layer k runs after min(k, pyramid) halvings
+    layer_seconds = [shift * cfg.subsampling_factor * 2 ** min(k, cfg.pyramid_layers) for k in range(cfg.num_layers)]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, (title, model) in zip(axes, (("untrained", untrained), ("trained", recognizer.model.cpu()))):
+        for number, utt in enumerate(longest):
+            feats = torch.from_numpy(recognizer.cmvn(store[utt]).astype(np.float32))[None]
+            for layer, norms in enumerate(gradients_through_time(model, feats)):
+                distance = (len(norms) - 1 - np.arange(len(norms))) * layer_seconds[layer]
+                axis.semilogy(distance, np.maximum(norms, 1e-30), color=colours[layer % len(colours)], alpha=0.7,
+                              label=f"layer {layer + 1}" if number == 0 else None)
+        axis.set_title(f"{title} weights")
+        axis.set_xlabel("seconds before the last frame")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend()
+    axes[0].set_ylabel("‖∂ log p(best token at T) / ∂h_t‖")
+    direction = "bidirectional, forward half" if cfg.bidirectional else "unidirectional"
+    fig.suptitle(f"gradients through time: {cfg.rnn_type} ({direction}), {len(longest)} utterances of {data_dir}",
+                 y=1.02)
+    recognizer.model.to(recognizer.device)
+    return _save(fig, Path(out))
+
+
+__all__ = ["gradients_through_time", "plot_attention", "plot_gradients", "plot_training", "plot_utterance"]

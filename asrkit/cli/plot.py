@@ -50,3 +50,22 @@ def curves(
     from asrkit.plot import plot_training
 
     typer.echo(f"{plot_training(exp, out or exp / 'curves.png')}")
+
+
+@plot_app.command("gradients")
+def gradients(
+    exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
+    data_dir: Path = typer.Argument(..., help="Data dir; its longest utterances are used."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default EXP/gradients.png)."),
+    num_utts: int = typer.Option(3, "--num-utts", help="How many of the longest utterances to plot."),
+) -> None:
+    """Gradients through time: the norm of d log p(best token at the last frame) / d h_t for every
+    layer's output h_t (forward direction), untrained and trained weights, log scale."""
+    from asrkit.errors import AsrkitError
+    from asrkit.inference import Recognizer
+    from asrkit.plot import plot_gradients
+
+    if num_utts < 1:
+        raise AsrkitError(f"--num-utts must be at least 1, not {num_utts}")
+    default = (exp if exp.is_dir() else exp.parent) / "gradients.png"
+    typer.echo(f"{plot_gradients(Recognizer(exp), data_dir, out or default, num_utts)}")

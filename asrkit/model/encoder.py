@@ -146,3 +146,24 @@ class RNNEncoder(nn.Module):
             if index < len(self.projections):
                 x = torch.tanh(self.projections[index](x))
         return self.dropout(x), lens
+
+    # ------------------------------------------------------------------ looking inside
+    def layer_modules(self) -> list[nn.Module]:
+        """One module per recurrent layer; a multi-layer cuDNN module is split into single-layer
+        copies with the same weights."""
+        if self.layers is not None:
+            return list(self.layers)
+        if isinstance(self.rnn, JordanRNN):
+            return list(self.rnn.layers)
+        rnn = self.rnn
+        dirs = 2 if rnn.bidirectional else 1
+        extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
+        layers = []
+        for k in range(rnn.num_layers):
+            layer = type(rnn)(input_size=rnn.input_size if k == 0 else rnn.hidden_size * dirs,
+                              hidden_size=rnn.hidden_size, batch_first=True, bidirectional=rnn.bidirectional, **extra)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                for suffix in ("", "_reverse")[:dirs]:
+                    getattr(layer, f"{name}_l0{suffix}").data.copy_(getattr(rnn, f"{name}_l{k}{suffix}").data)
+            layers.append(layer.to(next(rnn.parameters()).device))
+        return layers
