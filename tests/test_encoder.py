@@ -80,3 +80,37 @@ def test_word_times_under_a_pyramid(tone_corpus, tiny_config, tmp_path, capsys):
         # pyramid would put the last word's end near half the duration
         assert 0.6 * (duration - 0.15) <= words[-1]["end"] <= duration + 0.05
     assert checked >= 6  # the model gets most dev files right, and their times are on the clock
+
+
+@pytest.fixture(scope="module")
+def yesno_data(tmp_path_factory):
+    from conftest import SHARED_CORPORA
+
+    if not (SHARED_CORPORA / "yesno").is_dir():
+        pytest.skip("../shared/corpora/yesno is not there")
+    from asrkit.corpora import yesno
+
+    root = tmp_path_factory.mktemp("yesno_types")
+    yesno.prepare(SHARED_CORPORA / "yesno", root)
+    return root
+
+
+@pytest.mark.parametrize("rnn_type", ["rnn", "jordan", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_every_type_and_direction_trains_and_decodes_on_yesno(yesno_data, tmp_path, capsys, rnn_type, bidirectional):
+    from conftest import run_cli
+
+    config = tmp_path / "conf.yaml"
+    config.write_text("feature: {sample_rate: 8000, num_mel_bins: 23}\n"
+                      "model: {num_layers: 2, hidden_size: 16, dropout: 0.0}\n"
+                      "train: {epochs: 2, lr: 0.005, warmup_steps: 5, max_frames_per_batch: 3000,"
+                      " spec_augment: {enabled: false}}\n")
+    exp = tmp_path / "exp"
+    code, _, err = run_cli(["-q", "train", "--train", yesno_data / "train", "--dev", yesno_data / "dev", "--config",
+                            config, "--out", exp, "--set", f"model.rnn_type={rnn_type}",
+                            "--set", f"model.bidirectional={str(bidirectional).lower()}"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["-q", "decode", exp, yesno_data / "test", "--mode", "beam", "--beam", "4",
+                            "--out", tmp_path / "dec"], capsys)
+    assert code == 0, err
+    assert len((tmp_path / "dec" / "hyp").read_text().splitlines()) == 30
