@@ -1,0 +1,56 @@
+"""What every search returns, and the keys that identify a token sequence.
+
+``Hypothesis`` is the result of every search (greedy, prefix beam, rescoring);
+``check_log_probs`` validates their common input; ``extend_key`` and
+``sequence_key`` hash a token sequence the way the batched search keeps its
+prefixes (and a lexicon or LM its words).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asrkit.errors import DecodeError
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]
+    score: float  # log-probability of the path (greedy) or of the prefix (beam), plus LM terms when fused
+    timesteps: list[int] = field(default_factory=list)  # encoder frame of each token
+    ctc_score: float | None = None  # the CTC part of ``score`` (beam search)
+    lm_score: float | None = None  # the LM part: weight * ln P_lm + bonus * words (beam search with an LM)
+    att_score: float | None = None  # log P(tokens + <eos>) under the attention decoder (rescoring)
+
+
+def check_log_probs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
+    if log_probs.dim() != 3 or lengths.dim() != 1 or lengths.numel() != log_probs.size(0):
+        raise DecodeError(f"log-probabilities must be (B, T, V) with (B,) lengths, got {tuple(log_probs.shape)} "
+                          f"and {tuple(lengths.shape)}")
+    if torch.isnan(log_probs).any():
+        raise DecodeError("log-probabilities contain NaN")
+    if lengths.numel() and (int(lengths.max()) > log_probs.size(1) or int(lengths.min()) < 0):
+        raise DecodeError(f"lengths must lie in [0, {log_probs.size(1)}]")
+
+
+# Prefixes are identified by a polynomial hash of their tokens modulo a prime
+# near 2**43, in int64 arithmetic that never overflows (key * P + token < 2**63),
+# so it is the same on every device. Two different prefixes in one beam share a
+# key with probability ~1e-13 per pair.
+_MODULUS = 9223344365791
+_BASE = 1000003
+_NO_PREFIX, _NO_PARENT, _ROOT_PARENT = -1, -2, -3
+
+
+def extend_key(key, token):
+    """Key of a token sequence with ``token`` appended (ints or int64 tensors); the empty sequence is 0."""
+    return (key * _BASE + (token + 1)) % _MODULUS
+
+
+def sequence_key(tokens) -> int:
+    key = 0
+    for token in tokens:
+        key = extend_key(key, int(token))
+    return key
