@@ -210,25 +210,6 @@ def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
     return (seed * 1_000_003 + epoch) * 100_003 + batch_index
 
 
-def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
-    """The data dir's feature store, computing what is missing or stale in a single process. Under
-    torchrun the features must exist already (no rank computes while the others wait)."""
-    if not info.enabled:
-        return compute_missing(data, cfg.feature, description=description)
-    record = read_record(data.path)
-    scp = data.path / "feats.scp"
-    ready = scp.is_file() and (record is None or (record["feature_config"] == dataclasses.asdict(cfg.feature)
-                                                  and not stale_utterances(data, record)))
-    if not ready:
-        raise TrainingError(f"{data.path} has no up-to-date features for this config; compute them before "
-                            f"launching torchrun: asrkit features {data.path} --config CONFIG --nj N")
-    return compute_missing(data, cfg.feature, description=description)  # checks a foreign store's dimension
-
-
-def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
-    return (seed * 1_000_003 + epoch) * 100_003 + batch_index
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
