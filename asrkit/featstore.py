@@ -175,7 +175,8 @@ def compute_missing(data: DataDir, cfg: FeatureConfig, nj: int = 1, force: bool 
     if not todo and (root / SCP).is_file():
         return FeatureStore(root)
     data.check_pipes()
-    kept = {} if record is None else {u: record["utts"][u] for u in data.text if u not in {t.utt_id for t in todo}}
+    redo = {t.utt_id for t in todo}
+    kept = {} if record is None else {u: record["utts"][u] for u in data.text if u not in redo}
     old_entries = {} if record is None or not (root / SCP).is_file() else \
         {k: v for k, v, _ in read_table(root / SCP, check_sorted=False) if k in kept}
     old_frames = {} if record is None or not (root / NUM_FRAMES).is_file() else \
