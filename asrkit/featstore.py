@@ -220,7 +220,7 @@ def _remove_orphans(root: Path, record: dict | None) -> None:
         used = {_resolve(v, root).rpartition(":")[0] for v in _scp_values(root)}
     for ark in root.glob("feats.*.ark"):
         if str(ark) not in used and str(ark.resolve()) not in used:
-            ark.unlink()
+            ark.unlink(missing_ok=True)  # torchrun ranks may look at once
 
 
 def _scp_values(root: Path) -> list[str]:
