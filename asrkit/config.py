@@ -133,8 +133,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision (autocast) on CUDA
     amp_dtype: str = "bf16"  # bf16 | fp16 (fp16 adds dynamic loss scaling)
     num_threads: int = 0  # torch CPU threads; 0 = leave PyTorch's default
-    # DataLoader workers: -1 = auto (0 on CPU, where features are in memory and a worker only
-    # competes for the cores; 2 on CUDA, so that batches are collated while the GPU computes)
+    # DataLoader workers: -1 = auto (0 on CPU, where a worker reading the arks only competes for
+    # the cores; 2 on CUDA, so that batches are read and collated while the GPU computes)
     num_workers: int = -1
     save_every_steps: int = 0  # also write last.pt every N steps (0: at the end of each epoch only)
     max_steps: int = 0  # stop after this many optimizer steps, saving last.pt (0: train all epochs)
