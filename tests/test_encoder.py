@@ -114,3 +114,21 @@ def test_every_type_and_direction_trains_and_decodes_on_yesno(yesno_data, tmp_pa
                             "--out", tmp_path / "dec"], capsys)
     assert code == 0, err
     assert len((tmp_path / "dec" / "hyp").read_text().splitlines()) == 30
+
+
+def test_widths_for_an_equal_parameter_budget_fit_within_ten_percent():
+    """The study compares types at one budget: each type's width brings its encoder + CTC head
+    within 10% of a 2 x 128 BiLSTM's."""
+    from asrkit.model.budget import acoustic_parameters, width_for_budget
+
+    lstm = ModelConfig(num_layers=2, hidden_size=128, ctc_weight=0.5)  # the decoder is not counted
+    budget = acoustic_parameters(lstm, 80, 30)
+    for rnn_type in ("rnn", "jordan", "gru", "lstm"):
+        for bidirectional in (True, False):
+            cfg = ModelConfig(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=2)
+            width = width_for_budget(cfg, 80, 30, budget)
+            size = acoustic_parameters(ModelConfig(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=2,
+                                                   hidden_size=width), 80, 30)
+            assert abs(size - budget) <= 0.1 * budget, (rnn_type, bidirectional, width, size, budget)
+            if rnn_type == "lstm" and bidirectional:
+                assert width == 128
