@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrkit.config import ExperimentConfig, apply_overrides, config_from_dict, load_config
+from asrkit.config import ExperimentConfig, load_config
 from asrkit.errors import TrainingError
 
 # What a resumed run may change; anything else would make it another run.
@@ -73,10 +73,7 @@ def resolve_config(config: str | Path | None, overrides: list[str], out_dir: str
     the config the run was started with (``OUT/config.yaml``) plus the overrides."""
     stored = Path(out_dir) / "config.yaml"
     if resume and config is None and stored.is_file():
-        import yaml
-
-        data = yaml.safe_load(stored.read_text(encoding="utf-8")) or {}
-        return config_from_dict(apply_overrides(data, list(overrides)), str(stored))
+        config = stored
     return load_config(config, overrides)
 
 

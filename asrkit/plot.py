@@ -157,12 +157,11 @@ def plot_training(exp: str | Path, out: str | Path) -> Path:
 
 def _grad_clip(exp: Path) -> float:
     """train.grad_clip of an experiment dir (its config.yaml), 0 when unknown."""
-    try:
-        import yaml
+    from asrkit.config import load_config
 
-        return float((yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8")) or {})
-                     .get("train", {}).get("grad_clip", 0.0))
-    except (OSError, ValueError, AttributeError):
+    try:
+        return load_config(exp / "config.yaml").train.grad_clip
+    except AsrkitError:  # no or an unreadable config: no threshold line
         return 0.0
 
 
