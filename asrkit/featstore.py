@@ -65,6 +65,15 @@ class FeatureStore:
         if not scp.is_file():
             raise DataDirError(f"{self.path} has no {SCP}; run 'asrkit features {self.path}' first")
         self.entries = {key: value for key, value, _ in read_table(scp, check_sorted=False)}
+        arks: dict[str, str] = {}  # each ark's path resolved once here, not at every read
+
+        def located(location: str) -> str:
+            path, _, offset = location.rpartition(":")
+            if path not in arks:
+                arks[path] = _resolve(f"{path}:0", self.path).rpartition(":")[0]
+            return f"{arks[path]}:{offset}"
+
+        self._locations = {key: located(value) for key, value in self.entries.items()}
         self.record = read_record(self.path)
         self.external = self.record is None
         lengths = self.path / NUM_FRAMES
@@ -84,7 +93,7 @@ class FeatureStore:
             raise DataDirError(f"{self.path / SCP}: no features for utterance {utt!r}")
         location = self.entries[utt]
         try:
-            matrix = _kaldiio().load_mat(_resolve(location, self.path))
+            matrix = _kaldiio().load_mat(self._locations[utt])
         except Exception as exc:  # kaldiio raises many kinds for a missing or cut file
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             hint = "" if self.external else f"; recompute with 'asrkit features {self.path} --force'"
@@ -170,11 +179,11 @@ def compute_missing(data: DataDir, cfg: FeatureConfig, nj: int = 1, force: bool 
         return store
     record = None if force else read_record(root)
     check_config(root, record, cfg)
-    _remove_orphans(root, record)
     todo = data.utterances() if record is None else stale_utterances(data, record)
     if not todo and (root / SCP).is_file():
         return FeatureStore(root)
     data.check_pipes()
+    _remove_orphans(root)  # left by a run that was stopped; the current feats.scp's arks stay
     redo = {t.utt_id for t in todo}
     kept = {} if record is None else {u: record["utts"][u] for u in data.text if u not in redo}
     old_entries = {} if record is None or not (root / SCP).is_file() else \
@@ -190,8 +199,18 @@ def compute_missing(data: DataDir, cfg: FeatureConfig, nj: int = 1, force: bool 
     frames.update(old_frames)
     provenances = {**kept, **{u.utt_id: provenance(u) for u in todo}}
     _commit(root, cfg, entries, frames, provenances)
-    _remove_orphans(root, read_record(root))
+    _remove_orphans(root)  # the shards the new feats.scp no longer uses
     return FeatureStore(root)
+
+
+def up_to_date(data: DataDir, cfg: FeatureConfig) -> bool:
+    """Whether ``compute_missing`` would compute nothing: a foreign feats.scp (used as it is), or
+    asrkit's with this config and every utterance current."""
+    root = data.path
+    if root is None or not (root / SCP).is_file():
+        return False
+    record = read_record(root)
+    return record is None or (record["feature_config"] == config_dict(cfg) and not stale_utterances(data, record))
 
 
 def check_foreign(store: FeatureStore, data: DataDir, cfg: FeatureConfig) -> None:
@@ -212,12 +231,9 @@ def _shard_number(path: Path) -> int:
         return 0
 
 
-def _remove_orphans(root: Path, record: dict | None) -> None:
-    """Arks that feats.scp does not use: left by a run that was stopped or failed."""
-    if record is None and (root / SCP).is_file():
-        used = set()
-    else:
-        used = {_resolve(v, root).rpartition(":")[0] for v in _scp_values(root)}
+def _remove_orphans(root: Path) -> None:
+    """The feats.N.ark files that feats.scp does not use."""
+    used = {_resolve(v, root).rpartition(":")[0] for v in _scp_values(root)}
     for ark in root.glob("feats.*.ark"):
         if str(ark) not in used and str(ark.resolve()) not in used:
             ark.unlink(missing_ok=True)  # torchrun ranks may look at once
@@ -338,4 +354,4 @@ def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int,
         raise
 
 
-__all__ = ["FeatureStore", "check_config", "compute_missing", "read_record", "stale_utterances"]
+__all__ = ["FeatureStore", "check_config", "compute_missing", "read_record", "stale_utterances", "up_to_date"]

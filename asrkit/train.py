@@ -25,7 +25,6 @@ that was cut short.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
@@ -44,7 +43,7 @@ from asrkit.interrupt import Interrupted, StopSignals
 from asrkit.datadir import DataDir
 from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, collate
 from asrkit.errors import TrainingError
-from asrkit.featstore import FeatureStore, compute_missing, read_record, stale_utterances
+from asrkit.featstore import FeatureStore, compute_missing, up_to_date
 from asrkit.features import GlobalCMVN
 from asrkit.loss import (_autocast, _dev_figures, compute_loss, min_ctc_frames, select_trainable,  # noqa: F401
                          validate, validation_sums)
@@ -100,13 +99,7 @@ def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.G
 def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
     """The data dir's feature store, computing what is missing or stale in a single process. Under
     torchrun the features must exist already (no rank computes while the others wait)."""
-    if not info.enabled:
-        return compute_missing(data, cfg.feature, description=description)
-    record = read_record(data.path)
-    scp = data.path / "feats.scp"
-    ready = scp.is_file() and (record is None or (record["feature_config"] == dataclasses.asdict(cfg.feature)
-                                                  and not stale_utterances(data, record)))
-    if not ready:
+    if info.enabled and not up_to_date(data, cfg.feature):
         raise TrainingError(f"{data.path} has no up-to-date features for this config; compute them before "
                             f"launching torchrun: asrkit features {data.path} --config CONFIG --nj N")
     return compute_missing(data, cfg.feature, description=description)  # checks a foreign store's dimension
