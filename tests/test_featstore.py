@@ -159,3 +159,51 @@ def test_foreign_features_train_decode_and_transcribe_refuses(tone_corpus, tmp_p
     code, _, err = run_cli(["train", "--train", dirs["train"], "--config", config, "--out", tmp_path / "e40",
                             "--set", "feature.num_mel_bins=40"], capsys)
     assert code == 1 and "its features have 23 dimensions, the config's fbank has 40" in err
+
+
+def test_a_failed_force_run_keeps_the_features_feats_scp_points_to(data_dir, tmp_path, capsys):
+    store = compute_missing(DataDir.load(data_dir), CFG)
+    first = sorted(store.entries)[0]
+    before = store[first]
+    data = DataDir.load(data_dir)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    data.wav_scp[data.utt_ids()[-1]] = str(broken)
+    data.save(data_dir)
+    code, _, err = run_cli(["features", data_dir, "--force", "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=23"], capsys)
+    assert code == 1 and "cannot read audio" in err
+    assert np.array_equal(FeatureStore(data_dir)[first], before)  # the old arks are still there
+
+
+def test_bad_store_inputs_are_one_line_errors(data_dir, trained_exp, tone_corpus, tmp_path, capsys):
+    import kaldiio
+
+    code, _, err = run_cli(["features", data_dir, "--nj", "0", "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=23"], capsys)
+    assert code == 1 and "--nj must be at least 1, not 0" in err and len(err.strip().splitlines()) == 1
+    compute_missing(DataDir.load(data_dir), CFG)
+    (data_dir / "feats.json").write_text("{not json")
+    code, _, err = run_cli(["decode", trained_exp, data_dir, "--out", tmp_path / "d"], capsys)
+    assert code == 1 and "damaged JSON" in err and len(err.strip().splitlines()) == 1
+    # a foreign feats.scp that misses utterances of text, and a model of asrkit's features on it
+    foreign = tmp_path / "foreign"
+    data = DataDir.load(tone_corpus["dev"])
+    data.save(foreign)
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/f.ark,{foreign / 'feats.scp'}") as writer:
+        for utt in data.utterances()[1:]:
+            writer(utt.utt_id, utterance_features(utt, CFG))
+    code, _, err = run_cli(["features", foreign, "--set", "feature.sample_rate=8000",
+                            "--set", "feature.num_mel_bins=23"], capsys)
+    assert code == 1 and "1 utterances of text have no features" in err
+    code, _, err = run_cli(["decode", trained_exp, foreign, "--out", tmp_path / "d2"], capsys)
+    assert code == 1 and "a feats.scp asrkit did not write" in err and "move that feats.scp away" in err
+    # train and dev with features of two kinds
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/g.ark,{foreign / 'feats.scp'}") as writer:
+        for utt in data.utterances():
+            writer(utt.utt_id, utterance_features(utt, CFG))
+    code, _, err = run_cli(["train", "--train", tone_corpus["train"], "--dev", foreign, "--config", config,
+                            "--out", tmp_path / "mixed"], capsys)
+    assert code == 1 and "train and dev need the same kind" in err
