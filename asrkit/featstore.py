@@ -314,44 +314,46 @@ def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int,
     jobs = min(nj, len(todo))
     shares = [todo[len(todo) * j // jobs:len(todo) * (j + 1) // jobs] for j in range(jobs)]
     arks = [str((root / f"feats.{first + j}.ark").resolve()) for j in range(jobs)]
-    entries: dict[str, str] = {}
-    frames: dict[str, int] = {}
     try:
         with make_progress() as progress:
             task = progress.add_task(f"{description} ({jobs} job{'s' if jobs > 1 else ''})", total=len(todo))
-            if jobs <= 1:
-                for share, ark in zip(shares, arks):
-                    found = _compute_share(share, cfg, ark, lambda: progress.advance(task))
-                    entries.update(found[0])
-                    frames.update(found[1])
-                return entries, frames
-            import multiprocessing as mp
-            import queue as queues
-
-            # fork: a worker starts in milliseconds (spawn would import torch and the CLI again, seconds
-            # per job). Extraction is numpy/librosa only, with one BLAS thread (compute_features).
-            context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-            done_queue = context.Queue()
-            with context.Pool(jobs, initializer=_init_worker, initargs=(done_queue,)) as pool:
-                pending = pool.map_async(_worker, [(s, cfg, a) for s, a in zip(shares, arks)])
-                while not pending.ready():
-                    pending.wait(0.2)
-                    try:
-                        while True:
-                            done_queue.get_nowait()
-                            progress.advance(task)
-                    except queues.Empty:
-                        pass
-                results = pending.get()  # re-raises a worker's error (it names the utterance)
-            progress.update(task, completed=len(todo))
-            for found in results:
-                entries.update(found[0])
-                frames.update(found[1])
-            return entries, frames
+            if jobs == 1:
+                results = [_compute_share(shares[0], cfg, arks[0], lambda: progress.advance(task))]
+            else:
+                results = _in_workers(shares, arks, cfg, lambda: progress.advance(task))
+                progress.update(task, completed=len(todo))
     except BaseException:
         for ark in arks:  # no partial shard survives; feats.scp was never touched
             Path(ark).unlink(missing_ok=True)
         raise
+    entries: dict[str, str] = {}
+    frames: dict[str, int] = {}
+    for found in results:
+        entries.update(found[0])
+        frames.update(found[1])
+    return entries, frames
+
+
+def _in_workers(shares: list[list[Utterance]], arks: list[str], cfg: FeatureConfig, advance) -> list[tuple]:
+    """One forked process per share; ``advance`` is called as the workers report utterances done.
+    Fork: a worker starts in milliseconds (spawn would import torch and the CLI again, seconds per
+    job); extraction is numpy/librosa only, with one BLAS thread (compute_features)."""
+    import multiprocessing as mp
+    import queue as queues
+
+    context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    done_queue = context.Queue()
+    with context.Pool(len(shares), initializer=_init_worker, initargs=(done_queue,)) as pool:
+        pending = pool.map_async(_worker, [(s, cfg, a) for s, a in zip(shares, arks)])
+        while not pending.ready():
+            pending.wait(0.2)
+            try:
+                while True:
+                    done_queue.get_nowait()
+                    advance()
+            except queues.Empty:
+                pass
+        return pending.get()  # re-raises a worker's error (it names the utterance)
 
 
 __all__ = ["FeatureStore", "check_config", "compute_missing", "read_record", "stale_utterances", "up_to_date"]

@@ -46,15 +46,22 @@ class WordScorer(Protocol):
         """Score of ending the sentence: the pending word (key 0: none) and then </s>."""
 
 
+def _pruned(values: torch.Tensor, frame: torch.Tensor, token_prune: int | None,
+            token_min_logp: float | None) -> torch.Tensor:
+    """``values`` (log-probs taken from ``frame`` (n, V), any shape (n, ...)) with -inf where the
+    frame's pruning drops the token: outside its ``token_prune`` most probable, below ``token_min_logp``."""
+    if token_prune is not None and token_prune < frame.size(1):
+        values = values.masked_fill(values < frame.topk(token_prune, dim=1).values[:, -1:], -math.inf)
+    if token_min_logp is not None:
+        values = values.masked_fill(values < token_min_logp, -math.inf)
+    return values
+
+
 def _prune_frame(frame: torch.Tensor, blank_id: int, token_prune: int | None,
                  token_min_logp: float | None) -> torch.Tensor:
-    """A frame's token log-probs with -inf where a token may not extend a prefix: the blank, tokens
-    outside the ``token_prune`` most probable, tokens below ``token_min_logp``."""
-    allowed = frame.clone()
-    if token_prune is not None and token_prune < frame.size(1):
-        allowed.masked_fill_(frame < frame.topk(token_prune, dim=1).values[:, -1:], -math.inf)
-    if token_min_logp is not None:
-        allowed.masked_fill_(frame < token_min_logp, -math.inf)
+    """A frame's token log-probs with -inf where a token may not extend a prefix: the blank and
+    what pruning drops."""
+    allowed = _pruned(frame.clone(), frame, token_prune, token_min_logp)
     allowed[:, blank_id] = -math.inf
     return allowed
 
@@ -62,12 +69,7 @@ def _prune_frame(frame: torch.Tensor, blank_id: int, token_prune: int | None,
 def _token_log_probs(frame_pad: torch.Tensor, tokens: torch.Tensor, token_prune: int | None,
                      token_min_logp: float | None) -> torch.Tensor:
     """Log-probs of ``tokens`` (n, K) in a padded frame (n, V + 1), -inf where pruning drops them."""
-    token_lp = frame_pad.gather(1, tokens)
-    if token_prune is not None and token_prune < frame_pad.size(1) - 1:
-        token_lp.masked_fill_(token_lp < frame_pad.topk(token_prune, dim=1).values[:, -1:], -math.inf)
-    if token_min_logp is not None:
-        token_lp.masked_fill_(token_lp < token_min_logp, -math.inf)
-    return token_lp
+    return _pruned(frame_pad.gather(1, tokens), frame_pad[:, :-1], token_prune, token_min_logp)
 
 
 def _shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
