@@ -13,6 +13,7 @@ run only after ``allow_pipes()`` (``--allow-pipes`` on the command line, or
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -47,10 +48,16 @@ def is_pipe(entry: str | Path) -> bool:
 
 def run_pipe(command: str) -> bytes:
     """The standard output of a ``wav.scp`` pipe command (AudioError naming it and its stderr)."""
-    shell = command.rstrip()[:-1].strip()
     if not pipes_allowed():
         raise AudioError(f"'{command}' is a command pipe; asrkit runs these only with {PIPE_OPTION} "
                          "(they run in a shell: use it for data you trust)")
+    return _pipe_output(command.rstrip()[:-1].strip())
+
+
+@functools.lru_cache(maxsize=1)
+def _pipe_output(shell: str) -> bytes:
+    """Run once per recording: the segments of one recording (Kaldi's ``segments``), read one
+    after another, share its output instead of running the command again for each."""
     try:
         done = subprocess.run(shell, shell=True, capture_output=True, timeout=3600)
     except subprocess.TimeoutExpired:

@@ -216,3 +216,16 @@ def test_pipes_survive_fix_subset_and_segments(tone_corpus, tmp_path, capsys):
     code, _, err = run_cli(["features", tmp_path / "seg", "--allow-pipes", "--set", "feature.sample_rate=8000",
                             "--set", "feature.num_mel_bins=23"], capsys)
     assert code == 0, err
+
+
+def test_segments_of_one_piped_recording_run_its_command_once(tmp_path, monkeypatch):
+    from asrkit.audio import read_audio
+
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "1")
+    source = tmp_path / "a.wav"
+    soundfile.write(source, (0.3 * np.sin(np.arange(8000) / 3)).astype(np.float32), 8000)
+    counter = tmp_path / "runs"
+    entry = f"sh -c 'echo x >> {counter}; cat {source}' |"
+    parts = [read_audio(entry, start, start + 0.2)[0] for start in (0.0, 0.3, 0.6)]
+    assert [len(p) for p in parts] == [1600, 1600, 1600]
+    assert counter.read_text().count("x") == 1
