@@ -121,6 +121,11 @@ def _resolve(location: str, root: Path) -> str:
     return location
 
 
+def is_foreign(data_dir: Path | None) -> bool:
+    """Whether a data dir holds a feats.scp that asrkit did not write (no record beside it)."""
+    return data_dir is not None and (data_dir / SCP).is_file() and not (data_dir / RECORD).is_file()
+
+
 def read_record(data_dir: Path) -> dict | None:
     """asrkit's record of the data dir's features, or None (foreign or no features).
 
@@ -173,7 +178,7 @@ def compute_missing(data: DataDir, cfg: FeatureConfig, nj: int = 1, force: bool 
     if data.path is None:
         raise DataDirError("features need a data dir on disk")
     root = data.path
-    if (root / SCP).is_file() and not (root / RECORD).is_file() and not force:
+    if is_foreign(root) and not force:
         store = FeatureStore(root)
         check_foreign(store, data, cfg)
         return store

@@ -247,10 +247,9 @@ class Recognizer:
     def features_of(self, data: DataDir):
         """The data dir's feature store for this model (computed and stored where missing or stale);
         a model trained on foreign features decodes only data dirs with a foreign feats.scp."""
-        from asrkit.featstore import FeatureStore, compute_missing
+        from asrkit.featstore import FeatureStore, compute_missing, is_foreign
 
-        foreign = data.path is not None and (data.path / "feats.scp").is_file() and \
-            not (data.path / "feats.json").is_file()
+        foreign = is_foreign(data.path)
         if self.external_features and not foreign:
             raise DecodeError(f"{self.path} was trained on foreign features: {data.path} needs a feats.scp of the "
                               "same kind (asrkit cannot compute them)")
