@@ -310,3 +310,41 @@ def test_max_steps_stops_mid_epoch_without_a_partial_row_and_resume_finishes_the
     same_weights(trained_exp / "last.pt", exp / "last.pt")
     with pytest.raises(ConfigError, match="max_steps must be >= 0"):
         load_config(None, ["train.max_steps=-1"])
+
+
+def test_a_stop_inside_an_accumulation_window_restarts_that_window(tone_corpus, config, tmp_path, capsys,
+                                                                  monkeypatch):
+    """Ctrl-C on the second batch of a 2-batch window: last.pt holds the state before the window,
+    and the resumed run ends with the weights of a run never stopped."""
+    import asrkit.train as training
+
+    accum = ["--set", "train.accum_grad=2", "--set", "train.epochs=3"]
+    real, calls = training.compute_loss, {"n": 0}
+
+    def count(model, batch, ctc_loss):
+        calls["n"] += 1
+        return real(model, batch, ctc_loss)
+
+    monkeypatch.setattr(training, "compute_loss", count)
+    reference = tmp_path / "reference"
+    assert run_cli(train_args(tone_corpus, config, reference, *accum), capsys)[0] == 0
+    per_epoch = load_checkpoint(reference / "epoch_1.pt")["train_state"]["step"]
+    batches = calls["n"] // 3
+    calls["n"] = 0
+    stop_at = batches + 4  # epoch 2: the second batch of its second window
+
+    def interrupt(model, batch, ctc_loss):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return real(model, batch, ctc_loss)
+
+    monkeypatch.setattr(training, "compute_loss", interrupt)
+    exp = tmp_path / "stopped"
+    code, _, err = run_cli(train_args(tone_corpus, config, exp, *accum), capsys)
+    assert code == 130 and "interrupted" in err
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] == 1 and saved["batches_done"] == 2 and saved["step"] == per_epoch + 1
+    monkeypatch.setattr(training, "compute_loss", real)
+    assert run_cli(train_args(tone_corpus, config, exp, "--resume", *accum), capsys)[0] == 0
+    same_weights(reference / "last.pt", exp / "last.pt")
