@@ -266,3 +266,12 @@ def test_transcribe_a_10_ms_file_is_one_line_naming_the_minimum(trained_exp, tmp
     soundfile.write(just_enough, np.full(240, 0.2, np.float32), 8000)  # 30 ms: shorter than n_fft, fine
     code, out, err = run_cli(["transcribe", trained_exp, just_enough], capsys)
     assert code == 0 and "n_fft" not in err and "Warning" not in err
+
+
+def test_a_usage_error_is_a_message_and_exit_code_2_whatever_typer_carries(capsys):
+    """typer 0.29 carries its own copy of click (and no longer installs click): its usage errors
+    must still end as click's did, a short message and exit code 2, never a traceback."""
+    code, _, err = run_cli(["no-such-command"], capsys)
+    assert code == 2 and "No such command" in err and "Traceback" not in err
+    code, _, err = run_cli(["train"], capsys)
+    assert code == 2 and "Missing option '--train'" in err

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.29 carries its own copy of click and raises its exceptions
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer: click itself (typer.Exit and typer.Abort are click's there)
+    from click import ClickException
 
 from asrkit import __version__, progress
 from asrkit.errors import AsrkitError
@@ -80,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except AsrkitError as exc:
         fail(str(exc))
         return getattr(exc, "exit_code", 1)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         fail("interrupted")
         return 130
 
