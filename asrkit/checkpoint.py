@@ -15,6 +15,10 @@ everything written since version 1 loads and decodes as it did:
   ``train_state`` adds the learning-rate restart of an extended run
   (``lr_from_step``, ``lr_from``); optional ``scaler_state`` (fp16 loss
   scaling) and ``epoch_metrics`` (the finished epoch's ``metrics.jsonl`` row).
+- 3: level invariance and waveform augmentation: the config has
+  ``feature.level_norm``, ``feature.utterance_cmn`` and ``train.augment``; an
+  older config gets the values that mean what it did (no level normalisation,
+  no utterance CMN, no augmentation: ``config.LEGACY_VALUES``).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from typing import Any
 
 import torch
 
+from asrkit.config import with_legacy_values
 from asrkit.errors import CheckpointError
 
 FORMAT = "asrkit-checkpoint-v1"  # the marker of every asrkit checkpoint (not its version)
-VERSION = 2
+VERSION = 3
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -48,6 +53,10 @@ def _upgrade(blob: dict[str, Any], path: Path) -> dict[str, Any]:
         if "train_state" in blob:
             blob["train_state"] = {**blob["train_state"], "lr_from_step": -1, "lr_from": 0.0}
         version = 2
+    if version == 2:
+        if isinstance(blob.get("config"), dict):
+            blob["config"] = with_legacy_values(blob["config"])
+        version = 3
     blob["version"] = version
     return blob
 

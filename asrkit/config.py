@@ -13,6 +13,7 @@ the file. Overrides use dotted paths: ``model.hidden_size=320``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,12 @@ class FeatureConfig:
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     fmin: float = 20.0
+    # level invariance (asrkit.features): "active" scales the waveform so that its loud frames
+    # (the 95th percentile of 10 ms frame levels) sit at -20 dBFS before the mel analysis, so a
+    # quiet microphone, a hot one and a half-silent stereo downmix give one level; "none" keeps
+    # the samples as read (models trained before this key)
+    level_norm: str = "active"
+    utterance_cmn: bool = True  # subtract each utterance's own mean (per dimension) after the log
 
     @property
     def dim(self) -> int:
@@ -39,6 +46,8 @@ class FeatureConfig:
     def check(self) -> None:
         if self.kind not in ("fbank", "mfcc"):
             raise ConfigError(f"feature.kind must be 'fbank' or 'mfcc', not {self.kind!r}")
+        if self.level_norm not in ("active", "none"):
+            raise ConfigError(f"feature.level_norm must be 'active' or 'none', not {self.level_norm!r}")
         if self.sample_rate <= 0 or self.frame_shift_ms <= 0 or self.frame_length_ms <= 0:
             raise ConfigError("feature.sample_rate and frame sizes must be positive")
 
@@ -117,6 +126,47 @@ class SpecAugmentConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Waveform corruption in training (asrkit.augment), each kind drawn per utterance with its
+    own probability; an utterance that draws none is read from the feature store as it is."""
+    noise_prob: float = 0.3  # additive noise at a random SNR
+    snr_min_db: float = 0.0
+    snr_max_db: float = 30.0
+    noise_dir: str = ""  # folder of noise recordings (any audio format; e.g. MUSAN's noise/); "" = coloured noise
+    gain_prob: float = 0.2  # a random gain; samples beyond +-1 are clipped, as a hot input does
+    gain_min_db: float = -20.0
+    gain_max_db: float = 25.0
+    telephone_prob: float = 0.1  # through an 8 kHz channel and back: nothing above 4 kHz
+    reverb_prob: float = 0.3  # only with rir_dir
+    rir_dir: str = ""  # folder of room impulse responses (e.g. RIRS_NOISES/simulated_rirs)
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_prob > 0 or self.gain_prob > 0 or self.telephone_prob > 0 or self.reverb_active
+
+    @property
+    def reverb_active(self) -> bool:
+        return bool(self.rir_dir) and self.reverb_prob > 0
+
+    def check(self) -> None:
+        for key in ("noise_prob", "gain_prob", "telephone_prob", "reverb_prob"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"train.augment.{key} must be a probability in [0, 1], not {value}")
+        for low, high in (("snr_min_db", "snr_max_db"), ("gain_min_db", "gain_max_db")):
+            a, b = getattr(self, low), getattr(self, high)
+            if not (math.isfinite(a) and math.isfinite(b)) or a > b:
+                raise ConfigError(f"train.augment.{low}={a} and train.augment.{high}={b} are an impossible "
+                                  "range (both finite, min <= max)")
+        if self.snr_min_db < -20 or self.snr_max_db > 100:
+            raise ConfigError(f"train.augment.snr_min_db/snr_max_db must lie in [-20, 100] dB, not "
+                              f"{self.snr_min_db}..{self.snr_max_db}")
+        if self.gain_min_db < -80 or self.gain_max_db > 40:
+            raise ConfigError(f"train.augment.gain_min_db/gain_max_db must lie in [-80, 40] dB, not "
+                              f"{self.gain_min_db}..{self.gain_max_db}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 30
     lr: float = 2e-3
@@ -139,8 +189,10 @@ class TrainConfig:
     save_every_steps: int = 0  # also write last.pt every N steps (0: at the end of each epoch only)
     max_steps: int = 0  # stop after this many optimizer steps, saving last.pt (0: train all epochs)
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
+        self.augment.check()
         if self.epochs < 1:
             raise ConfigError("train.epochs must be >= 1")
         if self.lr <= 0:
@@ -216,6 +268,34 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+# What a config saved before a key existed meant by its absence (the key's behaviour then).
+# Saved configs (checkpoints, an exp dir's config.yaml, a feature record) hold every key of
+# their time, so a missing one is filled with its old meaning, never with today's default.
+LEGACY_VALUES: dict[str, dict[str, Any]] = {
+    "feature": {"level_norm": "none", "utterance_cmn": False},
+    "train": {"augment": {"noise_prob": 0.0, "gain_prob": 0.0, "telephone_prob": 0.0, "reverb_prob": 0.0}},
+}
+
+
+def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config dict with the keys it predates filled with their old meaning."""
+    def fill(node: dict[str, Any], legacy: dict[str, Any]) -> dict[str, Any]:
+        out = dict(node)
+        for key, value in legacy.items():
+            if key not in out:
+                out[key] = value
+            elif isinstance(value, dict) and isinstance(out[key], dict):
+                out[key] = fill(out[key], value) if key != "augment" else out[key]
+        return out
+
+    return fill(data or {}, LEGACY_VALUES)
+
+
+def legacy_feature_values(feature: dict[str, Any]) -> dict[str, Any]:
+    """A saved feature-config dict with the keys it predates filled (see ``LEGACY_VALUES``)."""
+    return {**LEGACY_VALUES["feature"], **feature}
+
+
 def config_from_dict(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
     cfg = _from_dict(ExperimentConfig, data or {}, source)
     cfg.check()
@@ -244,8 +324,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                saved: bool = False) -> ExperimentConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides. ``saved``: the
+    file is one asrkit wrote (an exp dir's config.yaml); keys it predates keep their old meaning."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -259,6 +341,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections")
+    if saved:
+        data = with_legacy_values(data)
     apply_overrides(data, list(overrides or []))
     return config_from_dict(data, source)
 

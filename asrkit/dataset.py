@@ -24,7 +24,7 @@ class AsrDataset(Dataset):
 
     def __init__(self, utt_ids: list[str], feats: Mapping[str, np.ndarray], tokens: dict[str, list[int]],
                  spec_aug: SpecAugmentConfig | None = None, cmvn=None,
-                 num_frames: Mapping[str, int] | None = None) -> None:
+                 num_frames: Mapping[str, int] | None = None, waveforms: "WaveformAugment | None" = None) -> None:
         self.utt_ids = list(utt_ids)
         self.feats = feats
         self.tokens = [torch.tensor(tokens[u], dtype=torch.long) for u in self.utt_ids]
@@ -32,6 +32,7 @@ class AsrDataset(Dataset):
         self.cmvn = cmvn
         self.lengths = [int(num_frames[u]) if num_frames is not None else int(np.shape(feats[u])[0])
                         for u in self.utt_ids]
+        self.waveforms = waveforms
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -40,13 +41,37 @@ class AsrDataset(Dataset):
         return self.lengths[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        matrix = self.feats[self.utt_ids[index]]
+        matrix = self.waveforms.features(self.utt_ids[index]) if self.waveforms is not None else None
+        if matrix is None:
+            matrix = self.feats[self.utt_ids[index]]
         if self.cmvn is not None:
             matrix = self.cmvn(matrix)
         feats = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
         if self.spec_aug is not None:
             feats = spec_augment(feats, self.spec_aug)
         return feats, self.tokens[index], self.utt_ids[index]
+
+
+class WaveformAugment:
+    """Training items from altered audio (``asrkit.augment``): for each use of an utterance the
+    augmenter draws what it gets; when that is nothing (``features`` returns None) the item comes
+    from the feature store. Draws come from torch's generator, which training seeds per batch
+    (and DataLoader workers per worker), so a resumed run draws what an unbroken one would."""
+
+    def __init__(self, utterances: Mapping, augmenter, feature_cfg) -> None:
+        self.utterances, self.augmenter, self.feature_cfg = utterances, augmenter, feature_cfg
+
+    def features(self, utt_id: str) -> np.ndarray | None:
+        from asrkit.audio import load_audio
+        from asrkit.features import compute_features
+
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
+        kinds = self.augmenter.draw(rng)
+        if not kinds:
+            return None
+        utt = self.utterances[utt_id]
+        samples = load_audio(utt.audio_path, self.feature_cfg.sample_rate, utt.start, utt.end)
+        return compute_features(self.augmenter.apply(samples, kinds, rng), self.feature_cfg)
 
 
 class Batch:

@@ -73,7 +73,7 @@ def resolve_config(config: str | Path | None, overrides: list[str], out_dir: str
     the config the run was started with (``OUT/config.yaml``) plus the overrides."""
     stored = Path(out_dir) / "config.yaml"
     if resume and config is None and stored.is_file():
-        config = stored
+        return load_config(stored, overrides, saved=True)
     return load_config(config, overrides)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkit.config import FeatureConfig
+from asrkit.config import FeatureConfig, legacy_feature_values
 from asrkit.datadir import DataDir, Utterance, read_table
 from asrkit.errors import AsrkitError, DataDirError
 
@@ -141,6 +141,7 @@ def read_record(data_dir: Path) -> dict | None:
                            "'asrkit features --force'") from None
     if record.get("scp_sha256") != _digest(data_dir / SCP):
         record["utts"] = {}
+    record["feature_config"] = legacy_feature_values(record["feature_config"])  # keys it predates
     return record
 
 

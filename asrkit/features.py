@@ -1,7 +1,14 @@
 """Acoustic features (librosa): log-mel fbank and MFCC; global CMVN; SpecAugment.
 
 Features are (num_frames, dim) float32 arrays at one frame per
-``frame_shift_ms``. CMVN statistics are accumulated over the training set and
+``frame_shift_ms``. Two steps make them independent of the recording level
+(``feature.level_norm`` and ``feature.utterance_cmn``): the waveform's active
+level (the 95th percentile of its 10 ms frame levels, so silence and pauses do
+not count) is brought to -20 dBFS before the mel analysis, which also keeps the
+log floor at one distance below the speech whatever the microphone gain; then
+each utterance's own mean is subtracted from its log-mel frames, which removes
+what is left of a constant gain and a fixed channel colouring (a microphone's
+or a telephone line's frequency response). CMVN statistics are accumulated over the training set and
 stored with the model, so decoding normalises exactly as training did. Where
 a data dir's features are stored is ``asrkit.featstore``'s business.
 """
@@ -26,6 +33,29 @@ from asrkit.datadir import Utterance
 from asrkit.errors import AudioError, DataDirError
 
 LOG_FLOOR = 1e-6
+TARGET_LEVEL = 0.1  # active level after level_norm: -20 dBFS
+MAX_LEVEL_GAIN = 1000.0  # at most +60 dB: digital silence is left as it is
+
+
+def active_level(samples: np.ndarray, frame: int = 160) -> float:
+    """RMS of the loud part of a signal: the 95th percentile of its ``frame``-sample frame RMS
+    levels (frames of 10 ms at 16 kHz), so that pauses and leading silence do not count."""
+    usable = len(samples) // frame * frame
+    if usable == 0:
+        return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    levels = np.sqrt(np.mean(np.square(samples[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    return float(np.percentile(levels, 95))
+
+
+def normalize_level(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """``feature.level_norm: active``: the waveform scaled so that its active level is -20 dBFS."""
+    if cfg.level_norm != "active":
+        return samples
+    level = active_level(samples, max(1, int(round(cfg.frame_shift_ms * cfg.sample_rate / 1000))))
+    if level <= 0.0:
+        return samples
+    gain = min(TARGET_LEVEL / level, MAX_LEVEL_GAIN)
+    return (samples * np.float32(gain)).astype(np.float32, copy=False)
 
 
 def frame_sizes(cfg: FeatureConfig) -> tuple[int, int, int]:
@@ -48,6 +78,7 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if len(samples) < win:
         raise AudioError(f"audio is {1000 * len(samples) / cfg.sample_rate:.1f} ms long; features need at least "
                          f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
+    samples = normalize_level(samples, cfg)
     with warnings.catch_warnings(), _one_blas_thread():
         # between one frame and n_fft samples (25-32 ms) librosa warns although the centred,
         # zero-padded frames are fine; the user never sees a library's warning
@@ -60,6 +91,8 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         feats = np.log(mel + LOG_FLOOR)
     else:
         feats = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.num_ceps)
+    if cfg.utterance_cmn:
+        feats = feats - feats.mean(axis=1, keepdims=True)
     return np.ascontiguousarray(feats.T, dtype=np.float32)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from asrkit.align import WordSpan, forced_align, word_spans
-from asrkit.audio import load_audio
+from asrkit.audio import input_warnings, read_audio, resample
 from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
@@ -200,7 +200,11 @@ class Recognizer:
         rate = self.sample_rate
         feats, owners, offsets = [], [], []
         for index, path in enumerate(paths):
-            samples = load_audio(path, rate)
+            samples, file_rate = read_audio(path)
+            found = input_warnings(samples, file_rate, rate)
+            if found:  # once per file, one line; it is transcribed all the same
+                log.warning("%s: %s; the transcript may suffer", path, "; ".join(found))
+            samples = resample(samples, file_rate, rate)
             for start, end in split_on_silence(samples, rate, max_seconds):
                 try:
                     feats.append(compute_features(samples[start:end], self.config.feature))

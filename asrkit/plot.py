@@ -160,7 +160,7 @@ def _grad_clip(exp: Path) -> float:
     from asrkit.config import load_config
 
     try:
-        return load_config(exp / "config.yaml").train.grad_clip
+        return load_config(exp / "config.yaml", saved=True).train.grad_clip
     except AsrkitError:  # no or an unreadable config: no threshold line
         return 0.0
 

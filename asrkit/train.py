@@ -41,7 +41,8 @@ from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_
 from asrkit.expdir import RunLog, TrainState, check_resumable, config_changes
 from asrkit.interrupt import Interrupted, StopSignals
 from asrkit.datadir import DataDir
-from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, collate
+from asrkit.augment import Augmenter
+from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, WaveformAugment, collate
 from asrkit.errors import TrainingError
 from asrkit.featstore import FeatureStore, compute_missing, up_to_date
 from asrkit.features import GlobalCMVN
@@ -192,6 +193,8 @@ class Trainer:
             if changed:
                 raise TrainingError(f"--init {init_path}: its features differ from this config's in "
                                     f"{', '.join(changed)}; fine-tuning needs the same feature config")
+        # noise and impulse-response folders are checked before any feature is computed
+        self.augmenter = Augmenter(cfg.train.augment, cfg.feature.sample_rate) if cfg.train.augment.enabled else None
         train_data = DataDir.load(train_dir)
         self.dev_data = dev_data = DataDir.load(dev_dir) if dev_dir else None
         train_feats = features_for_training(train_data, cfg, info, "features (train)")
@@ -268,7 +271,8 @@ class Trainer:
             log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
         if not train_ids:
             raise TrainingError(f"{train_dir}: no utterance is usable for training")
-        train_set = AsrDataset(train_ids, train_feats, train_tokens, tcfg.spec_augment, self.cmvn, train_frames)
+        train_set = AsrDataset(train_ids, train_feats, train_tokens, tcfg.spec_augment, self.cmvn, train_frames,
+                               self._waveform_augment(train_data, train_feats))
         self.sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
                                           tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True,
                                           seed=tcfg.seed, num_replicas=info.world_size, rank=info.rank)
@@ -295,6 +299,18 @@ class Trainer:
                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False,
                                          num_replicas=info.world_size, rank=info.rank, drop_uneven=False)
         self.dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
+
+    def _waveform_augment(self, train_data: DataDir, train_feats: FeatureStore) -> WaveformAugment | None:
+        """``train.augment`` for the training set (None when off, or on foreign features, which asrkit
+        cannot recompute from altered audio)."""
+        if self.augmenter is None:
+            return None
+        if train_feats.external:
+            log.warning("train.augment is ignored: %s has foreign features, which asrkit cannot compute from "
+                        "altered audio", train_data.path)
+            return None
+        log.info("augmentation: %s", self.augmenter.describe())
+        return WaveformAugment({u.utt_id: u for u in train_data.utterances()}, self.augmenter, self.cfg.feature)
 
     def _extend(self, saved_cfg: ExperimentConfig) -> None:
         """More (or fewer) epochs on resume: the rate goes on from where it is and decays to the

@@ -88,7 +88,7 @@ TINY_CONFIG = """
 feature: {sample_rate: 8000, num_mel_bins: 23}
 model: {num_layers: 1, hidden_size: 32, dropout: 0.0}
 train: {epochs: 10, lr: 0.01, warmup_steps: 10, max_frames_per_batch: 400, seed: 0,
-       spec_augment: {enabled: false}}
+       spec_augment: {enabled: false}, augment: {noise_prob: 0, gain_prob: 0, telephone_prob: 0}}
 """
 
 

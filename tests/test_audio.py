@@ -45,7 +45,10 @@ def test_stereo_flac_downmix(tmp_path):
     soundfile.write(path, np.stack([left, -left * 0.0], axis=1), 16000)
     samples, rate = read_audio(path)
     assert rate == 16000 and samples.ndim == 1
-    assert np.allclose(samples, 0.25, atol=1e-3)
+    assert np.allclose(samples, 0.5, atol=1e-3)  # the silent channel is left out, not averaged in
+    soundfile.write(path, np.stack([left, left * 0.5], axis=1), 16000)
+    samples, _ = read_audio(path)
+    assert np.allclose(samples, 0.375, atol=1e-3)  # two live channels: their mean
 
 
 def test_resample_is_logged(tmp_path, caplog):

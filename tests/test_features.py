@@ -71,7 +71,8 @@ def test_fbank_and_mfcc_values_equal_librosa_called_directly():
     rate = 16000
     t = np.arange(rate) / rate
     samples = (0.3 * np.sin(2 * np.pi * 1000 * t) + np.random.default_rng(1).normal(0, 0.01, rate)).astype(np.float32)
-    cfg = FeatureConfig()  # 25 ms frames every 10 ms, 80 mel bins from 20 Hz
+    # 25 ms frames every 10 ms, 80 mel bins from 20 Hz; the samples as given (the level steps are tested below)
+    cfg = FeatureConfig(level_norm="none", utterance_cmn=False)
     power = np.abs(librosa.stft(samples, n_fft=512, hop_length=160, win_length=400, window="hann",
                                 center=True)) ** 2
     mel = librosa.filters.mel(sr=rate, n_fft=512, n_mels=80, fmin=20.0, fmax=8000.0) @ power
@@ -80,9 +81,17 @@ def test_fbank_and_mfcc_values_equal_librosa_called_directly():
     # the 1 kHz tone is loudest in the mel band whose centre is nearest 1 kHz
     centres = librosa.mel_frequencies(n_mels=82, fmin=20.0, fmax=8000.0)[1:-1]
     assert int(np.argmax(fbank[50])) == int(np.argmin(np.abs(centres - 1000)))
-    mfcc = compute_features(samples, FeatureConfig(kind="mfcc", num_ceps=13))
+    mfcc = compute_features(samples, FeatureConfig(kind="mfcc", num_ceps=13, level_norm="none", utterance_cmn=False))
     expected = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=13).T
     assert np.allclose(mfcc, expected, atol=1e-3)
+    # the defaults: the same maths on the samples brought to -20 dBFS active level, minus each bin's mean
+    from asrkit.features import active_level
+
+    scaled = samples * np.float32(0.1 / active_level(samples))
+    power = np.abs(librosa.stft(scaled, n_fft=512, hop_length=160, win_length=400, window="hann",
+                                center=True)) ** 2
+    logmel = np.log(librosa.filters.mel(sr=rate, n_fft=512, n_mels=80, fmin=20.0, fmax=8000.0) @ power + 1e-6).T
+    assert np.allclose(compute_features(samples, FeatureConfig()), logmel - logmel.mean(axis=0), atol=1e-4)
 
 
 def test_audio_shorter_than_one_frame_is_a_clear_error_and_no_library_warning():

@@ -49,7 +49,9 @@ def test_long_file_decodes_like_its_pieces(trained_exp, tmp_path):
     (long,) = recognizer.transcribe_files([long_path], max_seconds=2.0, with_words=True)
     pieces_wer = score(refs, {"all": one_by_one}).wer
     long_wer = score(refs, {"all": long.text}).wer
-    assert long_wer <= pieces_wer + 0.01, (long_wer, pieces_wer)
+    # at most one word more: each segment is normalised on its own (feature.utterance_cmn), and
+    # 2 s segments have other statistics than the pieces do
+    assert long_wer <= pieces_wer + 1.01 / len(refs["all"].split()), (long_wer, pieces_wer)
     assert len(long.words) == len(long.text.split())
     starts = [w.start for w in long.words]
     assert starts == sorted(starts) and long.words[-1].end <= len(np.concatenate(pieces)) / 8000 + 0.1

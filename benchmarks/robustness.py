@@ -1,0 +1,142 @@
+"""Robustness: WER on altered copies of a test set, beside the clean WER.
+
+Builds its own copies of DATA_DIR's audio, altered the way real recordings are,
+each as a data dir under --work (made once, reused): white noise at 20 and
+10 dB SNR, 30 dB quieter, 20 dB louder and clipped (16-bit files), stereo with
+a silent second channel, resampled to 8 kHz (telephone rate), FLAC at
+44.1 kHz, OGG Vorbis. Decodes each with MODEL and prints WER, the ratio to the
+clean WER, and the issue's target ratio.
+
+    python benchmarks/robustness.py MODEL DATA_DIR [--mode rescore --beam 20 --lexicon L]
+                                    [--work DIR] [--max-utts N] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from asrkit.audio import read_audio
+from asrkit.datadir import DataDir
+from asrkit.inference import Recognizer, SearchOptions
+from asrkit.score import score
+
+# condition -> (target ratio to the clean WER, description)
+CONDITIONS = {
+    "clean": (1.0, "clean (16-bit WAV copy)"),
+    "noise_20db": (1.5, "white noise at 20 dB SNR"),
+    "noise_10db": (3.0, "white noise at 10 dB SNR"),
+    "quiet_30db": (1.2, "30 dB quieter (16-bit)"),
+    "loud_20db_clipped": (1.2, "+20 dB, clipped (16-bit)"),
+    "stereo_silent": (1.2, "stereo, second channel silent"),
+    "rate_8k": (2.0, "resampled to 8 kHz"),
+    "flac_44k": (1.2, "FLAC at 44.1 kHz"),
+    "ogg": (1.2, "OGG Vorbis"),
+}
+
+
+def alter(condition: str, samples: np.ndarray, rate: int, rng: np.random.Generator):
+    """(samples, rate, suffix, soundfile subtype) of one altered copy."""
+    import librosa
+
+    if condition == "clean":
+        return samples, rate, "wav", "PCM_16"
+    if condition.startswith("noise_"):
+        snr = float(condition.split("_")[1][:-2])
+        power = float(np.mean(np.square(samples, dtype=np.float64)))
+        noise = rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (snr / 10))
+        return np.clip(samples + noise, -1, 1), rate, "wav", "PCM_16"
+    if condition == "quiet_30db":
+        return samples * 10 ** (-30 / 20), rate, "wav", "PCM_16"
+    if condition == "loud_20db_clipped":
+        return np.clip(samples * 10, -1, 1), rate, "wav", "PCM_16"
+    if condition == "stereo_silent":
+        return np.stack([samples, np.zeros_like(samples)], axis=1), rate, "wav", "PCM_16"
+    if condition == "rate_8k":
+        return librosa.resample(samples, orig_sr=rate, target_sr=8000, res_type="soxr_hq"), 8000, "wav", "PCM_16"
+    if condition == "flac_44k":
+        return librosa.resample(samples, orig_sr=rate, target_sr=44100, res_type="soxr_hq"), 44100, "flac", "PCM_16"
+    if condition == "ogg":
+        return samples, rate, "ogg", "VORBIS"
+    raise ValueError(condition)
+
+
+def make_copy(data: DataDir, condition: str, root: Path, utts: list[str]) -> Path:
+    """The altered data dir (written once; an existing complete one is reused)."""
+    out = root / condition
+    if (out / "text").is_file():
+        return out
+    audio_dir = out / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    copy = DataDir()
+    by_id = {u.utt_id: u for u in data.utterances()}
+    for index, utt_id in enumerate(utts):
+        utt = by_id[utt_id]
+        samples, rate = read_audio(utt.audio_path, utt.start, utt.end)
+        rng = np.random.default_rng(index)
+        altered, new_rate, suffix, subtype = alter(condition, samples, rate, rng)
+        path = audio_dir / f"{utt_id}.{suffix}"
+        soundfile.write(path, np.asarray(altered, dtype=np.float32), new_rate, subtype=subtype)
+        copy.wav_scp[utt_id] = str(path.resolve())
+        copy.text[utt_id] = data.text[utt_id]
+        copy.utt2spk[utt_id] = data.utt2spk.get(utt_id, utt_id)
+    copy.save(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--mode", default="greedy", choices=["greedy", "beam", "rescore"])
+    parser.add_argument("--beam", type=int, default=10)
+    parser.add_argument("--lexicon")
+    parser.add_argument("--work", type=Path, help="where the altered copies go (default: DATA_DIR_robustness)")
+    parser.add_argument("--max-utts", type=int, default=0, help="the first N utterances only (0: all)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    data = DataDir.load(args.data_dir)
+    utts = data.utt_ids()[: args.max_utts or None]
+    work = args.work or args.data_dir.parent / f"{args.data_dir.name}_robustness"
+    recognizer = Recognizer(args.model)
+    search = SearchOptions(mode=args.mode, beam=args.beam, lexicon=args.lexicon)
+    conditions = [c for c in args.conditions.split(",") if c]
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        sys.exit(f"unknown conditions {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    print(f"model {args.model}, {len(utts)} utterances of {args.data_dir}, {args.mode}"
+          f"{f' beam {args.beam}' if args.mode != 'greedy' else ''}{' + lexicon' if args.lexicon else ''}; "
+          f"{platform.machine()}, {platform.python_version()}")
+    refs = {u: data.text[u] for u in utts}
+    figures = {}
+    for condition in ["clean"] + [c for c in conditions if c != "clean"]:
+        started = time.perf_counter()
+        copy = make_copy(data, condition, work, utts)
+        hyps = recognizer.decode_data_dir(copy, search)
+        text = {u: recognizer.tokenizer.decode(h[0].tokens) for u, h in hyps.items()}
+        report = score(refs, text)
+        figures[condition] = {"wer": report.wer, "cer": report.cer, "errors": report.word.errors,
+                              "words": report.word.ref_len, "seconds": time.perf_counter() - started}
+    clean = figures["clean"]["wer"]
+    print(f"{'condition':34s} {'WER':>8s} {'CER':>7s} {'x clean':>8s} {'target':>7s}")
+    for condition, f in figures.items():
+        target, description = CONDITIONS[condition]
+        ratio = f["wer"] / clean if clean > 0 else float("inf") if f["wer"] > 0 else 1.0
+        f["ratio"], f["target"] = ratio, target
+        met = "" if condition == "clean" else ("met" if ratio <= target else "MISSED")
+        print(f"{description:34s} {100 * f['wer']:7.2f}% {100 * f['cer']:6.2f}% {ratio:7.2f}x {target:6.1f}x {met}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
