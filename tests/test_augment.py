@@ -305,3 +305,27 @@ def test_a_feature_store_of_older_features_is_refused_for_the_new_config(tmp_pat
     compute_missing(DataDir.load(root), legacy)  # still the same config: nothing to redo, no error
     with pytest.raises(DataDirError, match="level_norm='none' \\(asked: 'active'\\)"):
         compute_missing(DataDir.load(root), FeatureConfig(sample_rate=8000, num_mel_bins=23))
+
+
+def test_altered_items_come_from_dataloader_workers(tone_corpus):
+    """On a GPU the DataLoader's workers read and alter the audio while the model computes."""
+    import torch
+
+    from asrkit.dataset import AsrDataset, WaveformAugment, collate
+    from asrkit.datadir import DataDir
+    from asrkit.featstore import FeatureStore, compute_missing
+
+    cfg = load_config(None, ["feature.sample_rate=8000", "feature.num_mel_bins=23", "train.augment.noise_prob=1",
+                             "train.augment.snr_min_db=5", "train.augment.snr_max_db=5"])
+    train = DataDir.load(tone_corpus["train"])
+    compute_missing(train, cfg.feature)
+    store = FeatureStore(tone_corpus["train"])
+    ids = train.utt_ids()[:4]
+    source = WaveformAugment({u.utt_id: u for u in train.utterances()}, Augmenter(cfg.train.augment, 8000), cfg.feature)
+    dataset = AsrDataset(ids, store, {u: [1] for u in ids}, waveforms=source)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate, num_workers=1)
+    (batch,) = list(loader)
+    for row, utt in enumerate(batch.utt_ids):
+        frames = int(batch.feat_lens[row])
+        assert frames == store[utt].shape[0]
+        assert not np.allclose(batch.feats[row, :frames].numpy(), store[utt])
