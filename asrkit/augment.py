@@ -92,9 +92,16 @@ def coloured_noise(rng: np.random.Generator, length: int) -> np.ndarray:
 
 
 def _fit(noise: np.ndarray, length: int) -> np.ndarray:
+    """Noise cut or tiled to ``length`` samples."""
     if len(noise) >= length:
         return noise[:length]
     return np.tile(noise, math.ceil(length / max(len(noise), 1)))[:length]
+
+
+def _cut_or_pad(samples: np.ndarray, length: int) -> np.ndarray:
+    """A signal cut or zero-padded to ``length`` samples (float32)."""
+    out = samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
+    return out.astype(np.float32, copy=False)
 
 
 def add_noise(samples: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -121,8 +128,7 @@ def telephone(samples: np.ndarray, rate: int) -> np.ndarray:
 
     narrow = librosa.resample(samples, orig_sr=rate, target_sr=TELEPHONE_RATE, res_type="soxr_hq")
     wide = librosa.resample(narrow, orig_sr=TELEPHONE_RATE, target_sr=rate, res_type="soxr_hq")
-    return _fit(wide, len(samples)).astype(np.float32) if len(wide) >= len(samples) else \
-        np.pad(wide, (0, len(samples) - len(wide))).astype(np.float32)
+    return _cut_or_pad(wide, len(samples))
 
 
 def reverberate(samples: np.ndarray, rir: np.ndarray) -> np.ndarray:
@@ -133,9 +139,7 @@ def reverberate(samples: np.ndarray, rir: np.ndarray) -> np.ndarray:
     if len(rir) == 0 or not np.any(rir):
         return samples
     peak = int(np.argmax(np.abs(rir)))
-    wet = fftconvolve(samples, rir)[peak:peak + len(samples)]
-    if len(wet) < len(samples):
-        wet = np.pad(wet, (0, len(samples) - len(wet)))
+    wet = _cut_or_pad(fftconvolve(samples, rir)[peak:], len(samples))
     before = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     after = float(np.sqrt(np.mean(np.square(wet, dtype=np.float64))))
     return (wet * (before / after if after > 0 else 1.0)).astype(np.float32)
