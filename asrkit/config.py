@@ -285,7 +285,7 @@ def with_legacy_values(data: dict[str, Any]) -> dict[str, Any]:
             if key not in out:
                 out[key] = value
             elif isinstance(value, dict) and isinstance(out[key], dict):
-                out[key] = fill(out[key], value) if key != "augment" else out[key]
+                out[key] = fill(out[key], value)
         return out
 
     return fill(data or {}, LEGACY_VALUES)
