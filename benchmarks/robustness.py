@@ -24,6 +24,7 @@ import numpy as np
 import soundfile
 
 from asrkit.audio import read_audio
+from asrkit.augment import add_noise
 from asrkit.datadir import DataDir
 from asrkit.inference import Recognizer, SearchOptions
 from asrkit.score import score
@@ -50,9 +51,8 @@ def alter(condition: str, samples: np.ndarray, rate: int, rng: np.random.Generat
         return samples, rate, "wav", "PCM_16"
     if condition.startswith("noise_"):
         snr = float(condition.split("_")[1][:-2])
-        power = float(np.mean(np.square(samples, dtype=np.float64)))
-        noise = rng.standard_normal(len(samples)) * np.sqrt(power / 10 ** (snr / 10))
-        return np.clip(samples + noise, -1, 1), rate, "wav", "PCM_16"
+        noisy = add_noise(samples, rng.standard_normal(len(samples)), snr)
+        return np.clip(noisy, -1, 1), rate, "wav", "PCM_16"
     if condition == "quiet_30db":
         return samples * 10 ** (-30 / 20), rate, "wav", "PCM_16"
     if condition == "loud_20db_clipped":
