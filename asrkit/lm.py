@@ -1,8 +1,7 @@
-"""Word n-gram language models in ARPA format: reading, building, and fusion into CTC beam search.
+"""Word n-gram language models in ARPA format: building, and fusion into CTC beam search.
 
-``ArpaLM.load`` reads the back-off ARPA files that KenLM's ``lmplz`` and SRILM's
-``ngram-count`` write (log10 probabilities and back-off weights).
-``build_arpa`` writes one from training text with interpolated Kneser-Ney
+``ArpaLM`` (``asrkit.arpa``) reads the back-off ARPA files that KenLM's ``lmplz``
+and SRILM's ``ngram-count`` write, plain or gzipped. ``build_arpa`` writes one from training text with interpolated Kneser-Ney
 smoothing (one absolute discount per order, D = n1 / (n1 + 2 n2), continuation
 counts for the lower orders), for users without KenLM. ``LmFusion`` scores
 words for ``decode.prefix_beam_search``: at each word end it adds
@@ -19,130 +18,12 @@ from typing import Iterable
 
 import torch
 
+from asrkit.arpa import BOS, EOS, UNK, ArpaLM
 from asrkit.decode import sequence_key
 from asrkit.errors import LmError
 from asrkit.tokenizer import SPACE, CharTokenizer
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
-OOV_LOG10 = -10.0  # log10 P of a word the LM has never seen, when it has no <unk> entry
-
-
-class ArpaLM:
-    """A back-off n-gram model: ``log10 P(w | h)`` by the ARPA back-off rule."""
-
-    def __init__(self, order: int, entries: dict[tuple[str, ...], tuple[float, float]]) -> None:
-        self.order = order
-        words = sorted({ngram[0] for ngram in entries if len(ngram) == 1})
-        self.words = words
-        self.index = {w: i for i, w in enumerate(words)}
-        self.prob: dict[tuple[int, ...], float] = {}
-        self.backoff: dict[tuple[int, ...], float] = {}
-        for ngram, (logp, bo) in entries.items():
-            ids = tuple(self.index[w] for w in ngram)
-            self.prob[ids] = logp
-            if bo:
-                self.backoff[ids] = bo
-        self.bos = self.index.get(BOS)
-        self.eos = self.index.get(EOS)
-        self.unk = self.index.get(UNK)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ArpaLM":
-        path = Path(path)
-        if not path.is_file():
-            raise LmError(f"language model {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise LmError(f"{path}: not an ARPA file (not UTF-8 text; binary KenLM models are not supported)") from None
-        return cls.parse(lines, str(path))
-
-    @classmethod
-    def parse(cls, lines: list[str], source: str = "ARPA") -> "ArpaLM":
-        position = 0
-        while position < len(lines) and not lines[position].strip():
-            position += 1
-        if position >= len(lines) or lines[position].strip() != "\\data\\":
-            raise LmError(f"{source}: not an ARPA file (it must start with a \\data\\ line)")
-        counts: dict[int, int] = {}
-        position += 1
-        while position < len(lines) and lines[position].strip().startswith("ngram "):
-            head, _, value = lines[position].strip()[6:].partition("=")
-            if not head.strip().isdigit() or not value.strip().isdigit():
-                raise LmError(f"{source} line {position + 1}: expected 'ngram N=COUNT'")
-            counts[int(head)] = int(value)
-            position += 1
-        if not counts or sorted(counts) != list(range(1, max(counts) + 1)):
-            raise LmError(f"{source}: the \\data\\ section must list ngram 1=..., ngram 2=... in order")
-        entries: dict[tuple[str, ...], tuple[float, float]] = {}
-        order = 0
-        for line_no in range(position, len(lines)):
-            line = lines[line_no].strip()
-            if not line:
-                continue
-            if line == "\\end\\":
-                break
-            if line.startswith("\\") and line.endswith("-grams:"):
-                order = int(line[1:-7]) if line[1:-7].isdigit() else -1
-                if order not in counts:
-                    raise LmError(f"{source} line {line_no + 1}: section {line} not announced in \\data\\")
-                continue
-            parts = line.split()
-            if order <= 0 or len(parts) not in (order + 1, order + 2):
-                raise LmError(f"{source} line {line_no + 1}: expected 'log10-prob {order}-gram [back-off]', "
-                              f"got {line[:60]!r}")
-            try:
-                logp = float(parts[0])
-                bo = float(parts[order + 1]) if len(parts) == order + 2 else 0.0
-            except ValueError:
-                raise LmError(f"{source} line {line_no + 1}: probabilities must be numbers, got {line[:60]!r}") from None
-            entries[tuple(parts[1:order + 1])] = (logp, bo)
-        else:
-            raise LmError(f"{source}: no \\end\\ line (truncated file?)")
-        found = Counter(len(k) for k in entries)
-        for n, expected in counts.items():
-            if found[n] != expected:
-                raise LmError(f"{source}: \\data\\ announces {expected} {n}-grams, the file has {found[n]}")
-        for ngram in entries:
-            for word in ngram:
-                if (word,) not in entries:
-                    raise LmError(f"{source}: word {word!r} of n-gram {' '.join(ngram)!r} has no 1-gram entry")
-        return cls(max(counts), entries)
-
-    def word_id(self, word: str) -> int:
-        """Id of ``word``; unknown words map to <unk> (or -1 when the LM has none)."""
-        return self.index.get(word, self.unk if self.unk is not None else -1)
-
-    def start(self) -> tuple[int, ...]:
-        return (self.bos,) if self.bos is not None else ()
-
-    def score(self, history: tuple[int, ...], word: int) -> tuple[float, tuple[int, ...]]:
-        """(log10 P(word | history), the next history): backing off to shorter histories as ARPA says."""
-        if word < 0:
-            return OOV_LOG10, ()
-        penalty = 0.0
-        for start in range(len(history) + 1):
-            context = history[start:]
-            logp = self.prob.get(context + (word,))
-            if logp is not None:
-                break
-            penalty += self.backoff.get(context, 0.0)
-        else:  # pragma: no cover - every word id has a 1-gram entry
-            logp = OOV_LOG10
-        # the next history: its longest suffix that is an n-gram of the model (as KenLM's state);
-        # a longer one could neither be extended nor carry a back-off weight
-        nxt = (history + (word,))[-(self.order - 1):] if self.order > 1 else ()
-        while nxt and nxt not in self.prob:
-            nxt = nxt[1:]
-        return logp + penalty, nxt
-
-    def sentence_log10(self, words: list[str]) -> float:
-        history, total = self.start(), 0.0
-        for word in words + [EOS]:
-            logp, history = self.score(history, self.word_id(word))
-            total += logp
-        return total
 
 
 class LmFusion:

@@ -80,7 +80,7 @@ def test_built_kneser_ney_sums_to_one_in_every_context():
     for order in (1, 2, 3):
         lm = ArpaLM.parse(build_arpa(sentences, order).splitlines())
         assert lm.order == order
-        histories = {()} | {ngram[:-1] for ngram in lm.prob if len(ngram) > 1} | {ngram for ngram in lm.prob
+        histories = {()} | {ngram[:-1] for ngram in lm.ngrams() if len(ngram) > 1} | {ngram for ngram in lm.ngrams()
                                                                                     if len(ngram) < order}
         for history in histories:
             if lm.eos in history:

@@ -34,7 +34,7 @@ def build(
     os.replace(tmp, out)
     lm = ArpaLM.load(out)
     words = sum(len(s) for s in sentences)
-    typer.echo(f"{out}: {lm.order}-gram, {len(lm.words)} words, {len(lm.prob)} n-grams from {len(sentences)} "
+    typer.echo(f"{out}: {lm.order}-gram, {len(lm.words)} words, {lm.num_ngrams} n-grams from {len(sentences)} "
                f"sentences ({words} words), interpolated Kneser-Ney")
 
 
