@@ -2,8 +2,9 @@
 
 A data dir holds ``wav.scp`` (recording id -> audio path), ``text`` (utterance
 id -> transcript), ``utt2spk``, ``spk2utt``, and optionally ``segments``
-(utterance id -> recording id, start, end in seconds) and ``utt2dur``.
-Without ``segments`` every recording is one utterance with the same id.
+(utterance id -> recording id, start, end in seconds), ``utt2dur`` and
+``spk2gender`` (speaker -> m/f, kept through subset, fix, split and speed
+perturbation). Without ``segments`` every recording is one utterance with the same id.
 Every file is sorted by its first field in C (byte) order with unique keys;
 errors name the file, the line and the utterance.
 """
@@ -91,6 +92,7 @@ class DataDir:
         self.utt2spk: dict[str, str] = {}
         self.segments: dict[str, tuple[str, float, float]] | None = None
         self.utt2dur: dict[str, float] = {}
+        self.spk2gender: dict[str, str] = {}  # speaker -> 'm' or 'f' (Kaldi's optional spk2gender)
         self.pipe_lines: dict[str, int] = {}  # wav.scp entries that are command pipes -> their line
 
     # ---------------------------------------------------------------- loading
@@ -136,6 +138,12 @@ class DataDir:
                     data.utt2dur[key] = float(value)
                 except ValueError:
                     raise DataDirError(f"{path / 'utt2dur'} line {line_no}: {key!r} duration {value!r} is not a number") from None
+        if (path / "spk2gender").is_file():
+            for key, value, line_no in read_table(path / "spk2gender", check_sorted=check_sorted):
+                if value not in ("m", "f"):
+                    raise DataDirError(f"{path / 'spk2gender'} line {line_no}: speaker {key!r} must have gender "
+                                       f"'m' or 'f', not {value!r}")
+                data.spk2gender[key] = value
         if validate:
             data.validate()
         return data
@@ -169,6 +177,11 @@ class DataDir:
         if self.utt2dur:
             for utt in sorted(utts ^ set(self.utt2dur)):
                 found.append(f"{where / 'utt2dur'}: utterance {utt!r} is in only one of text and utt2dur")
+        if self.spk2gender:  # as Kaldi's validate_data_dir.sh: the same speakers as spk2utt
+            speakers = set(self.utt2spk.values())
+            for spk in sorted(speakers ^ set(self.spk2gender)):
+                where_spk = "utt2spk" if spk in speakers else "spk2gender"
+                found.append(f"{where / 'spk2gender'}: speaker {spk!r} is in {where_spk} only")
         spk_file = self.path / "spk2utt" if self.path else None
         if spk_file is not None and spk_file.is_file():
             expected = self.spk2utt()
@@ -238,6 +251,7 @@ class DataDir:
         optional = {
             "segments": {u: f"{rec} {start:.3f} {end:.3f}" for u, (rec, start, end) in (self.segments or {}).items()},
             "utt2dur": {u: f"{dur:.3f}" for u, dur in self.utt2dur.items()},
+            "spk2gender": self.spk2gender,
         }
         for name, rows in optional.items():
             if rows:
@@ -253,6 +267,8 @@ class DataDir:
         out.text = {u: t for u, t in self.text.items() if u in keep}
         out.utt2spk = {u: s for u, s in self.utt2spk.items() if u in keep}
         out.utt2dur = {u: d for u, d in self.utt2dur.items() if u in keep}
+        speakers = set(out.utt2spk.values())
+        out.spk2gender = {s: g for s, g in self.spk2gender.items() if s in speakers}
         if self.segments is not None:
             out.segments = {u: s for u, s in self.segments.items() if u in keep}
             recs = {rec for rec, _, _ in out.segments.values()}
@@ -277,7 +293,7 @@ def fix_data_dir(path: str | Path) -> tuple[int, Path]:
     data = load_unsorted(path)
     backup = path / ".backup"
     backup.mkdir(exist_ok=True)
-    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "utt2dur"):
+    for name in ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "utt2dur", "spk2gender"):
         if (path / name).is_file():
             shutil.copy2(path / name, backup / name)
     keep = set(data.text) & set(data.utt2spk)
@@ -291,6 +307,10 @@ def fix_data_dir(path: str | Path) -> tuple[int, Path]:
     seen |= set(data.segments) if data.segments is not None else set(data.wav_scp)
     dropped = len(seen) - len(keep)
     fixed = data.subset(keep)
+    # a speaker without a gender makes spk2gender inconsistent: drop the file, as Kaldi's fix_data_dir.sh
+    # drops what it cannot keep consistent
+    if fixed.spk2gender and set(fixed.utt2spk.values()) - set(fixed.spk2gender):
+        fixed.spk2gender = {}
     if not fixed.text:
         raise DataDirError(f"{path}: no utterance is present in every file; nothing left after fixing")
     fixed.save(path)

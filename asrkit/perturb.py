@@ -55,6 +55,8 @@ def speed_perturb(data: DataDir, out_dir: str | Path, factors: list[float]) -> D
             out.wav_scp[new_id] = path
             out.text[new_id] = utt.text
             out.utt2spk[new_id] = speaker
+            if utt.speaker in data.spk2gender:  # a perturbed speaker keeps the gender
+                out.spk2gender[speaker] = data.spk2gender[utt.speaker]
             if utt.utt_id in data.utt2dur:
                 out.utt2dur[new_id] = data.utt2dur[utt.utt_id] / factor
     out.save(out_dir)

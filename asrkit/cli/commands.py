@@ -22,20 +22,32 @@ log = logging.getLogger("asrkit")
 @app.command()
 def prepare(
     corpus: str = typer.Argument(..., help=f"Corpus name: {', '.join(CORPORA)}."),
-    out: Path = typer.Option(..., "--out", help="Output folder; train/dev/test data dirs go under it."),
+    out: Path = typer.Option(..., "--out", help="Output folder; one data dir per split (train/dev/test, or "
+                             "LibriSpeech's subset names) goes under it."),
     corpus_dir: Optional[Path] = typer.Option(None, "--corpus-dir", help="A local copy in the official layout "
                                               "(else it is downloaded to --download-dir)."),
     download_dir: Path = typer.Option(Path("data/downloads"), help="Where downloads go."),
+    subsets: Optional[str] = typer.Option(None, "--subsets", help="librispeech: comma-separated subsets, e.g. "
+                                          "train-clean-100,dev-clean (default: every subset present)."),
+    strict: bool = typer.Option(False, "--strict", help="librispeech: audio without a transcript line, or a line "
+                                "without audio, is an error (else counted, reported and left out)."),
 ) -> None:
-    """Turn a corpus in its official layout into Kaldi data dirs (train, dev, test)."""
+    """Turn a corpus in its official layout into Kaldi data dirs."""
+    import inspect
+
     if corpus not in CORPORA:
         raise CorpusError(f"unknown corpus {corpus!r}; known: {', '.join(CORPORA)}")
     module = CORPORA[corpus]
+    extra = {k: v for k, v in (("subsets", subsets), ("strict", strict)) if v}
+    for key in extra:
+        if key not in inspect.signature(module.prepare).parameters:
+            raise CorpusError(f"--{key} is not an option of {corpus}")
     if corpus_dir is None and hasattr(module, "download"):
-        corpus_dir = module.download(download_dir)
+        takes_subsets = "subsets" in inspect.signature(module.download).parameters
+        corpus_dir = module.download(download_dir, subsets) if takes_subsets else module.download(download_dir)
     elif corpus_dir is not None and not corpus_dir.is_dir():
         raise CorpusError(f"--corpus-dir {corpus_dir} is not a directory")
-    counts = module.prepare(corpus_dir, out)
+    counts = module.prepare(corpus_dir, out, **extra)
     typer.echo(f"{corpus}: " + ", ".join(f"{name} {n} utterances in {out / name}" for name, n in counts.items()))
 
 

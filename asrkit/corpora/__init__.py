@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from asrkit.corpora import an4, digits, fsdd, yesno
+from asrkit.corpora import an4, digits, fsdd, librispeech, yesno
 
-CORPORA = {"yesno": yesno, "fsdd": fsdd, "digits": digits, "an4": an4}
+CORPORA = {"yesno": yesno, "fsdd": fsdd, "digits": digits, "an4": an4, "librispeech": librispeech}
 
 __all__ = ["CORPORA"]

@@ -1,4 +1,4 @@
-"""Downloading corpora: fetch, extract without path traversal, verify by checksum."""
+"""Downloading corpora: fetch (resuming a partial file), extract without path traversal, verify by checksum."""
 
 from __future__ import annotations
 
@@ -19,6 +19,50 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: Path, md5: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part`` with an HTTP
+    Range request; with ``md5``, a finished file must match it (a mismatch is an error and the
+    file is kept aside as ``.bad`` so that a retry starts afresh)."""
+    dest = Path(dest)
+    if dest.is_file() and (md5 is None or md5_file(dest) == md5):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    if dest.is_file():  # a finished file with the wrong sum
+        dest.replace(dest.with_name(dest.name + ".bad"))
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            resumed = have and response.status == 206
+            if have and not resumed:
+                log.info("%s: the server does not resume; downloading it whole", url)
+            elif resumed:
+                log.info("%s: resuming at %.1f MB", url, have / 1e6)
+            with open(part, "ab" if resumed else "wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+    except OSError as exc:
+        raise CorpusError(f"cannot download {url} ({exc}); rerun to resume, or download it by hand "
+                          "and pass --corpus-dir") from None
+    if md5 is not None:
+        actual = md5_file(part)
+        if actual != md5:
+            part.replace(dest.with_name(dest.name + ".bad"))
+            raise CorpusError(f"{url}: MD5 {actual} is not the published {md5}; the file was kept as "
+                              f"{dest.name}.bad, rerun to download it again")
+    part.replace(dest)
+    return dest
 
 
 def tree_digest(root: Path, pattern: str) -> str:
@@ -55,12 +99,7 @@ def download_corpus(url: str, download_dir: Path, folder: str, pattern: str, exp
     archive = download_dir / url.rsplit("/", 1)[-1]
     if not archive.is_file():
         log.info("downloading %s", url)
-        tmp = archive.with_name(archive.name + ".part")
-        try:
-            urllib.request.urlretrieve(url, tmp)
-        except OSError as exc:
-            raise CorpusError(f"cannot download {url} ({exc}); download it by hand and pass --corpus-dir") from None
-        tmp.replace(archive)
+        download_file(url, archive)
     safe_extract(archive, download_dir)
     if not root.is_dir():
         raise CorpusError(f"{archive} did not contain {folder}/")
