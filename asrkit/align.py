@@ -87,26 +87,16 @@ def forced_align(log_probs: torch.Tensor, tokens: list[int], blank_id: int = 0) 
     return spans, total
 
 
-def word_spans(spans: list[TokenSpan], symbols: list[str], seconds_per_frame: float,
-               space: str = "<space>") -> list[WordSpan]:
-    """Group token spans into words at the separator token; times in seconds."""
+def word_spans(spans: list[TokenSpan], tokenizer, seconds_per_frame: float) -> list[WordSpan]:
+    """Group token spans into words where the tokenizer says words begin and end (a separator
+    token, or a word-start piece); times in seconds."""
+    tokens = [span.token for span in spans]
     words: list[WordSpan] = []
-    current: list[TokenSpan] = []
-
-    def flush() -> None:
-        if current:
-            text = "".join(symbols[s.token] for s in current)
-            confidence = math.exp(sum(s.log_prob for s in current) / len(current))
-            words.append(WordSpan(text, current[0].start * seconds_per_frame, current[-1].end * seconds_per_frame,
-                                  confidence))
-            current.clear()
-
-    for span in spans:
-        if symbols[span.token] == space:
-            flush()
-        else:
-            current.append(span)
-    flush()
+    for positions in tokenizer.split_words(tokens):
+        members = [spans[p] for p in positions]
+        confidence = math.exp(sum(s.log_prob for s in members) / len(members))
+        words.append(WordSpan(tokenizer.decode([s.token for s in members]), members[0].start * seconds_per_frame,
+                              members[-1].end * seconds_per_frame, confidence))
     return words
 
 

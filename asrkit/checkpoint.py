@@ -19,6 +19,9 @@ everything written since version 1 loads and decodes as it did:
   ``feature.level_norm``, ``feature.utterance_cmn`` and ``train.augment``; an
   older config gets the values that mean what it did (no level normalisation,
   no utterance CMN, no augmentation: ``config.LEGACY_VALUES``).
+- 4: the config has a ``tokenizer`` section; a sentencepiece model's bytes
+  are kept as ``sentencepiece`` beside ``tokens``. An older checkpoint is a
+  character model (the section's defaults), read as before.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from asrkit.config import with_legacy_values
 from asrkit.errors import CheckpointError
 
 FORMAT = "asrkit-checkpoint-v1"  # the marker of every asrkit checkpoint (not its version)
-VERSION = 3
+VERSION = 4
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -57,6 +60,8 @@ def _upgrade(blob: dict[str, Any], path: Path) -> dict[str, Any]:
         if isinstance(blob.get("config"), dict):
             blob["config"] = with_legacy_values(blob["config"])
         version = 3
+    if version == 3:  # characters, which the tokenizer section's defaults mean
+        version = 4
     blob["version"] = version
     return blob
 

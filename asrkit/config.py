@@ -214,15 +214,35 @@ class TrainConfig:
 
 
 @dataclass
+class TokenizerConfig:
+    type: str = "char"  # char (characters, <space> between words) | sentencepiece (BPE/unigram pieces)
+    model_type: str = "bpe"  # sentencepiece: bpe | unigram
+    vocab_size: int = 500  # sentencepiece: pieces, <blank> and <unk> included
+    # sentencepiece: a tokenizer.model (or the folder 'asrkit tokenizer train' wrote it to);
+    # empty: train trains one on its training text and keeps it in the exp dir
+    model: str = ""
+
+    def check(self) -> None:
+        if self.type not in ("char", "sentencepiece"):
+            raise ConfigError(f"tokenizer.type must be 'char' or 'sentencepiece', not {self.type!r}")
+        if self.model_type not in ("bpe", "unigram"):
+            raise ConfigError(f"tokenizer.model_type must be 'bpe' or 'unigram', not {self.model_type!r}")
+        if self.vocab_size < 3:
+            raise ConfigError(f"tokenizer.vocab_size must be >= 3 (<blank>, <unk> and a piece), not {self.vocab_size}")
+
+
+@dataclass
 class ExperimentConfig:
     feature: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def check(self) -> None:
         self.feature.check()
         self.model.check()
         self.train.check()
+        self.tokenizer.check()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,7 +16,7 @@ import torch
 
 from asrkit.errors import DecodeError
 from asrkit.hypothesis import Hypothesis, check_log_probs, extend_key, sequence_key
-from asrkit.prefix_search import WordConstraint, WordScorer, prefix_beam_search
+from asrkit.prefix_search import WordConstraint, WordScorer, prefix_beam_search, resolve_boundary
 
 
 def greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[Hypothesis]:
@@ -94,7 +94,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                                  token_min_logp: float | None = None,
                                  space_id: int | None = None,
                                  lexicon: list[list[int]] | None = None,
-                                 lm: WordScorer | None = None) -> list[list[Hypothesis]]:
+                                 lm: WordScorer | None = None,
+                                 word_starts=None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -106,8 +107,11 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     timesteps are the frames where each token was appended (a prefix already
     in the beam keeps its history when an extension merges into it).
 
-    ``lexicon`` (words as token lists): every word of a hypothesis must be one of them.
-    ``lm``: each word adds its LM score when the separator ends it, the last word
+    Words end at ``space_id`` (a separator token, part of no word) or, with
+    ``word_starts`` (one bool per token), before each word-start token.
+    ``lexicon`` (words as token lists): every word of a hypothesis must be one of them
+    (with word-start tokens, each word a word-start token and then others).
+    ``lm``: each word adds its LM score when it ends, the last word
     and </s> add theirs at the end, and prefixes are ranked by CTC + LM.
 
     This is the plain reference implementation (pure Python, one utterance at a
@@ -118,17 +122,22 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
         raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
     if torch.isnan(log_probs).any():
         raise DecodeError("log-probabilities contain NaN")
-    if lm is not None and space_id is None:
-        space_id = lm.space_id
     lp_all = log_probs.detach().float().cpu()
     num_tokens = lp_all.size(-1)
+    space_id, starts = resolve_boundary(space_id, word_starts, lm, num_tokens)
     keep_tokens = num_tokens if token_prune is None else min(token_prune, num_tokens)
     words = {tuple(w) for w in lexicon} if lexicon is not None else set()
     word_prefixes = {w[:i] for w in words for i in range(1, len(w) + 1)}
 
     def last_word(prefix: tuple[int, ...]) -> tuple[int, ...]:
+        if starts is not None:
+            return prefix[max((i for i, tok in enumerate(prefix) if starts[tok]), default=0):]
         cut = max((i + 1 for i, tok in enumerate(prefix) if tok == space_id), default=0)
         return prefix[cut:]
+
+    def ends_word(prefix: tuple[int, ...], token: int) -> bool:
+        """Whether appending ``token`` to ``prefix`` ends its pending word."""
+        return token == space_id if starts is None else (starts[token] and bool(last_word(prefix)))
 
     lm_memo: dict[tuple[int, ...], tuple[float, int, int]] = {}
 
@@ -141,9 +150,12 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                 lm_memo[prefix] = (0.0, lm.start_state, 0)
             else:
                 total, state, word = lm_of(prefix[:-1])
-                if prefix[-1] == space_id:
+                fresh = 0 if starts is None else extend_key(0, prefix[-1])
+                if ends_word(prefix[:-1], prefix[-1]) and word != 0:
                     delta, nxt = lm.word_scores(torch.tensor([state]), torch.tensor([word]))
-                    lm_memo[prefix] = (total + float(delta[0]), int(nxt[0]), 0)
+                    lm_memo[prefix] = (total + float(delta[0]), int(nxt[0]), fresh)
+                elif ends_word(prefix[:-1], prefix[-1]) or (starts is not None and starts[prefix[-1]]):
+                    lm_memo[prefix] = (total, state, fresh)
                 else:
                     lm_memo[prefix] = (total, state, extend_key(word, prefix[-1]))
         return lm_memo[prefix]
@@ -188,7 +200,13 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                     lp = frame_list[c]
                     if c == space_id and (not prefix or prefix[-1] == space_id):
                         continue  # a separator never starts a prefix nor follows itself
-                    if lexicon is not None:  # spell lexicon words only, end whole ones only
+                    if lexicon is not None and starts is not None:  # a new word only after a whole one
+                        if starts[c] and ((last_word(prefix) and last_word(prefix) not in words)
+                                          or (c,) not in word_prefixes):
+                            continue
+                        if not starts[c] and last_word(prefix) + (c,) not in word_prefixes:
+                            continue
+                    elif lexicon is not None:  # spell lexicon words only, end whole ones only
                         if c == space_id and last_word(prefix) not in words:
                             continue
                         if c != space_id and last_word(prefix) + (c,) not in word_prefixes:

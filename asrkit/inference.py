@@ -21,7 +21,7 @@ from asrkit.features import GlobalCMVN, compute_features
 from asrkit.longform import split_on_silence
 from asrkit.model import build_model
 from asrkit.progress import track
-from asrkit.tokenizer import SPACE, CharTokenizer
+from asrkit.tokenizer import Tokenizer, from_checkpoint
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Recognizer:
         blob = load_checkpoint(self.path)
         try:
             self.config = config_from_dict(blob["config"], str(self.path))
-            self.tokenizer = CharTokenizer(list(blob["tokens"]))
+            self.tokenizer = from_checkpoint(blob)
             self.cmvn = GlobalCMVN.from_dict(blob["cmvn"])
             self.model = build_model(int(blob["feat_dim"]), int(blob["vocab_size"]), self.config.model)
             self.model.load_state_dict(blob["model_state"])
@@ -146,7 +146,7 @@ class Recognizer:
         (to ``log_probs`` when the model has already run on ``feats``)."""
         log_probs = self.log_probs(feats) if log_probs is None else log_probs
         spans, _ = forced_align(log_probs, tokens, self.tokenizer.blank_id)
-        return word_spans(spans, self.tokenizer.symbols, self.seconds_per_frame)
+        return word_spans(spans, self.tokenizer, self.seconds_per_frame)
 
     @torch.no_grad()
     def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
@@ -176,9 +176,10 @@ class Recognizer:
             else:
                 # rescoring reranks the whole beam, as WeNet's attention_rescoring does
                 keep = search.beam if search.mode == "rescore" else search.nbest
+                boundary = self.tokenizer.boundary
                 found = prefix_beam_search(log_probs, out_lens, search.beam, keep, blank_id=self.tokenizer.blank_id,
                                            lm=fusion, token_min_logp=search.token_min_logp,
-                                           space_id=self.tokenizer.index.get(SPACE), lexicon=lexicon)
+                                           space_id=boundary.separator, word_starts=boundary.starts, lexicon=lexicon)
                 if search.mode == "rescore":
                     found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
                     found = [hyps[:search.nbest] for hyps in found]
@@ -223,10 +224,9 @@ class Recognizer:
             for i in pieces:
                 best = hyps[i][0]
                 shift = int(round(offsets[i] / self.seconds_per_frame))
-                if tokens and best.tokens and SPACE in self.tokenizer.index:
-                    tokens.append(self.tokenizer.index[SPACE])  # segments meet between words
-                    steps.append(shift)
-                tokens.extend(best.tokens)
+                joined = self.tokenizer.join(tokens, best.tokens)  # segments meet between words
+                steps.extend([shift] * (len(joined) - len(tokens) - len(best.tokens)))
+                tokens = joined
                 steps.extend(shift + t for t in best.timesteps)
                 score += best.score
                 if with_words:
@@ -270,7 +270,7 @@ def write_hyp(hyps: dict[str, str], path: str | Path) -> None:
     path.write_text("".join(f"{u} {t}".rstrip() + "\n" for u, t in sorted(hyps.items())), encoding="utf-8")
 
 
-def write_nbest(nbest: dict[str, list[Hypothesis]], tokenizer: CharTokenizer, path: str | Path) -> None:
+def write_nbest(nbest: dict[str, list[Hypothesis]], tokenizer: Tokenizer, path: str | Path) -> None:
     """One line per hypothesis: ``<utt> <rank> <score> <text>``, best first.
 
     The score is the one the search ranked by (CTC, + LM when fused, + attention

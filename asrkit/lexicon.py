@@ -5,8 +5,10 @@ ignored, so a pronunciation dictionary works as it is: CMU/Sphinx ``.dic``
 (``WORD(2)`` alternative pronunciations count once), Kaldi ``lexicon.txt``, or a
 plain word list. ``Lexicon`` turns the spellable words into a trie of token ids
 kept as tensors: the search follows one trie node per prefix, and the tokens
-that may extend a prefix are that node's children (plus the word separator
-when the node ends a word).
+that may extend a prefix are that node's children (plus the word separator,
+or the first tokens of the words, when the node ends a word). Each word is
+spelt by the model's tokenizer (``spell``): its characters, or the pieces the
+model's own sentencepiece gives it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from asrkit.errors import DecodeError
-from asrkit.tokenizer import CharTokenizer
+from asrkit.tokenizer import Tokenizer
 
 _VARIANT = re.compile(r"\(\d+\)$")  # WORD(2): Sphinx/CMUdict's second pronunciation of WORD
 
@@ -62,18 +64,20 @@ class Lexicon:
 
     start_node = 0
 
-    def __init__(self, words: list[str], tokenizer: CharTokenizer, source: str = "lexicon") -> None:
-        index = tokenizer.index
+    def __init__(self, words: list[str], tokenizer: Tokenizer, source: str = "lexicon") -> None:
+        starts = tokenizer.boundary.starts
         children: list[dict[int, int]] = [{}]
         ends: set[int] = set()
         self.skipped: list[str] = []
         for word in words:
-            if word.startswith("<") or any(ch not in index for ch in word):
+            spelt = None if word.startswith("<") else tokenizer.spell(word)
+            if spelt is not None and starts is not None and (not starts[spelt[0]] or any(starts[t] for t in spelt[1:])):
+                spelt = None  # a word must begin, and only begin, at its first piece
+            if spelt is None:
                 self.skipped.append(word)
                 continue
             node = 0
-            for ch in word:
-                token = index[ch]
+            for token in spelt:
                 if token not in children[node]:
                     children[node][token] = len(children)
                     children.append({})
@@ -95,7 +99,7 @@ class Lexicon:
         self._on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     @classmethod
-    def load(cls, path: str | Path, tokenizer: CharTokenizer) -> "Lexicon":
+    def load(cls, path: str | Path, tokenizer: Tokenizer) -> "Lexicon":
         return cls(read_lexicon(path), tokenizer, f"lexicon {path}")
 
     @property

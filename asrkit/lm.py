@@ -21,7 +21,7 @@ import torch
 from asrkit.arpa import BOS, EOS, UNK, ArpaLM
 from asrkit.decode import sequence_key
 from asrkit.errors import LmError
-from asrkit.tokenizer import SPACE, CharTokenizer
+from asrkit.tokenizer import Tokenizer
 
 LN10 = math.log(10.0)
 
@@ -29,20 +29,24 @@ LN10 = math.log(10.0)
 class LmFusion:
     """Shallow fusion of an ``ArpaLM`` into ``prefix_beam_search`` (the ``WordScorer`` protocol).
 
-    Words are spelt by the model's character tokens; a word's key is the hash of
-    its tokens, as the search keeps it. Histories become integer states.
+    Words are spelt by the model's tokenizer (``spell``: characters, or the
+    word's sentencepiece pieces); a word's key is the hash of its tokens, as the
+    search keeps it. The word boundary is the tokenizer's. Histories become
+    integer states.
     """
 
-    def __init__(self, lm: ArpaLM, tokenizer: CharTokenizer, weight: float = 0.5, bonus: float = 0.0) -> None:
+    def __init__(self, lm: ArpaLM, tokenizer: Tokenizer, weight: float = 0.5, bonus: float = 0.0) -> None:
         self.lm = lm
         self.weight = weight
         self.bonus = bonus
-        self.space_id = tokenizer.index.get(SPACE)
+        boundary = tokenizer.boundary
+        self.space_id, self.word_starts = boundary.separator, boundary.starts
         keys, ids = [], []
         for word, word_id in lm.index.items():
-            if word in (BOS, EOS, UNK) or any(ch not in tokenizer.index for ch in word):
+            tokens = None if word in (BOS, EOS, UNK) else tokenizer.spell(word)
+            if tokens is None:
                 continue  # the model cannot spell it
-            keys.append(sequence_key(tokenizer.index[ch] for ch in word))
+            keys.append(sequence_key(tokens))
             ids.append(word_id)
         order = sorted(range(len(keys)), key=keys.__getitem__)
         self._keys = torch.tensor([keys[i] for i in order] or [-1], dtype=torch.long)

@@ -17,7 +17,7 @@ from asrkit.decode import greedy_search
 from asrkit.model import AsrModel, output_length
 from asrkit.model.decoder import attention_loss, decoder_io
 from asrkit.score import score
-from asrkit.tokenizer import CharTokenizer
+from asrkit.tokenizer import Tokenizer
 
 
 def min_ctc_frames(tokens: list[int]) -> int:
@@ -25,7 +25,7 @@ def min_ctc_frames(tokens: list[int]) -> int:
     return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
 
 
-def select_trainable(data: DataDir, num_frames: Mapping[str, int], tokenizer: CharTokenizer,
+def select_trainable(data: DataDir, num_frames: Mapping[str, int], tokenizer: Tokenizer,
                      cfg: ExperimentConfig, max_duration: float | None) -> tuple[list[str], dict[str, list[int]], dict[str, int]]:
     """Utterance ids CTC can align, their token ids, and counts of what was dropped and why
     (plus ``unknown_chars``: characters outside the token table, mapped to <unk>).
@@ -75,7 +75,7 @@ def _autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
 
 
 @torch.no_grad()
-def validation_sums(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
+def validation_sums(model: AsrModel, loader, tokenizer: Tokenizer, refs: dict[str, str], device: torch.device,
                     amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> list[float]:
     """[summed dev loss, utterances, word errors, reference words] over the batches ``loader``
     yields (under torchrun: this process's share; the sums of all shares give the whole dev set's
@@ -99,7 +99,7 @@ def validation_sums(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dic
     return [total, count, report.word.errors, report.word.ref_len]
 
 
-def validate(model: AsrModel, loader, tokenizer: CharTokenizer, refs: dict[str, str], device: torch.device,
+def validate(model: AsrModel, loader, tokenizer: Tokenizer, refs: dict[str, str], device: torch.device,
              amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> tuple[float, float]:
     """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
     return _dev_figures(validation_sums(model, loader, tokenizer, refs, device, amp, amp_dtype, check))

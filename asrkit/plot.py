@@ -52,7 +52,6 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
     seconds = feats.shape[0] * shift
     posteriors = log_probs.exp().numpy().T  # (V, T')
     used = sorted(set(tokens) | {recognizer.tokenizer.blank_id})
-    symbols = recognizer.tokenizer.symbols
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, seconds * 2.5), 7.5), sharex=True,
                              gridspec_kw={"height_ratios": [3, 2, 1]})
     axes[0].imshow(feats.T, origin="lower", aspect="auto", extent=(0, seconds, 0, feats.shape[1]), cmap="magma")
@@ -62,8 +61,8 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
     axes[1].imshow(posteriors[used], origin="lower", aspect="auto", extent=(0, end, -0.5, len(used) - 0.5),
                    cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     axes[1].set_yticks(range(len(used)))
-    axes[1].set_yticklabels(["-" if i == recognizer.tokenizer.blank_id else ("␣" if symbols[i] == "<space>"
-                                                                             else symbols[i]) for i in used])
+    axes[1].set_yticklabels(["-" if i == recognizer.tokenizer.blank_id else recognizer.tokenizer.display(i)
+                             for i in used])
     axes[1].set_ylabel("CTC posterior")
     for word in words:
         for axis in axes:
@@ -97,8 +96,7 @@ def plot_attention(recognizer, audio_path: str | Path, out: str | Path, search=N
     targets = torch.tensor([tokens or [0]], device=recognizer.device)
     ys_in, _ = decoder_io(targets, torch.tensor([len(tokens)], device=recognizer.device))
     _, weights = recognizer.model.decoder(enc, enc_lens, ys_in, return_attention=True)
-    symbols = recognizer.tokenizer.symbols
-    labels = [("␣" if symbols[t] == "<space>" else symbols[t]) for t in tokens] + ["</s>"]
+    labels = [recognizer.tokenizer.display(t) for t in tokens] + ["</s>"]
     matrix = weights[0].float().cpu().numpy()
     fig, axis = plt.subplots(figsize=(max(6.0, matrix.shape[1] / 12), max(3.0, len(labels) / 3)))
     axis.imshow(matrix, aspect="auto", origin="upper", cmap="viridis",

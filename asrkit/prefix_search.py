@@ -36,7 +36,8 @@ class WordConstraint(Protocol):
 class WordScorer(Protocol):
     """What ``prefix_beam_search`` needs from a word LM (see ``asrkit.lm.LmFusion``)."""
 
-    space_id: int | None  # the token that ends a word (None: one word per utterance)
+    space_id: int | None  # the token between words (characters), or
+    word_starts: tuple[bool, ...] | None  # per token, whether it begins a word (sentencepiece); neither: one word
     start_state: int
 
     def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +71,35 @@ def _token_log_probs(frame_pad: torch.Tensor, tokens: torch.Tensor, token_prune:
                      token_min_logp: float | None) -> torch.Tensor:
     """Log-probs of ``tokens`` (n, K) in a padded frame (n, V + 1), -inf where pruning drops them."""
     return _pruned(frame_pad.gather(1, tokens), frame_pad[:, :-1], token_prune, token_min_logp)
+
+
+def resolve_boundary(space_id: int | None, word_starts, lm: WordScorer | None, vocab: int):
+    """(separator, word-start tuple): as given, else the LM's; one kind of boundary at most."""
+    if space_id is None and word_starts is None and lm is not None:
+        space_id, word_starts = lm.space_id, getattr(lm, "word_starts", None)
+    if space_id is not None and word_starts is not None:
+        raise DecodeError("a word boundary is either a separator token or a set of word-start tokens, not both")
+    if word_starts is not None:
+        word_starts = tuple(bool(x) for x in word_starts)
+        if len(word_starts) != vocab:
+            raise DecodeError(f"word_starts has {len(word_starts)} entries for {vocab} tokens")
+    return space_id, word_starts
+
+
+def _split_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
+                      token_min_logp: float | None, starts: torch.Tensor):
+    """Under LM fusion with word-start tokens: the ``limit`` best word-start tokens and the
+    ``limit`` best others. A word-start token adds the score of the word it ends, the same for
+    every such token of a prefix, so each class ranks as in ``_shared_candidates``."""
+    allowed = _prune_frame(frame, blank_id, token_prune, token_min_logp)
+    tokens, token_lp = [], []
+    for mask in (starts[:-1], ~starts[:-1]):
+        count = min(int(mask.sum()), limit)
+        if count:
+            lp, tok = allowed.masked_fill(~mask, -math.inf).topk(count, dim=1)
+            tokens.append(tok)
+            token_lp.append(lp)
+    return torch.cat(tokens, 1)[:, None], torch.cat(token_lp, 1)[:, None], False
 
 
 def _shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
@@ -107,18 +137,35 @@ def _shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_pru
 
 def _lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, limit: int,
                         blank_id: int, token_prune: int | None, token_min_logp: float | None,
-                        space_id: int | None):
+                        space_id: int | None, starts: torch.Tensor | None):
     """Tokens that may legally extend each prefix: the children of its trie node (the ``limit``
     most probable of them, as in ``_shared_candidates``), and the separator when the node ends a
-    word. frame: (n, V); nodes: (n, K). Returns tokens, log-probs and next nodes, each (n, K, w)."""
+    word; with word-start tokens, the children of the root (the first tokens of the words) where
+    the node ends a word or no word has begun. frame: (n, V); nodes: (n, K). Returns tokens,
+    log-probs and next nodes, each (n, K, w)."""
     n, beam = nodes.shape
     allowed = torch.nn.functional.pad(_prune_frame(frame, blank_id, token_prune, token_min_logp), (0, 1),
                                       value=-math.inf)  # the last column is the padding token's
-    tokens, next_nodes = lexicon.children(nodes)
-    token_lp = allowed.gather(1, tokens.view(n, -1)).view(tokens.shape)
-    if tokens.size(2) > limit:
-        token_lp, column = token_lp.topk(limit, dim=2)
-        tokens, next_nodes = tokens.gather(2, column), next_nodes.gather(2, column)
+
+    def legal(at: torch.Tensor, closed: torch.Tensor | None):
+        tokens, next_nodes = lexicon.children(at)
+        token_lp = allowed.gather(1, tokens.view(n, -1)).view(tokens.shape)
+        if closed is not None:  # a padding column, so that no row holds a token twice (merging finds one)
+            token_lp = token_lp.masked_fill(closed[:, :, None], -math.inf)
+            tokens = tokens.masked_fill(closed[:, :, None], lexicon.pad_token)
+            next_nodes = next_nodes.masked_fill(closed[:, :, None], 0)
+        if tokens.size(2) > limit:
+            token_lp, column = token_lp.topk(limit, dim=2)
+            tokens, next_nodes = tokens.gather(2, column), next_nodes.gather(2, column)
+        return tokens, token_lp, next_nodes
+
+    if starts is None:
+        tokens, token_lp, next_nodes = legal(nodes, None)
+    else:  # inside a word its children, at a word's end (or before the first) a new word
+        at_root = nodes == 0
+        inner = legal(nodes, at_root)
+        fresh = legal(torch.zeros_like(nodes), ~(at_root | lexicon.is_word(nodes)))
+        tokens, token_lp, next_nodes = (torch.cat([a, b], 2) for a, b in zip(inner, fresh))
     if space_id is not None:
         space_lp = allowed[:, space_id, None].expand(n, beam).masked_fill(~lexicon.is_word(nodes), -math.inf)
         tokens = torch.cat([tokens, torch.full((n, beam, 1), space_id, dtype=tokens.dtype, device=tokens.device)], 2)
@@ -137,6 +184,7 @@ class _Options:
     token_prune: int | None
     token_min_logp: float | None
     space_id: int | None
+    starts: torch.Tensor | None  # (V + 1,) bool: tokens that begin a word (the padding column: False)
     lm: WordScorer | None
     lexicon: WordConstraint | None
     all_tokens: torch.Tensor  # (B, V): 0..V-1 on every row
@@ -205,14 +253,17 @@ def _extensions(beams: _Beams, n: int, frame_pad: torch.Tensor, opts: _Options) 
     stay_blank = total + frame[:, opts.blank_id, None]  # staying through a blank,
     stay_token = pt + frame_pad.gather(1, lst)  # or by repeating the last token
     next_node = None
-    if opts.lexicon is None:
+    if opts.lexicon is None and opts.lm is not None and opts.starts is not None:
+        tokens, token_lp, full = _split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
+                                                   opts.token_min_logp, opts.starts)
+    elif opts.lexicon is None:
         keep_id = opts.space_id if opts.lm is not None else None
         tokens, token_lp, full = _shared_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
                                                     opts.token_min_logp, keep_id, opts.all_tokens)
     else:
         tokens, token_lp, next_node = _lexicon_candidates(frame, opts.lexicon, beams.node[:n], opts.limit,
                                                           opts.blank_id, opts.token_prune, opts.token_min_logp,
-                                                          opts.space_id)
+                                                          opts.space_id, opts.starts)
         full = False
     width = tokens.size(2)
     candidates = torch.empty((n, beam + beam * width), device=frame.device)
@@ -265,10 +316,11 @@ def _add_lm(beams: _Beams, n: int, frm: _Frame, opts: _Options) -> None:
     width = frm.tokens.size(2)
     ext3 = frm.candidates[:, opts.beam:].view(n, opts.beam, width)
     ext3.add_(lm_n[:, :, None])
-    if opts.space_id is not None:
+    if opts.space_id is not None or opts.starts is not None:
         frm.word_delta, frm.word_next = _score_words(opts.lm, beams.lm_state[:n], beams.word_key[:n],
                                                      beams.key[:n] != _NO_PREFIX)
-        ext3.add_(torch.where(frm.tokens == opts.space_id, frm.word_delta[:, :, None], 0.0))
+        ends = frm.tokens == opts.space_id if opts.space_id is not None else opts.starts[frm.tokens]
+        ext3.add_(torch.where(ends, frm.word_delta[:, :, None], 0.0))
 
 
 def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: torch.Tensor,
@@ -297,12 +349,17 @@ def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: torch.
         beams.node[:n] = torch.where(is_stay, beams.node[:n].gather(1, src),
                                      frm.next_node.reshape(n, K * width).gather(1, ext_index))
     if beams.word_key is not None:
-        ended = ~is_stay & (token == opts.space_id) if opts.space_id is not None else torch.zeros_like(is_stay)
         word_src = beams.word_key[:n].gather(1, src)
-        beams.word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, 0, extend_key(word_src, token)))
+        if opts.space_id is not None:  # the separator ends the word and begins none
+            ended, fresh = ~is_stay & (token == opts.space_id), torch.zeros_like(word_src)
+        elif opts.starts is not None:  # a word-start token ends the pending word (if any) and begins one
+            ended, fresh = ~is_stay & opts.starts[token.clamp(min=0)], extend_key(torch.zeros_like(word_src), token)
+        else:
+            ended, fresh = torch.zeros_like(is_stay), word_src
+        beams.word_key[:n] = torch.where(is_stay, word_src, torch.where(ended, fresh, extend_key(word_src, token)))
         lm_src = beams.lm_total[:n].gather(1, src)
         state_src = beams.lm_state[:n].gather(1, src)
-        if opts.space_id is not None:
+        if opts.space_id is not None or opts.starts is not None:
             beams.lm_total[:n] = torch.where(ended, lm_src + frm.word_delta.gather(1, src), lm_src)
             beams.lm_state[:n] = torch.where(ended, frm.word_next.gather(1, src), state_src)
         else:
@@ -336,7 +393,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
                        token_prune: int | None = None, blank_id: int = 0,
                        lm: WordScorer | None = None, token_min_logp: float | None = None,
                        space_id: int | None = None,
-                       lexicon: WordConstraint | None = None) -> list[list[Hypothesis]]:
+                       lexicon: WordConstraint | None = None,
+                       word_starts=None) -> list[list[Hypothesis]]:
     """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
 
     log_probs: (B, T, V); lengths: (B,). Per prefix it keeps the log-probability
@@ -353,6 +411,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     it then never starts a prefix, never follows itself and never ends a
     hypothesis, as in the transcripts the model learnt from, so each
     hypothesis is a distinct text and its score the exact probability of it.
+    ``word_starts`` (one bool per token; ``lm.word_starts`` with an LM) is the
+    other kind of boundary, sentencepiece's: a word-start token ends the
+    pending word and begins the next. The tokenizer's ``boundary`` gives one.
 
     With ``lexicon``, every word of a hypothesis is a lexicon word: each prefix
     follows a node of the lexicon's trie, only the node's children and (after
@@ -390,8 +451,9 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     max_frames = sorted_lengths[0]
     # utterances still running at frame t: the lengths (descending) greater than t
     running = np.searchsorted(-np.asarray(sorted_lengths), -np.arange(max_frames), side="left").tolist()
-    lm_space = lm.space_id if lm is not None and space_id is None else space_id
-    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, lm_space, lm, lexicon,
+    space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
+    starts = None if word_starts is None else torch.tensor(word_starts + (False,), device=device)
+    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts, lm, lexicon,
                     torch.arange(vocab, device=device).expand(batch, vocab))
     beams = _Beams.start(batch, opts, device)
     back_slot = torch.arange(beam, dtype=torch.long, device=device).repeat(max_frames, batch, 1)
@@ -450,4 +512,4 @@ def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[
     return results
 
 
-__all__ = ["WordConstraint", "WordScorer", "prefix_beam_search"]
+__all__ = ["WordConstraint", "WordScorer", "prefix_beam_search", "resolve_boundary"]

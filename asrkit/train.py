@@ -53,7 +53,8 @@ from asrkit import distributed
 from asrkit.distributed import DistInfo
 from torch.nn.parallel import DistributedDataParallel
 from asrkit.progress import make_progress, track
-from asrkit.tokenizer import CharTokenizer
+from asrkit.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, load_tokenizer,
+                              train_sentencepiece)
 
 log = logging.getLogger("asrkit")
 
@@ -207,7 +208,7 @@ class Trainer:
         self.tokenizer, self.cmvn = self._tokens_and_cmvn(train_data, train_feats, checkpoint, init, init_path)
         if info.is_main:
             save_config(cfg, out_dir / "config.yaml")
-            self.tokenizer.save(out_dir / "tokens.txt")
+            self.tokenizer.save(out_dir)
             self.cmvn.save(out_dir / "cmvn.json")
         self._make_loaders(train_data, train_feats, dev_data, dev_feats, train_dir, dev_dir)
 
@@ -244,20 +245,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def _tokens_and_cmvn(self, train_data: DataDir, train_feats: FeatureStore, checkpoint: dict | None,
-                         init: dict | None, init_path: str) -> tuple[CharTokenizer, GlobalCMVN]:
+                         init: dict | None, init_path: str) -> tuple[Tokenizer, GlobalCMVN]:
         """From the checkpoint on resume; from the --init model (plus the training text's new
-        characters) when fine-tuning; else built from the training set."""
+        characters) when fine-tuning; else built from the training set (``tokenizer`` config)."""
         if checkpoint is not None:
-            return CharTokenizer(checkpoint["tokens"]), GlobalCMVN.from_dict(checkpoint["cmvn"])
+            return from_checkpoint(checkpoint), GlobalCMVN.from_dict(checkpoint["cmvn"])
         if init is None:
             streamed = (train_feats[u] for u in track(train_data.utt_ids(), "CMVN statistics"))
-            return CharTokenizer.build(train_data.text.values()), GlobalCMVN.from_features(streamed)
-        old = CharTokenizer(init["tokens"])
+            return self._new_tokenizer(train_data), GlobalCMVN.from_features(streamed)
+        old = from_checkpoint(init)
+        if not isinstance(old, CharTokenizer):
+            log.info("--init %s: weights, CMVN and sentencepiece units from it, fresh optimizer and schedule",
+                     init_path)
+            return old, GlobalCMVN.from_dict(init["cmvn"])
         tokenizer = old.extended(train_data.text.values())
         added = tokenizer.symbols[len(old):]
         log.info("--init %s: weights and CMVN from it, fresh optimizer and schedule; %d new characters%s",
                  init_path, len(added), f" ({' '.join(added)}) get fresh output rows" if added else "")
         return tokenizer, GlobalCMVN.from_dict(init["cmvn"])
+
+    def _new_tokenizer(self, train_data: DataDir) -> Tokenizer:
+        """Characters of the training text, or sentencepiece units: the configured model, else one
+        trained on the training text (by rank 0, into the exp dir, which the other ranks then read)."""
+        tcfg = self.cfg.tokenizer
+        if tcfg.type == "char":
+            return CharTokenizer.build(train_data.text.values())
+        if tcfg.model:
+            path = Path(tcfg.model)
+            tokenizer = load_tokenizer(path) if path.is_dir() else SentencePieceTokenizer.load(path)
+            if not isinstance(tokenizer, SentencePieceTokenizer):
+                raise TrainingError(f"tokenizer.model {path}: no tokenizer.model there")
+            log.info("tokenizer: sentencepiece %s, %d pieces", path, len(tokenizer))
+            return tokenizer
+        if self.info.is_main:
+            train_sentencepiece(train_data.text.values(), self.out_dir, tcfg.vocab_size, tcfg.model_type)
+        distributed.barrier(self.info)
+        tokenizer = SentencePieceTokenizer.load(self.out_dir / "tokenizer.model")
+        log.info("tokenizer: sentencepiece %s of %d pieces trained on %s's text", tcfg.model_type, len(tokenizer),
+                 train_data.path)
+        return tokenizer
 
     def _make_loaders(self, train_data: DataDir, train_feats: FeatureStore, dev_data: DataDir | None,
                       dev_feats: FeatureStore | None, train_dir: Path, dev_dir: Path | None) -> None:
@@ -511,7 +537,7 @@ class Trainer:
         return {
             "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
             "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "config": self.cfg.to_dict(), "tokens": self.tokenizer.symbols, "cmvn": self.cmvn.to_dict(),
+            "config": self.cfg.to_dict(), **self.tokenizer.checkpoint_entries(), "cmvn": self.cmvn.to_dict(),
             "feat_dim": self.cfg.feature.dim, "vocab_size": len(self.tokenizer), "train_state": self.state.to_dict(),
             "epoch_metrics": self.epoch_row, "features_external": self.external_features,
         }

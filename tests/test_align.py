@@ -46,7 +46,9 @@ def test_word_spans_and_formats():
     symbols = ["<blank>", "<unk>", "<space>", "a", "b"]
     spans = [TokenSpan(3, 0, 2, math.log(0.9)), TokenSpan(2, 3, 4, 0.0), TokenSpan(4, 5, 6, math.log(0.5)),
              TokenSpan(3, 7, 9, math.log(0.5))]
-    words = word_spans(spans, symbols, 0.04)
+    from asrkit.tokenizer import CharTokenizer
+
+    words = word_spans(spans, CharTokenizer(symbols), 0.04)
     assert [(w.word, w.start, w.end) for w in words] == [("a", 0.0, 0.08), ("ba", 0.2, 0.36)]
     assert words[0].confidence == pytest.approx(0.9) and words[1].confidence == pytest.approx(0.5)
     assert to_ctm("rec", words) == "rec 1 0.00 0.08 a 0.90\nrec 1 0.20 0.16 ba 0.50\n"

@@ -11,7 +11,7 @@ def test_build_encode_decode(tmp_path):
     assert tok.decode(ids) == "YES NO"
     assert tok.decode(tok.encode("好棒棒")) == "好棒棒"
     assert tok.encode("Z") == [tok.unk_id] and tok.count_unknown("ZZ Y") == 2
-    tok.save(tmp_path / "tokens.txt")
+    tok.save(tmp_path)
     assert CharTokenizer.load(tmp_path / "tokens.txt").symbols == tok.symbols
 
 

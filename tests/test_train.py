@@ -52,7 +52,7 @@ def test_version_1_checkpoint_loads_and_decodes_identically():
     from asrkit.inference import Recognizer, SearchOptions
 
     blob = load_checkpoint(DATA / "checkpoint_v1.pt")
-    assert blob["version"] == 3 and blob["train_state"]["lr_from_step"] == -1
+    assert blob["version"] == 4 and blob["train_state"]["lr_from_step"] == -1
     assert blob["config"]["feature"]["level_norm"] == "none" and not blob["config"]["feature"]["utterance_cmn"]
     expected = torch.load(DATA / "checkpoint_v1_expected.pt", weights_only=True)
     recognizer = Recognizer(DATA / "checkpoint_v1.pt")
@@ -71,7 +71,7 @@ def test_a_newer_checkpoint_version_is_refused(tmp_path):
     blob = load_checkpoint(DATA / "checkpoint_v1.pt")
     path = tmp_path / "future.pt"
     torch.save({**blob, "version": 99}, path)
-    with pytest.raises(CheckpointError, match="version 99; this asrkit reads up to 3"):
+    with pytest.raises(CheckpointError, match="version 99; this asrkit reads up to 4"):
         load_checkpoint(path)
 
 

@@ -98,4 +98,4 @@ def run() -> None:
     sys.exit(main())
 
 
-from asrkit.cli import commands, data, lm, plot  # noqa: E402,F401  (registers the commands)
+from asrkit.cli import commands, data, lm, plot, tokenizer  # noqa: E402,F401  (registers the commands)
