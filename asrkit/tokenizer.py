@@ -265,8 +265,10 @@ def train_sentencepiece(texts: Iterable[str], out_dir: str | Path, vocab_size: i
             bos_id=-1, eos_id=-1, hard_vocab_limit=True, minloglevel=2, num_threads=1,
             input_sentence_size=2_000_000, shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000)
     except RuntimeError as exc:  # e.g. a vocabulary larger than the text allows
-        raise ConfigError(f"sentencepiece training failed: {str(exc).strip().splitlines()[-1]}"
-                          " (a smaller tokenizer.vocab_size?)") from None
+        reason = str(exc).strip().splitlines()[-1]
+        reason = reason.split("] ", 1)[-1]  # sentencepiece prefixes its source location
+        raise ConfigError(f"sentencepiece training failed: {reason} (tokenizer.vocab_size counts <blank> and "
+                          "<unk>)") from None
     tokenizer = SentencePieceTokenizer(model.getvalue())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tokenizer.save(out_dir)

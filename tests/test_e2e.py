@@ -222,3 +222,31 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tone_corpus,
     assert resumed["train_state"]["epoch"] == 25
     for key, tensor in original["model_state"].items():
         assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
+
+
+def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, tiny_config, tmp_path, capsys):
+    """tokenizer.type sentencepiece end to end: the model is trained and kept in the exp dir and
+    the checkpoint; transcribe needs nothing else, and its CTM has one line per spoken word."""
+    exp = tmp_path / "sp"
+    code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"], "--config",
+                            tiny_config, "--out", exp, "--set", "tokenizer.type=sentencepiece",
+                            "--set", "tokenizer.vocab_size=6", "--set", "train.epochs=12", "--set",
+                            "model.ctc_weight=0.5"], capsys)
+    assert code == 0, err
+    assert (exp / "tokenizer.model").is_file() and "sentencepiece" in load_checkpoint(exp / "best.pt")
+    code, _, err = run_cli(["-q", "decode", exp, tone_corpus["dev"], "--mode", "rescore", "--beam", "4",
+                            "--out", tmp_path / "dec"], capsys)
+    assert code == 0, err
+    code, out, _ = run_cli(["eval", tone_corpus["dev"] / "text", tmp_path / "dec" / "hyp"], capsys)
+    assert float((tmp_path / "dec" / "wer").read_text().split()[1]) < 30.0
+    (exp / "tokenizer.model").unlink()  # transcribe reads it from the checkpoint
+    wav = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]
+    utt = wav.stem
+    code, out, _ = run_cli(["-q", "transcribe", exp, wav, "--format", "ctm"], capsys)
+    words = [line.split()[4] for line in out.strip().splitlines()]
+    reference = dict(line.split(" ", 1) for line in (tone_corpus["dev"] / "text").read_text().splitlines())[utt]
+    assert code == 0 and words == reference.split()
+    code, out, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--config", tiny_config, "--out",
+                              tmp_path / "big", "--set", "tokenizer.type=sentencepiece",
+                              "--set", "tokenizer.vocab_size=50"], capsys)
+    assert code != 0 and "sentencepiece training failed: Vocabulary size too high (50)" in err
