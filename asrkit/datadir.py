@@ -350,6 +350,30 @@ def split_data_dir(data: DataDir, fraction: float, *, by_speaker: bool = False,
     return data.subset(rest), data.subset(held_set)
 
 
+def combine_data_dirs(parts: list["DataDir"], names: list[str] | None = None) -> "DataDir":
+    """One data dir holding every utterance of ``parts`` (as Kaldi's utils/combine_data.sh); an
+    utterance, recording or speaker id in two parts with different content is an error."""
+    out = DataDir()
+    out.segments = {} if any(p.segments is not None for p in parts) else None
+    for index, part in enumerate(parts):
+        where = names[index] if names else f"part {index + 1}"
+        if (part.segments is None) != (out.segments is None):
+            raise DataDirError(f"{where}: cannot combine data dirs with and without segments")
+        clash = next((u for u in part.text if u in out.text), None)
+        if clash is not None:
+            raise DataDirError(f"{where}: utterance {clash!r} is also in an earlier data dir")
+        for table in ("wav_scp", "text", "utt2spk", "utt2dur", "spk2gender"):
+            mine, theirs = getattr(out, table), getattr(part, table)
+            for key, value in theirs.items():
+                if mine.get(key, value) != value:
+                    raise DataDirError(f"{where}: {table.replace('_', '.')} entry {key!r} differs from an earlier "
+                                       "data dir's")
+                mine[key] = value
+        if part.segments is not None:
+            out.segments.update(part.segments)
+    return out
+
+
 def save_splits(parts: dict[str, "DataDir"], out_dir: str | Path) -> dict[str, int]:
     """Write each data dir under ``out_dir/<name>``, validate what was written, return the counts."""
     counts = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from asrkit.cli import ALLOW_PIPES, app
-from asrkit.datadir import DataDir, fix_data_dir, read_table, split_data_dir
+from asrkit.datadir import DataDir, combine_data_dirs, fix_data_dir, read_table, split_data_dir
 from asrkit.errors import DataDirError
 
 log = logging.getLogger("asrkit")
@@ -83,6 +83,18 @@ def subset(
         wanted = random.Random(seed).sample(ids, min(num_utts, len(ids))) if random_pick else ids[:num_utts]
     data.subset(wanted).save(out_dir)
     typer.echo(f"{out_dir}: {len(wanted)} utterances")
+
+
+@data_app.command("combine")
+def combine(
+    out_dir: Path = typer.Argument(..., help="Where to write the combined data dir."),
+    data_dirs: list[Path] = typer.Argument(..., help="Data dirs to combine (e.g. LibriSpeech's three training subsets)."),
+) -> None:
+    """Write one data dir with the utterances of several (Kaldi's utils/combine_data.sh)."""
+    data = combine_data_dirs([DataDir.load(d) for d in data_dirs], [str(d) for d in data_dirs])
+    data.save(out_dir)
+    DataDir.load(out_dir)
+    typer.echo(f"{out_dir}: {len(data)} utterances from {len(data_dirs)} data dirs")
 
 
 @data_app.command("split")

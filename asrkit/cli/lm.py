@@ -18,7 +18,8 @@ app.add_typer(lm_app, name="lm")
 @lm_app.command("build")
 def build(
     text: Path = typer.Argument(..., help="Training text: a data dir, a Kaldi 'text' file, or plain text (--no-ids)."),
-    out: Path = typer.Option(..., "--out", "-o", help="ARPA file to write, e.g. data/lang/lm_3gram.arpa."),
+    out: Path = typer.Option(..., "--out", "-o", help="ARPA file to write, e.g. data/lang/lm_3gram.arpa "
+                             "(gzipped when it ends in .gz)."),
     order: int = typer.Option(3, help="n-gram order."),
     ids: bool = typer.Option(True, "--ids/--no-ids", help="Lines start with an utterance id (Kaldi 'text')."),
 ) -> None:
@@ -29,8 +30,14 @@ def build(
     arpa = build_arpa(sentences, order)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(arpa)
+    with os.fdopen(fd, "wb") as raw:
+        if out.suffix == ".gz":
+            import gzip
+
+            with gzip.GzipFile(fileobj=raw, mode="wb", filename=out.stem) as handle:
+                handle.write(arpa.encode("utf-8"))
+        else:
+            raw.write(arpa.encode("utf-8"))
     os.replace(tmp, out)
     lm = ArpaLM.load(out)
     words = sum(len(s) for s in sentences)
