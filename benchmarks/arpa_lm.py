@@ -133,10 +133,9 @@ def main() -> None:
 
     from asrkit.decode import prefix_beam_search
     from asrkit.lm import ArpaLM, LmFusion
-    from asrkit.tokenizer import SPACE
 
     log_probs, lengths, tokenizer, source = digits_posteriors(args.exp, args.batch)
-    space_id = tokenizer.index.get(SPACE)
+    boundary = tokenizer.boundary
     with tempfile.TemporaryDirectory() as tmp:
         path = args.arpa
         if path is None:
@@ -160,7 +159,8 @@ def main() -> None:
             if scorer is not None:  # a fresh memo each time: the cost of scoring, not of a warm cache
                 scorer = LmFusion(lm, tokenizer, weight=0.5, bonus=1.0)
             start = time.perf_counter()
-            prefix_beam_search(log_probs, lengths, beam=args.beam, space_id=space_id, lm=scorer)
+            prefix_beam_search(log_probs, lengths, beam=args.beam, space_id=boundary.separator,
+                               word_starts=boundary.starts, lm=scorer)
             best = min(best, time.perf_counter() - start)
         return best
 
