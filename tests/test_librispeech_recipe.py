@@ -69,6 +69,7 @@ def test_every_stage_runs_on_a_mini_corpus_with_two_processes(tmp_path):
     assert (data / "lang_bpe" / "tokenizer.model").is_file() and (data / "lang" / "lm_3gram.arpa.gz").is_file()
     log = (exp / "train.log").read_text()
     assert "distributed: 2 processes (gloo)" in log
+    assert done.stdout.count("trained 2 epochs") == 1  # one summary for the job, not one per process
     rows = [line for line in (exp / "RESULTS.md").read_text().splitlines() if line.startswith("| ") and "%" in line]
     assert len(rows) == 12, rows  # 4 sets x (greedy, beam + LM, rescore + LM)
     assert {r.split("|")[2].strip() for r in rows} == {"greedy", "beam_lm", "rescore_lm"}

@@ -100,7 +100,10 @@ def train(
         raise Stopped(exc, saved) from None
     best = (f"; best dev loss {state.best_dev_loss:.4f}, its dev WER {100 * state.best_dev_wer:.2f}%"
             if state.best_dev_loss != float("inf") else "")
-    typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")
+    from asrkit.distributed import from_env
+
+    if from_env().is_main:  # under torchrun, one summary line for the job, not one per process
+        typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")
 
 
 @app.command()
