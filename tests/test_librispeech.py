@@ -211,3 +211,35 @@ def test_download_stage_fetches_official_names_and_unpacks(tmp_path, server, mon
     assert root == tmp_path / "downloads/LibriSpeech"
     assert librispeech.prepare(root, tmp_path / "data") == {"dev-clean": 2}
     assert librispeech.download(tmp_path / "downloads", "dev-clean", url=url + "/nowhere") == root  # done: skipped
+
+
+def test_combine_data_dirs_and_its_clashes(tmp_path):
+    from typer.testing import CliRunner
+
+    from asrkit.cli import app
+    from asrkit.datadir import combine_data_dirs
+
+    make_layout(tmp_path / "corpus")
+    librispeech.prepare(tmp_path / "corpus", tmp_path / "data")
+    parts = [tmp_path / "data/train-clean-100", tmp_path / "data/dev-clean"]
+    result = CliRunner().invoke(app, ["data", "combine", str(tmp_path / "all"), *map(str, parts)])
+    assert result.exit_code == 0, result.output
+    combined = DataDir.load(tmp_path / "all")
+    assert len(combined) == 5 and combined.spk2gender["2412-153948"] == "f"
+    with pytest.raises(DataDirError, match="utterance '103-1240-0000' is also in an earlier data dir"):
+        combine_data_dirs([DataDir.load(parts[0]), DataDir.load(parts[0])], ["a", "b"])
+
+
+def test_lm_build_writes_gzip_for_a_gz_name(tmp_path):
+    import gzip
+
+    from typer.testing import CliRunner
+
+    from asrkit.arpa import ArpaLM
+    from asrkit.cli import app
+
+    (tmp_path / "text").write_text("u1 A B\nu2 B C A\n")
+    result = CliRunner().invoke(app, ["lm", "build", str(tmp_path / "text"), "--out", str(tmp_path / "lm.arpa.gz")])
+    assert result.exit_code == 0, result.output
+    assert gzip.decompress((tmp_path / "lm.arpa.gz").read_bytes()).startswith(b"\\data\\")
+    assert ArpaLM.load(tmp_path / "lm.arpa.gz").order == 3
