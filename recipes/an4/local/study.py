@@ -83,7 +83,7 @@ def table(exp_root: Path, text: Path, rows: list[str], plots: str | None) -> str
         clipped = sum(n > threshold for n in norms) / max(len(norms), 1)
         share = f"{100 * clipped:.1f}%" + ("" if clip else " (would be, at 5.0)")
         finite = [n for n in norms if n == n and n != float("inf")]
-        cells = [name, "Elman" if m.rnn_type == "rnn" else m.rnn_type.capitalize() if m.rnn_type != "gru" else "GRU",
+        cells = [name, {"rnn": "Elman", "jordan": "Jordan", "gru": "GRU", "lstm": "LSTM"}[m.rnn_type],
                  "bi" if m.bidirectional else "uni", str(m.hidden_size), f"{params / 1e6:.2f}M",
                  f"{seconds:.0f}", str(clip) if clip else "none", share,
                  f"{max(finite):.1f}" if finite else "-"]
