@@ -44,8 +44,8 @@ class _Order:
 
     def row(self, key: int) -> int:
         """Row of ``key``, or -1."""
-        position = int(np.searchsorted(self.keys, key))
-        return position if position < len(self.keys) and self.keys[position] == key else -1
+        position = int(self.keys.searchsorted(key))  # the method: np.searchsorted's wrapper costs more than the search
+        return position if position < len(self.keys) and int(self.keys[position]) == key else -1
 
 
 class ArpaLM:
@@ -67,6 +67,7 @@ class ArpaLM:
         self.bos = self.index.get(BOS)
         self.eos = self.index.get(EOS)
         self.unk = self.index.get(UNK)
+        self._rows: dict[tuple[int, ...], int] = {}  # context -> row: a search asks about few, many times
 
     @property
     def num_ngrams(self) -> int:
@@ -202,6 +203,14 @@ class ArpaLM:
 
     def _row(self, ngram: tuple[int, ...]) -> int:
         """Row of an n-gram of word ids in its order's table, or -1."""
+        if len(ngram) < self.order:  # a possible context: kept
+            row = self._rows.get(ngram)
+            if row is None:
+                row = self._rows[ngram] = self._find(ngram)
+            return row
+        return self._find(ngram)
+
+    def _find(self, ngram: tuple[int, ...]) -> int:
         row = ngram[0]
         for n, word in enumerate(ngram[1:], start=2):
             row = self._tables[n].row(row * len(self.words) + word)

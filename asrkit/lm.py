@@ -79,12 +79,10 @@ class LmFusion:
         return item
 
     def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        words = self._word_ids(word_keys)
-        pairs = torch.stack([states.cpu(), words], 1)
-        unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        scored = [self._step(s, w) for s, w in unique.tolist()]
-        delta = torch.tensor([d for d, _ in scored], dtype=torch.float32)[inverse]
-        nxt = torch.tensor([n for _, n in scored], dtype=torch.long)[inverse]
+        words = self._word_ids(word_keys).tolist()
+        scored = [self._step(s, w) for s, w in zip(states.tolist(), words)]  # memoised: a dict lookup each
+        delta = torch.tensor([d for d, _ in scored], dtype=torch.float32)
+        nxt = torch.tensor([n for _, n in scored], dtype=torch.long)
         return delta.to(states.device), nxt.to(states.device)
 
     def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
