@@ -215,7 +215,7 @@ class TrainConfig:
 
 @dataclass
 class TokenizerConfig:
-    type: str = "char"  # char (characters, <space> between words) | sentencepiece (BPE/unigram pieces)
+    type: str = "char"  # char (characters and a separator token between words) | sentencepiece (BPE/unigram pieces)
     model_type: str = "bpe"  # sentencepiece: bpe | unigram
     vocab_size: int = 500  # sentencepiece: pieces, <blank> and <unk> included
     # sentencepiece: a tokenizer.model (or the folder 'asrkit tokenizer train' wrote it to);
