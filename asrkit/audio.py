@@ -145,12 +145,33 @@ def input_warnings(samples: np.ndarray, rate: int, model_rate: int) -> list[str]
     return found
 
 
+def quiet_notices() -> None:
+    """This process keeps its once-per-process notices (resampling) to itself: a feature job,
+    whose parent says them (``resampled_rates``, ``note_resampling``), so that ``--nj N`` says
+    each thing once, not N times."""
+    global _notices
+    _notices = False
+
+
+_notices = True
+
+
+def note_resampling(rate: int, target_rate: int) -> None:
+    """Say once per process that audio at ``rate`` is resampled."""
+    if (rate, target_rate) not in _reported_rates:
+        _reported_rates.add((rate, target_rate))
+        if _notices:
+            log.info("resampling audio from %d Hz to the model's %d Hz", rate, target_rate)
+
+
+def resampled_rates() -> list[tuple[int, int]]:
+    return sorted(_reported_rates)
+
+
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate:
         return samples
-    if (rate, target_rate) not in _reported_rates:
-        _reported_rates.add((rate, target_rate))
-        log.info("resampling audio from %d Hz to the model's %d Hz", rate, target_rate)
+    note_resampling(rate, target_rate)
     import librosa
 
     return librosa.resample(samples, orig_sr=rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)

@@ -306,8 +306,12 @@ def _init_worker(queue) -> None:
 
 
 def _worker(args):
+    from asrkit import audio
+
     utterances, cfg, ark = args
-    return _compute_share(utterances, cfg, ark, lambda: _progress_queue.put(1))
+    audio.quiet_notices()  # the parent says them, once for all jobs
+    entries, frames = _compute_share(utterances, cfg, ark, lambda: _progress_queue.put(1))
+    return entries, frames, audio.resampled_rates()
 
 
 def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int, nj: int,
@@ -359,7 +363,13 @@ def _in_workers(shares: list[list[Utterance]], arks: list[str], cfg: FeatureConf
                     advance()
             except queues.Empty:
                 pass
-        return pending.get()  # re-raises a worker's error (it names the utterance)
+        results = pending.get()  # re-raises a worker's error (it names the utterance)
+    from asrkit.audio import note_resampling
+
+    for _, _, rates in results:
+        for rate, target in rates:
+            note_resampling(rate, target)
+    return [(entries, frames) for entries, frames, _ in results]
 
 
 __all__ = ["FeatureStore", "check_config", "compute_missing", "read_record", "stale_utterances", "up_to_date"]

@@ -207,3 +207,14 @@ def test_bad_store_inputs_are_one_line_errors(data_dir, trained_exp, tone_corpus
     code, _, err = run_cli(["train", "--train", tone_corpus["train"], "--dev", foreign, "--config", config,
                             "--out", tmp_path / "mixed"], capsys)
     assert code == 1 and "train and dev need the same kind" in err
+
+
+def test_parallel_jobs_say_a_resampling_once(data_dir):
+    """--nj 3 on 8 kHz audio for a 16 kHz config: one 'resampling' line, from the parent."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "asrkit", "features", str(data_dir), "--nj", "3", "--set",
+                           "feature.sample_rate=16000"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("resampling audio from 8000 Hz to the model's 16000 Hz") == 1, done.stderr
