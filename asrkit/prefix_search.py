@@ -164,7 +164,7 @@ def _lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: tor
     else:  # inside a word its children, at a word's end (or before the first) a new word
         at_root = nodes == 0
         inner = legal(nodes, at_root)
-        fresh = legal(torch.zeros_like(nodes), ~(at_root | lexicon.is_word(nodes)))
+        fresh = _root_candidates(allowed, lexicon, nodes, ~(at_root | lexicon.is_word(nodes)), limit)
         tokens, token_lp, next_nodes = (torch.cat([a, b], 2) for a, b in zip(inner, fresh))
     if space_id is not None:
         space_lp = allowed[:, space_id, None].expand(n, beam).masked_fill(~lexicon.is_word(nodes), -math.inf)
@@ -172,6 +172,25 @@ def _lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: tor
         token_lp = torch.cat([token_lp, space_lp[:, :, None]], 2)
         next_nodes = torch.cat([next_nodes, torch.zeros_like(next_nodes[:, :, :1])], 2)
     return tokens, token_lp, next_nodes
+
+
+def _root_candidates(allowed: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, closed: torch.Tensor,
+                     limit: int):
+    """The first tokens of the lexicon's words, the ``limit`` best of each utterance's frame, for
+    every prefix (padding where ``closed``): the same for all the prefixes of an utterance, so
+    chosen once per utterance, not per prefix (a large lexicon has thousands of first pieces)."""
+    n, beam = nodes.shape
+    tokens, next_nodes = lexicon.children(torch.zeros(1, dtype=torch.long, device=nodes.device))
+    tokens, next_nodes = tokens.expand(n, -1), next_nodes.expand(n, -1)
+    token_lp = allowed.gather(1, tokens)
+    if tokens.size(1) > limit:
+        token_lp, column = token_lp.topk(limit, dim=1)
+        tokens, next_nodes = tokens.gather(1, column), next_nodes.gather(1, column)
+    shape = (n, beam, tokens.size(1))
+    shut = closed[:, :, None]
+    return (tokens[:, None].expand(shape).masked_fill(shut, lexicon.pad_token),
+            token_lp[:, None].expand(shape).masked_fill(shut, -math.inf),
+            next_nodes[:, None].expand(shape).masked_fill(shut, 0))
 
 
 @dataclass
