@@ -60,12 +60,12 @@ def test_every_stage_runs_on_a_mini_corpus_with_two_processes(tmp_path):
     env = {**os.environ, "data": str(tmp_path / "data"), "exp": str(tmp_path / "exp"), "avg": "2",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(["bash", str(ROOT / "recipes/librispeech/run.sh"), "--corpus-dir", str(corpus),
-                           "--conf", "conf/tiny.yaml", "--nproc", "2", "--nj", "2"],
+                           "--conf", "conf/tiny.yaml", "--nproc", "2", "--nj", "2", "--speed-perturb"],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data, exp = tmp_path / "data", tmp_path / "exp"
     assert (data / "train-clean-100" / "spk2gender").read_text().splitlines()[0] == "101-2101 m"
-    assert len((data / "train" / "text").read_text().splitlines()) == 40
+    assert len((data / "train" / "text").read_text().splitlines()) == 3 * 40  # speed-perturbed x 0.9, 1.0, 1.1
     assert (data / "lang_bpe" / "tokenizer.model").is_file() and (data / "lang" / "lm_3gram.arpa.gz").is_file()
     log = (exp / "train.log").read_text()
     assert "distributed: 2 processes (gloo)" in log

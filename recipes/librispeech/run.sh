@@ -3,11 +3,12 @@
 # a word 3-gram (the official pruned one when --lm-dir has it) and attention rescoring.
 #
 #   bash recipes/librispeech/run.sh [--corpus-dir DIR] [--lm-dir DIR] [--train-sets "train-clean-100"]
-#                                   [--nproc N] [--conf FILE] [--exp DIR] [--stage N] [--stop-stage N]
-#                                   [--nj N] [--force]
+#                                   [--nproc N] [--speed-perturb] [--conf FILE] [--exp DIR] [--stage N]
+#                                   [--stop-stage N] [--nj N] [--force]
 #
 # Stages: 0 download (without --corpus-dir; official archives, MD5-checked, resumed) and prepare
-# one data dir per subset, then data/train = the --train-sets combined; 1 features of train and
+# one data dir per subset, then data/train = the --train-sets combined (with --speed-perturb, and
+# 0.9/1.1 speed copies as Kaldi and ESPnet make them, FLAC under data/train/audio); 1 features of train and
 # the four evaluation sets (--nj jobs); 2 sentencepiece units trained on the training text
 # (data/lang_bpe, type and size from the config's tokenizer section); 3 word LM: --lm-dir's
 # official 3-gram.pruned.1e-7.arpa.gz when there, else a 3-gram built from the training text
@@ -28,12 +29,14 @@ train_sets="train-clean-100"
 eval_sets="dev-clean dev-other test-clean test-other"
 lm_dir=""
 nproc=1
+speed_perturb=false
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --train-sets) train_sets=$2; shift 2 ;;
     --lm-dir) lm_dir=$2; shift 2 ;;
     --nproc) nproc=$2; shift 2 ;;
+    --speed-perturb) speed_perturb=true; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -54,7 +57,12 @@ if run_stage 0 "prepare LibriSpeech ($train_sets; $eval_sets)"; then
   fi
   if ! done_or_force "$data/train/text"; then
     # shellcheck disable=SC2046  # one data dir per word
-    asrkit data combine "$data/train" $(for set in $train_sets; do echo "$data/$set"; done)
+    if [ "$speed_perturb" = true ]; then
+      asrkit data combine "$data/train_1.0" $(for set in $train_sets; do echo "$data/$set"; done)
+      asrkit data speed-perturb "$data/train_1.0" "$data/train" --factors 0.9,1.0,1.1
+    else
+      asrkit data combine "$data/train" $(for set in $train_sets; do echo "$data/$set"; done)
+    fi
   fi
 fi
 
