@@ -81,6 +81,8 @@ def test_unknown_or_absent_subset_is_one_clear_error(tmp_path):
         librispeech.prepare(tmp_path / "corpus", tmp_path / "data", subsets="test-other")
     with pytest.raises(CorpusError, match="not the LibriSpeech layout"):
         librispeech.prepare(tmp_path, tmp_path / "data")
+    with pytest.raises(CorpusError, match="unknown LibriSpeech subset 'dev-cleen'"):  # before the layout
+        librispeech.prepare(tmp_path, tmp_path / "data", subsets="dev-cleen")
 
 
 def test_audio_and_transcripts_that_do_not_pair_are_counted_or_strict(tmp_path, caplog):

@@ -166,11 +166,11 @@ def read_subset(root: Path, subset: str, genders: dict[str, str], strict: bool =
 def prepare(corpus_dir: Path, out_dir: Path, subsets: str | list[str] | None = None,
             strict: bool = False) -> dict[str, int]:
     """One data dir per subset under ``out_dir`` (every subset present when ``subsets`` is None)."""
+    names = parse_subsets(subsets) if subsets is not None else []  # a misspelt name first
     root = find_root(Path(corpus_dir))
     if subsets is None:
         names = [s for s in SUBSETS if (root / s).is_dir()]
     else:
-        names = parse_subsets(subsets)
         missing = [s for s in names if not (root / s).is_dir()]
         if missing:
             raise CorpusError(f"{root}: subset {missing[0]} is not there (present: "
