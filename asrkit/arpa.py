@@ -83,13 +83,21 @@ class ArpaLM:
         with open(path, "rb") as handle:
             magic = handle.read(2)
         opener = gzip.open if magic == b"\x1f\x8b" else open
+        read = 0
+
+        def counted(handle):
+            nonlocal read
+            for line in handle:
+                read += 1
+                yield line
+
         try:
             with opener(path, "rt", encoding="utf-8") as handle:
-                return cls.parse(handle, str(path))
+                return cls.parse(counted(handle), str(path))
         except UnicodeDecodeError:
             raise LmError(f"{path}: not an ARPA file (not UTF-8 text; binary KenLM models are not supported)") from None
         except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
-            raise LmError(f"{path}: cannot be read ({exc})") from None
+            raise LmError(f"{path} line {read + 1}: cannot be read, truncated or corrupt ({exc})") from None
 
     @classmethod
     def parse(cls, lines: Iterable[str], source: str = "ARPA") -> "ArpaLM":
@@ -104,6 +112,7 @@ class ArpaLM:
         if line != "\\data\\":
             raise LmError(f"{source}: not an ARPA file (it must start with a \\data\\ line)")
         counts: dict[int, int] = {}
+        count_lines: dict[int, int] = {}
         words: list[str] = []
         index: dict[str, int] = {}
         logps = {1: array("d")}
@@ -119,6 +128,7 @@ class ArpaLM:
                 if not head.strip().isdigit() or not value.strip().isdigit():
                     raise LmError(f"{source} line {line_no}: expected 'ngram N=COUNT'")
                 counts[int(head)] = int(value)
+                count_lines[int(head)] = line_no
                 continue
             if line == "\\end\\":
                 break
@@ -161,7 +171,8 @@ class ArpaLM:
         for n, expected in counts.items():
             found = len(logps[n]) if n in logps else 0
             if found != expected:
-                raise LmError(f"{source}: \\data\\ announces {expected} {n}-grams, the file has {found}")
+                raise LmError(f"{source} line {count_lines[n]}: \\data\\ announces {expected} {n}-grams, the file "
+                              f"has {found}")
         return cls._build(max(counts), words, logps, backoffs, grams, source)
 
     @classmethod

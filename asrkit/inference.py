@@ -16,7 +16,7 @@ from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
 from asrkit.datadir import DataDir
 from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
-from asrkit.errors import AudioError, CheckpointError, DecodeError, LmError
+from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError, LmError
 from asrkit.features import GlobalCMVN, compute_features
 from asrkit.longform import split_on_silence
 from asrkit.model import build_model
@@ -78,6 +78,8 @@ class Recognizer:
             self.cmvn = GlobalCMVN.from_dict(blob["cmvn"])
             self.model = build_model(int(blob["feat_dim"]), int(blob["vocab_size"]), self.config.model)
             self.model.load_state_dict(blob["model_state"])
+        except DataDirError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None
         # trained on a feats.scp asrkit did not write (e.g. Kaldi's): it cannot make them from audio

@@ -291,7 +291,11 @@ def read_token_table(path: str | Path) -> list[str]:
 def from_checkpoint(blob: dict) -> Tokenizer:
     """The tokenizer a checkpoint was trained with (character checkpoints hold only the table)."""
     if blob.get("sentencepiece") is not None:
-        return SentencePieceTokenizer(blob["sentencepiece"])
+        tokenizer = SentencePieceTokenizer(blob["sentencepiece"])
+        if tokenizer.symbols != list(blob["tokens"]):
+            raise DataDirError(f"its sentencepiece model ({len(tokenizer)} pieces) does not match its token table "
+                               f"({len(blob['tokens'])} entries): the model and the checkpoint belong to different runs")
+        return tokenizer
     return CharTokenizer(list(blob["tokens"]))
 
 

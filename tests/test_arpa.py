@@ -70,7 +70,16 @@ def test_gzipped_arpa_reads_like_the_plain_file(tmp_path):
 def test_truncated_gzip_is_one_clear_error(tmp_path):
     data = gzip.compress(build_arpa(random_sentences(1), order=2).encode())
     (tmp_path / "lm.arpa.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(LmError, match="lm.arpa.gz"):
+    with pytest.raises(LmError, match=r"lm.arpa.gz line \d+: cannot be read, truncated or corrupt") as error:
+        ArpaLM.load(tmp_path / "lm.arpa.gz")
+    assert "\n" not in str(error.value)
+
+
+def test_wrong_counts_in_a_gzipped_arpa_name_the_count_line(tmp_path):
+    text = build_arpa(random_sentences(2), order=2).replace("ngram 2=", "ngram 2=1", 1)
+    with gzip.open(tmp_path / "lm.arpa.gz", "wt") as handle:
+        handle.write(text)
+    with pytest.raises(LmError, match=r"lm.arpa.gz line 3: \\data\\ announces 1\d+ 2-grams, the file has"):
         ArpaLM.load(tmp_path / "lm.arpa.gz")
 
 

@@ -74,3 +74,23 @@ def test_fp16_loss_scaling_is_on_without_cuda_too_and_works_before_torch_2_3(mon
         warnings.simplefilter("ignore")  # torch.cuda.amp.GradScaler is deprecated in new torch
         old = _grad_scaler(torch.device("cpu"), False, "fp16")
     assert isinstance(old, torch.cuda.amp.GradScaler) and not old.is_enabled()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("tokenizer.type=bpe", "tokenizer.type must be 'char' or 'sentencepiece', not 'bpe'"),
+    ("tokenizer.model_type=word", "tokenizer.model_type must be 'bpe' or 'unigram', not 'word'"),
+    ("tokenizer.vocab_size=2", "tokenizer.vocab_size must be >= 3"),
+])
+def test_impossible_tokenizer_keys_are_config_errors_naming_them(override, message):
+    from asrkit.config import load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_tokenizer_defaults_are_characters():
+    from asrkit.config import load_config
+
+    cfg = load_config(None, [])
+    assert (cfg.tokenizer.type, cfg.tokenizer.model_type, cfg.tokenizer.vocab_size, cfg.tokenizer.model) == \
+        ("char", "bpe", 500, "")

@@ -239,6 +239,17 @@ def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, ti
     assert code == 0, err
     code, out, _ = run_cli(["eval", tone_corpus["dev"] / "text", tmp_path / "dec" / "hyp"], capsys)
     assert float((tmp_path / "dec" / "wer").read_text().split()[1]) < 30.0
+    import torch
+
+    from asrkit.errors import CheckpointError
+    from asrkit.inference import Recognizer
+    from asrkit.tokenizer import train_sentencepiece
+
+    blob = torch.load(exp / "best.pt", weights_only=True)
+    blob["sentencepiece"] = train_sentencepiece(["a b ab ba"] * 20, tmp_path / "other", vocab_size=5).proto
+    torch.save(blob, tmp_path / "mismatched.pt")
+    with pytest.raises(CheckpointError, match="mismatched.pt: its sentencepiece model .* does not match"):
+        Recognizer(tmp_path / "mismatched.pt")
     (exp / "tokenizer.model").unlink()  # transcribe reads it from the checkpoint
     wav = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]
     utt = wav.stem

@@ -77,7 +77,7 @@ def test_unknown_or_absent_subset_is_one_clear_error(tmp_path):
     make_layout(tmp_path / "corpus")
     with pytest.raises(CorpusError, match="unknown LibriSpeech subset 'train-clean-101'; known: train-clean-100"):
         librispeech.prepare(tmp_path / "corpus", tmp_path / "data", subsets="train-clean-101")
-    with pytest.raises(CorpusError, match="subset test-other is not there"):
+    with pytest.raises(CorpusError, match=r"subset test-other is not there \(present: train-clean-100, dev-clean\)"):
         librispeech.prepare(tmp_path / "corpus", tmp_path / "data", subsets="test-other")
     with pytest.raises(CorpusError, match="not the LibriSpeech layout"):
         librispeech.prepare(tmp_path, tmp_path / "data")

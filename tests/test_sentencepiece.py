@@ -56,6 +56,17 @@ def test_pieces_round_trip_and_the_tokenizer_owns_the_word_boundary(sp500, tmp_p
     assert isinstance(from_checkpoint({"tokens": ["<blank>", "<unk>", "a"]}), CharTokenizer)
 
 
+def test_a_sentencepiece_model_that_does_not_match_the_checkpoint_is_refused_at_load(sp500, tmp_path):
+    """A checkpoint whose sentencepiece bytes come from another model than its token table (and so
+    its output layer): refused when it is loaded, in one line."""
+    tokenizer, _ = sp500
+    other = train_sentencepiece(["a b c ab bc abc"] * 30, tmp_path / "other", vocab_size=8)
+    blob = {**tokenizer.checkpoint_entries(), "sentencepiece": other.proto}
+    with pytest.raises(DataDirError, match="sentencepiece model \\(8 pieces\\) does not match its token table "
+                                           "\\(500 entries\\)"):
+        from_checkpoint(blob)
+
+
 def test_a_foreign_sentencepiece_model_is_refused(tmp_path):
     import io
 
@@ -67,6 +78,8 @@ def test_a_foreign_sentencepiece_model_is_refused(tmp_path):
     (tmp_path / "tokenizer.model").write_bytes(model.getvalue())
     with pytest.raises(DataDirError, match="has <blank> \\(pad\\) at 0, <unk> at 1"):
         SentencePieceTokenizer.load(tmp_path / "tokenizer.model")
+    with pytest.raises(DataDirError, match="sentencepiece model .*none.model does not exist"):
+        SentencePieceTokenizer.load(tmp_path / "none.model")
     (tmp_path / "tokenizer.model").write_bytes(b"junk")
     with pytest.raises(DataDirError, match="not a sentencepiece model"):
         load_tokenizer(tmp_path)
