@@ -87,14 +87,15 @@ def resolve_boundary(space_id: int | None, word_starts, lm: WordScorer | None, v
 
 
 def _split_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
-                      token_min_logp: float | None, starts: torch.Tensor):
+                      token_min_logp: float | None, starts: torch.Tensor, num_starts: int):
     """Under LM fusion with word-start tokens: the ``limit`` best word-start tokens and the
     ``limit`` best others. A word-start token adds the score of the word it ends, the same for
     every such token of a prefix, so each class ranks as in ``_shared_candidates``."""
     allowed = _prune_frame(frame, blank_id, token_prune, token_min_logp)
     tokens, token_lp = [], []
-    for mask in (starts[:-1], ~starts[:-1]):
-        count = min(int(mask.sum()), limit)
+    vocab = frame.size(1)
+    for mask, size in ((starts[:-1], num_starts), (~starts[:-1], vocab - num_starts)):
+        count = min(size, limit)  # sizes known up front: no device sync per frame
         if count:
             lp, tok = allowed.masked_fill(~mask, -math.inf).topk(count, dim=1)
             tokens.append(tok)
@@ -204,6 +205,7 @@ class _Options:
     token_min_logp: float | None
     space_id: int | None
     starts: torch.Tensor | None  # (V + 1,) bool: tokens that begin a word (the padding column: False)
+    num_starts: int  # how many tokens begin a word
     lm: WordScorer | None
     lexicon: WordConstraint | None
     all_tokens: torch.Tensor  # (B, V): 0..V-1 on every row
@@ -274,7 +276,7 @@ def _extensions(beams: _Beams, n: int, frame_pad: torch.Tensor, opts: _Options) 
     next_node = None
     if opts.lexicon is None and opts.lm is not None and opts.starts is not None:
         tokens, token_lp, full = _split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
-                                                   opts.token_min_logp, opts.starts)
+                                                   opts.token_min_logp, opts.starts, opts.num_starts)
     elif opts.lexicon is None:
         keep_id = opts.space_id if opts.lm is not None else None
         tokens, token_lp, full = _shared_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
@@ -472,7 +474,8 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     running = np.searchsorted(-np.asarray(sorted_lengths), -np.arange(max_frames), side="left").tolist()
     space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
     starts = None if word_starts is None else torch.tensor(word_starts + (False,), device=device)
-    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts, lm, lexicon,
+    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
+                    sum(word_starts) if word_starts is not None else 0, lm, lexicon,
                     torch.arange(vocab, device=device).expand(batch, vocab))
     beams = _Beams.start(batch, opts, device)
     back_slot = torch.arange(beam, dtype=torch.long, device=device).repeat(max_frames, batch, 1)
