@@ -53,8 +53,7 @@ from asrkit import distributed
 from asrkit.distributed import DistInfo
 from torch.nn.parallel import DistributedDataParallel
 from asrkit.progress import make_progress, track
-from asrkit.tokenizer import (CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, load_tokenizer,
-                              train_sentencepiece)
+from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, train_sentencepiece
 
 log = logging.getLogger("asrkit")
 
@@ -272,9 +271,7 @@ class Trainer:
             return CharTokenizer.build(train_data.text.values())
         if tcfg.model:
             path = Path(tcfg.model)
-            tokenizer = load_tokenizer(path) if path.is_dir() else SentencePieceTokenizer.load(path)
-            if not isinstance(tokenizer, SentencePieceTokenizer):
-                raise TrainingError(f"tokenizer.model {path}: no tokenizer.model there")
+            tokenizer = SentencePieceTokenizer.load(path / "tokenizer.model" if path.is_dir() else path)
             log.info("tokenizer: sentencepiece %s, %d pieces", path, len(tokenizer))
             return tokenizer
         if self.info.is_main:
