@@ -132,3 +132,35 @@ def test_widths_for_an_equal_parameter_budget_fit_within_ten_percent():
             assert abs(size - budget) <= 0.1 * budget, (rnn_type, bidirectional, width, size, budget)
             if rnn_type == "lstm" and bidirectional:
                 assert width == 128
+
+
+@pytest.mark.parametrize("variant", [[], ["model.subsampling_factor=2", "model.pyramid_layers=1"],
+                                     ["model.projection_size=128"], ["model.subsampling_factor=2"]])
+def test_study_recipe_width_absorbs_an_encoder_variant(tmp_path, variant):
+    """recipes/an4/local/study.py width: a variant row (pyramid, projections, x2 stacking) keeps
+    conf/study.yaml's budget, and the width it prints is the one that does."""
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    from asrkit.config import load_config
+    from asrkit.model.budget import acoustic_parameters
+
+    root = Path(__file__).resolve().parents[1] / "recipes" / "an4"
+    spec = importlib.util.spec_from_file_location("an4_study", root / "local" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    text = tmp_path / "text"
+    text.write_text("u1 TWO ZERO\nu2 P A T\nu3 ENTER FIFTY\n")
+    conf = root / "conf" / "study.yaml"
+    vocab = study._vocab_size(text)
+    budget = acoustic_parameters(load_config(conf).model, 80, vocab)
+    for rnn_type in ("lstm", "gru"):
+        width = study.width(str(conf), text, rnn_type, True, variant)
+        row = dataclasses.replace(load_config(conf, variant).model, rnn_type=rnn_type, hidden_size=width)
+        size = acoustic_parameters(row, 80, vocab)
+        assert abs(size - budget) <= 0.1 * budget, (variant, rnn_type, width, size, budget)
+        if variant:
+            assert row.layered or row.subsampling_factor == 2
+        if not variant and rnn_type == "lstm":
+            assert width == 128

@@ -11,13 +11,19 @@
 # done), 3 train each row into exp/study/ROW (resumes), 4 decode dev and test with best.pt
 # (greedy; beam 20 rescored by the attention decoder) and score, 5 gradient-through-time
 # plots (exp/study/plots/ROW.png), 6 the table (exp/study/RESULTS.md).
-# Rows: {elman,jordan,gru,lstm}_{bi,uni} and elman_bi_noclip (train.grad_clip 0).
+# Rows: {elman,jordan,gru,lstm}_{bi,uni} and elman_bi_noclip (train.grad_clip 0), run by default;
+# the encoder variants, run when named in --rows (e.g. --rows "$variant_rows" below), each at the
+# same budget: *_pyr (x2 stacking, then a pyramid after the first layer: LAS's pBLSTM, x4 in all),
+# *_proj (a 128-unit projection between layers: ESPnet's BLSTMP), *_sub2 (x2 stacking, twice
+# the frames).
 
 set -euo pipefail
 {
 cd "$(dirname "$0")"
-all_rows="lstm_bi elman_bi elman_bi_noclip gru_bi jordan_bi lstm_uni elman_uni gru_uni jordan_uni"
-rows=$all_rows
+family_rows="lstm_bi elman_bi elman_bi_noclip gru_bi jordan_bi lstm_uni elman_uni gru_uni jordan_uni"
+variant_rows="lstm_bi_pyr lstm_bi_proj lstm_bi_sub2 gru_bi_proj"
+all_rows="$family_rows $variant_rows"
+rows=$family_rows
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,13 +41,19 @@ if [ "$stage" -le 2 ]; then
   bash run.sh --stop-stage 2 ${corpus_dir:+--corpus-dir "$corpus_dir"} --nj "$nj"
 fi
 
-# row_options ROW: the --set options of a row (type, direction, width at the budget, clipping).
+# row_options ROW: the --set options of a row (type, direction, encoder variant, width at the
+# budget, clipping).
 row_options() {
-  local row=$1 type direction width
+  local row=$1 type direction width variant=()
   type=${row%%_*}; [ "$type" = elman ] && type=rnn
   case "$row" in *_bi*) direction=true ;; *) direction=false ;; esac
-  width=$(python local/study.py width "$conf" "$data/train_sp/text" "$type" "$direction")
-  echo "--set model.rnn_type=$type --set model.bidirectional=$direction --set model.hidden_size=$width"
+  case "$row" in
+    *_pyr) variant=(--set model.subsampling_factor=2 --set model.pyramid_layers=1) ;;
+    *_proj) variant=(--set model.projection_size=128) ;;
+    *_sub2) variant=(--set model.subsampling_factor=2) ;;
+  esac
+  width=$(python local/study.py width "$conf" "$data/train_sp/text" "$type" "$direction" "${variant[@]+"${variant[@]}"}")
+  echo "--set model.rnn_type=$type --set model.bidirectional=$direction --set model.hidden_size=$width ${variant[*]+"${variant[*]}"}"
   case "$row" in *_noclip) echo "--set train.grad_clip=0" ;; esac
 }
 

@@ -1,11 +1,13 @@
 """Helpers of run_study.sh (the recurrent-family study on AN4).
 
-    python local/study.py width CONF TEXT RNN_TYPE BIDIRECTIONAL   # hidden size at CONF's budget
+    python local/study.py width CONF TEXT RNN_TYPE BIDIRECTIONAL [--set KEY=VALUE ...]
+                                                 # hidden size at CONF's budget (--set: a variant)
     python local/study.py table EXP_ROOT TEXT ROW... [--plots DIR]  # the results table (markdown)
 
 The budget is the encoder + CTC head of CONF's own model (a 3 x 128 BiLSTM for
 conf/study.yaml); ``width`` finds the hidden size of another type and direction
-with the same number of parameters (asrkit.model.budget).
+with the same number of parameters (asrkit.model.budget); ``--set`` gives the row's
+encoder variant (a pyramid, projections, other subsampling), which the width then absorbs.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ def _vocab_size(text: Path) -> int:
     return len(CharTokenizer.build(line.partition(" ")[2] for line in lines))
 
 
-def width(conf: str, text: Path, rnn_type: str, bidirectional: bool) -> int:
+def width(conf: str, text: Path, rnn_type: str, bidirectional: bool, overrides: list[str] | None = None) -> int:
     cfg = load_config(conf)
     feat_dim = cfg.feature.num_mel_bins
     vocab = _vocab_size(text)
     budget = acoustic_parameters(cfg.model, feat_dim, vocab)
-    row = dataclasses.replace(cfg.model, rnn_type=rnn_type, bidirectional=bidirectional)
+    variant = load_config(conf, overrides or []).model
+    row = dataclasses.replace(variant, rnn_type=rnn_type, bidirectional=bidirectional)
     return width_for_budget(row, feat_dim, vocab, budget)
 
 
@@ -63,11 +66,21 @@ def _epoch_seconds(steps: list[dict], epochs: list[dict]) -> float:
     return statistics.median(gaps) * len(steps) / len(epochs)
 
 
+def _encoder(m) -> str:
+    """The time reduction and the between-layer variant of a row's encoder, in words."""
+    text = f"x{m.subsampling_factor} {m.subsampling}"
+    if m.pyramid_layers:
+        text += f", pyramid {m.pyramid_layers} (x{m.time_reduction})"
+    if m.projection_size:
+        text += f", projection {m.projection_size}"
+    return text
+
+
 def table(exp_root: Path, text: Path, rows: list[str], plots: str | None) -> str:
-    out = ["| row | type | direction | width | params (enc + CTC) | s / epoch | clip | clipped steps "
+    out = ["| row | type | direction | encoder | width | params (enc + CTC) | s / epoch | clip | clipped steps "
            "| max grad norm | dev greedy WER / CER | dev rescore WER / CER | test greedy WER / CER "
            "| test rescore WER / CER | gradients |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in rows:
         exp = exp_root / name
         cfg = load_config(exp / "config.yaml")
@@ -84,7 +97,7 @@ def table(exp_root: Path, text: Path, rows: list[str], plots: str | None) -> str
         share = f"{100 * clipped:.1f}%" + ("" if clip else " (would be, at 5.0)")
         finite = [n for n in norms if n == n and n != float("inf")]
         cells = [name, {"rnn": "Elman", "jordan": "Jordan", "gru": "GRU", "lstm": "LSTM"}[m.rnn_type],
-                 "bi" if m.bidirectional else "uni", str(m.hidden_size), f"{params / 1e6:.2f}M",
+                 "bi" if m.bidirectional else "uni", _encoder(m), str(m.hidden_size), f"{params / 1e6:.2f}M",
                  f"{seconds:.0f}", str(clip) if clip else "none", share,
                  f"{max(finite):.1f}" if finite else "-"]
         for split in ("dev", "test"):
@@ -104,6 +117,7 @@ def main() -> None:
     w.add_argument("text", type=Path, help="training transcripts (Kaldi text)")
     w.add_argument("rnn_type")
     w.add_argument("bidirectional", choices=["true", "false"])
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="the row's encoder variant")
     t = sub.add_parser("table")
     t.add_argument("exp_root", type=Path)
     t.add_argument("text", type=Path, help="training transcripts (Kaldi text)")
@@ -111,7 +125,7 @@ def main() -> None:
     t.add_argument("--plots")
     args = parser.parse_args()
     if args.command == "width":
-        print(width(args.conf, args.text, args.rnn_type, args.bidirectional == "true"))
+        print(width(args.conf, args.text, args.rnn_type, args.bidirectional == "true", args.set))
     else:
         print(table(args.exp_root, args.text, args.rows, args.plots))
 
