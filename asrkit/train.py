@@ -1,7 +1,7 @@
 """Training: CTC loss, AdamW with warm-up and cosine decay, clipping, accumulation, checkpoints, resume.
 
 ``train()`` is the whole stage. ``Trainer`` gives each event of a run one
-home: ``__init__`` sets up (data, features, token table, CMVN, model,
+home: ``__init__`` sets up (data, features, token table, CMVN: asrkit.trainsetup; model,
 optimizer; from scratch, from ``--init`` weights or from ``last.pt``),
 ``step`` is one optimizer step (``train.accum_grad`` batches), ``end_epoch``
 writes the checkpoints first and then the epoch's ``metrics.jsonl`` row, and
@@ -42,18 +42,17 @@ from asrkit.expdir import RunLog, TrainState, check_resumable, config_changes
 from asrkit.interrupt import Interrupted, StopSignals
 from asrkit.datadir import DataDir
 from asrkit.augment import Augmenter
-from asrkit.dataset import AsrDataset, Batch, BucketBatchSampler, WaveformAugment, collate
+from asrkit.dataset import Batch
 from asrkit.errors import TrainingError
-from asrkit.featstore import FeatureStore, compute_missing, up_to_date
-from asrkit.features import GlobalCMVN
+# compute_loss, min_ctc_frames, select_trainable and validate are imported from here by benchmarks and tests
 from asrkit.loss import (_autocast, _dev_figures, compute_loss, min_ctc_frames, select_trainable,  # noqa: F401
                          validate, validation_sums)
 from asrkit.model import build_model
 from asrkit import distributed
 from asrkit.distributed import DistInfo
 from torch.nn.parallel import DistributedDataParallel
-from asrkit.progress import make_progress, track
-from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, train_sentencepiece
+from asrkit.progress import make_progress
+from asrkit.trainsetup import features_for_training, make_loaders, tokens_and_cmvn
 
 log = logging.getLogger("asrkit")
 
@@ -95,15 +94,6 @@ def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.G
     if hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler(device.type, enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3 (pyproject allows 2.2): CUDA only, as autocast here
-
-
-def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, description: str) -> FeatureStore:
-    """The data dir's feature store, computing what is missing or stale in a single process. Under
-    torchrun the features must exist already (no rank computes while the others wait)."""
-    if info.enabled and not up_to_date(data, cfg.feature):
-        raise TrainingError(f"{data.path} has no up-to-date features for this config; compute them before "
-                            f"launching torchrun: asrkit features {data.path} --config CONFIG --nj N")
-    return compute_missing(data, cfg.feature, description=description)  # checks a foreign store's dimension
 
 
 def _batch_seed(seed: int, epoch: int, batch_index: int) -> int:
@@ -204,12 +194,15 @@ class Trainer:
                                 "feats.scp; train and dev need the same kind")
         self.external_features = train_feats.external
 
-        self.tokenizer, self.cmvn = self._tokens_and_cmvn(train_data, train_feats, checkpoint, init, init_path)
+        self.tokenizer, self.cmvn = tokens_and_cmvn(cfg, train_data, train_feats, out_dir, info, checkpoint, init,
+                                                    init_path)
         if info.is_main:
             save_config(cfg, out_dir / "config.yaml")
             self.tokenizer.save(out_dir)
             self.cmvn.save(out_dir / "cmvn.json")
-        self._make_loaders(train_data, train_feats, dev_data, dev_feats, train_dir, dev_dir)
+        loaders = make_loaders(cfg, self.tokenizer, self.cmvn, info, device, train_data, train_feats, dev_data,
+                               dev_feats, self.augmenter)
+        self.sampler, self.train_loader, self.dev_loader = loaders.sampler, loaders.train, loaders.dev
 
         self.model = model = build_model(cfg.feature.dim, len(self.tokenizer), cfg.model).to(device)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -243,98 +236,6 @@ class Trainer:
         self.stops = StopSignals()
 
     # ------------------------------------------------------------------ set-up
-    def _tokens_and_cmvn(self, train_data: DataDir, train_feats: FeatureStore, checkpoint: dict | None,
-                         init: dict | None, init_path: str) -> tuple[Tokenizer, GlobalCMVN]:
-        """From the checkpoint on resume; from the --init model (plus the training text's new
-        characters) when fine-tuning; else built from the training set (``tokenizer`` config)."""
-        if checkpoint is not None:
-            return from_checkpoint(checkpoint), GlobalCMVN.from_dict(checkpoint["cmvn"])
-        if init is None:
-            streamed = (train_feats[u] for u in track(train_data.utt_ids(), "CMVN statistics"))
-            return self._new_tokenizer(train_data), GlobalCMVN.from_features(streamed)
-        old = from_checkpoint(init)
-        if not isinstance(old, CharTokenizer):
-            log.info("--init %s: weights, CMVN and sentencepiece units from it, fresh optimizer and schedule",
-                     init_path)
-            return old, GlobalCMVN.from_dict(init["cmvn"])
-        tokenizer = old.extended(train_data.text.values())
-        added = tokenizer.symbols[len(old):]
-        log.info("--init %s: weights and CMVN from it, fresh optimizer and schedule; %d new characters%s",
-                 init_path, len(added), f" ({' '.join(added)}) get fresh output rows" if added else "")
-        return tokenizer, GlobalCMVN.from_dict(init["cmvn"])
-
-    def _new_tokenizer(self, train_data: DataDir) -> Tokenizer:
-        """Characters of the training text, or sentencepiece units: the configured model, else one
-        trained on the training text (by rank 0, into the exp dir, which the other ranks then read)."""
-        tcfg = self.cfg.tokenizer
-        if tcfg.type == "char":
-            return CharTokenizer.build(train_data.text.values())
-        if tcfg.model:
-            path = Path(tcfg.model)
-            tokenizer = SentencePieceTokenizer.load(path / "tokenizer.model" if path.is_dir() else path)
-            log.info("tokenizer: sentencepiece %s, %d pieces", path, len(tokenizer))
-            return tokenizer
-        if self.info.is_main:
-            train_sentencepiece(train_data.text.values(), self.out_dir, tcfg.vocab_size, tcfg.model_type)
-        distributed.barrier(self.info)
-        tokenizer = SentencePieceTokenizer.load(self.out_dir / "tokenizer.model")
-        log.info("tokenizer: sentencepiece %s of %d pieces trained on %s's text", tcfg.model_type, len(tokenizer),
-                 train_data.path)
-        return tokenizer
-
-    def _make_loaders(self, train_data: DataDir, train_feats: FeatureStore, dev_data: DataDir | None,
-                      dev_feats: FeatureStore | None, train_dir: Path, dev_dir: Path | None) -> None:
-        cfg, tcfg, info, tokenizer = self.cfg, self.cfg.train, self.info, self.tokenizer
-        train_frames = {u: train_feats.num_frames(u) for u in train_data.utt_ids()}
-        train_ids, train_tokens, dropped = select_trainable(train_data, train_frames, tokenizer, cfg, tcfg.max_duration)
-        log.info("train: %d utterances, %d dropped (label longer than the subsampled input: %d, longer than %.1f s: %d)",
-                 len(train_ids), dropped["too_long_label"] + dropped["too_long_audio"], dropped["too_long_label"],
-                 tcfg.max_duration, dropped["too_long_audio"])
-        if dropped["unknown_chars"]:
-            log.warning("train: %d characters are not in the token table and map to <unk>", dropped["unknown_chars"])
-        if not train_ids:
-            raise TrainingError(f"{train_dir}: no utterance is usable for training")
-        train_set = AsrDataset(train_ids, train_feats, train_tokens, tcfg.spec_augment, self.cmvn, train_frames,
-                               self._waveform_augment(train_data, train_feats))
-        self.sampler = BucketBatchSampler([train_set.num_frames(i) for i in range(len(train_set))],
-                                          tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=True,
-                                          seed=tcfg.seed, num_replicas=info.world_size, rank=info.rank)
-        cuda = self.device.type == "cuda"
-        workers = tcfg.num_workers if tcfg.num_workers >= 0 else (2 if cuda else 0)
-        self.train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=self.sampler, collate_fn=collate,
-                                                        num_workers=workers, pin_memory=cuda,
-                                                        persistent_workers=workers > 0)
-        self.dev_loader = None
-        if dev_data is None:
-            return
-        dev_frames = {u: dev_feats.num_frames(u) for u in dev_data.utt_ids()}
-        dev_ids, dev_tokens, dev_dropped = select_trainable(dev_data, dev_frames, tokenizer, cfg, None)
-        if dev_dropped["too_long_label"]:
-            log.info("dev: %d utterances cannot be aligned by CTC and are left out of dev loss/WER",
-                     dev_dropped["too_long_label"])
-        if dev_dropped["unknown_chars"]:
-            log.warning("dev: %d characters are not in the token table (built from train) and map to <unk>",
-                        dev_dropped["unknown_chars"])
-        if not dev_ids:
-            raise TrainingError(f"{dev_dir}: no dev utterance can be aligned by CTC; check the dev set")
-        dev_set = AsrDataset(dev_ids, dev_feats, dev_tokens, None, self.cmvn, dev_frames)
-        dev_sampler = BucketBatchSampler([dev_set.num_frames(i) for i in range(len(dev_set))],
-                                         tcfg.max_frames_per_batch, tcfg.max_utts_per_batch, shuffle=False,
-                                         num_replicas=info.world_size, rank=info.rank, drop_uneven=False)
-        self.dev_loader = torch.utils.data.DataLoader(dev_set, batch_sampler=dev_sampler, collate_fn=collate)
-
-    def _waveform_augment(self, train_data: DataDir, train_feats: FeatureStore) -> WaveformAugment | None:
-        """``train.augment`` for the training set (None when off, or on foreign features, which asrkit
-        cannot recompute from altered audio)."""
-        if self.augmenter is None:
-            return None
-        if train_feats.external:
-            log.warning("train.augment is ignored: %s has foreign features, which asrkit cannot compute from "
-                        "altered audio", train_data.path)
-            return None
-        log.info("augmentation: %s", self.augmenter.describe())
-        return WaveformAugment({u.utt_id: u for u in train_data.utterances()}, self.augmenter, self.cfg.feature)
-
     def _extend(self, saved_cfg: ExperimentConfig) -> None:
         """More (or fewer) epochs on resume: the rate goes on from where it is and decays to the
         floor by the new end, instead of jumping back up the longer cosine."""
