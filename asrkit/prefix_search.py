@@ -2,7 +2,7 @@
 
 ``prefix_beam_search`` runs frame by frame through four named steps:
 ``_extensions`` (the candidate tokens of every prefix, with the word rules and
-the lexicon), ``_merge_equal_prefixes``, ``_add_lm`` (shallow fusion) and
+the lexicon: asrkit.search_candidates), ``_merge_equal_prefixes``, ``_add_lm`` (shallow fusion) and
 ``_prune``; ``_final_scores`` and ``_backtrack`` finish. The pure-Python
 ``asrkit.decode.prefix_beam_search_reference`` is its specification (tested).
 """
@@ -18,6 +18,7 @@ import torch
 
 from asrkit.errors import DecodeError
 from asrkit.hypothesis import _NO_PARENT, _NO_PREFIX, _ROOT_PARENT, Hypothesis, check_log_probs, extend_key
+from asrkit.search_candidates import lexicon_candidates, shared_candidates, split_candidates, token_log_probs
 
 
 class WordConstraint(Protocol):
@@ -47,32 +48,6 @@ class WordScorer(Protocol):
         """Score of ending the sentence: the pending word (key 0: none) and then </s>."""
 
 
-def _pruned(values: torch.Tensor, frame: torch.Tensor, token_prune: int | None,
-            token_min_logp: float | None) -> torch.Tensor:
-    """``values`` (log-probs taken from ``frame`` (n, V), any shape (n, ...)) with -inf where the
-    frame's pruning drops the token: outside its ``token_prune`` most probable, below ``token_min_logp``."""
-    if token_prune is not None and token_prune < frame.size(1):
-        values = values.masked_fill(values < frame.topk(token_prune, dim=1).values[:, -1:], -math.inf)
-    if token_min_logp is not None:
-        values = values.masked_fill(values < token_min_logp, -math.inf)
-    return values
-
-
-def _prune_frame(frame: torch.Tensor, blank_id: int, token_prune: int | None,
-                 token_min_logp: float | None) -> torch.Tensor:
-    """A frame's token log-probs with -inf where a token may not extend a prefix: the blank and
-    what pruning drops."""
-    allowed = _pruned(frame.clone(), frame, token_prune, token_min_logp)
-    allowed[:, blank_id] = -math.inf
-    return allowed
-
-
-def _token_log_probs(frame_pad: torch.Tensor, tokens: torch.Tensor, token_prune: int | None,
-                     token_min_logp: float | None) -> torch.Tensor:
-    """Log-probs of ``tokens`` (n, K) in a padded frame (n, V + 1), -inf where pruning drops them."""
-    return _pruned(frame_pad.gather(1, tokens), frame_pad[:, :-1], token_prune, token_min_logp)
-
-
 def resolve_boundary(space_id: int | None, word_starts, lm: WordScorer | None, vocab: int):
     """(separator, word-start tuple): as given, else the LM's; one kind of boundary at most."""
     if space_id is None and word_starts is None and lm is not None:
@@ -84,114 +59,6 @@ def resolve_boundary(space_id: int | None, word_starts, lm: WordScorer | None, v
         if len(word_starts) != vocab:
             raise DecodeError(f"word_starts has {len(word_starts)} entries for {vocab} tokens")
     return space_id, word_starts
-
-
-def _split_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
-                      token_min_logp: float | None, starts: torch.Tensor, num_starts: int):
-    """Under LM fusion with word-start tokens: the ``limit`` best word-start tokens and the
-    ``limit`` best others. A word-start token adds the score of the word it ends, the same for
-    every such token of a prefix, so each class ranks as in ``_shared_candidates``."""
-    allowed = _prune_frame(frame, blank_id, token_prune, token_min_logp)
-    tokens, token_lp = [], []
-    vocab = frame.size(1)
-    for mask, size in ((starts[:-1], num_starts), (~starts[:-1], vocab - num_starts)):
-        count = min(size, limit)  # sizes known up front: no device sync per frame
-        if count:
-            lp, tok = allowed.masked_fill(~mask, -math.inf).topk(count, dim=1)
-            tokens.append(tok)
-            token_lp.append(lp)
-    return torch.cat(tokens, 1)[:, None], torch.cat(token_lp, 1)[:, None], False
-
-
-def _shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
-                       token_min_logp: float | None, keep_id: int | None, all_tokens: torch.Tensor):
-    """Tokens that may extend the prefixes of each utterance at this frame, the same for all of them.
-
-    frame: (n, V). Only the ``limit`` (2·beam+2) most probable tokens can extend a prefix into
-    the next beam: a better token loses only by being the blank, the prefix's last token, or an
-    extension merged into a prefix already in the beam, so at least ``beam`` of them beat any
-    token further down. ``keep_id`` (the separator under LM fusion, whose word score may lift it)
-    is a candidate whatever its rank. Returns tokens and log-probs, each (n, 1, w), and whether
-    the tokens are the whole vocabulary in order.
-    """
-    n, vocab = frame.shape
-    if keep_id is not None:  # the others by rank, the separator in a column of its own
-        allowed = _prune_frame(frame, blank_id, token_prune, token_min_logp)
-        others = torch.cat([allowed[:, :keep_id], allowed[:, keep_id + 1:]], 1)  # no column twice
-        token_lp, tokens = others.topk(min(vocab - 1, limit), dim=1)
-        tokens += tokens >= keep_id
-        tokens = torch.cat([tokens, torch.full((n, 1), keep_id, dtype=tokens.dtype, device=tokens.device)], 1)
-        token_lp = torch.cat([token_lp, allowed[:, keep_id, None]], 1)
-        return tokens[:, None], token_lp[:, None], False
-    width = min(vocab, token_prune or vocab, limit)
-    if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
-        width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
-    if width < vocab:
-        token_lp, tokens = frame.topk(width, dim=1)
-    else:
-        tokens, token_lp = all_tokens[:n], frame
-    token_lp = token_lp.masked_fill(tokens == blank_id, -math.inf)
-    if token_min_logp is not None:
-        token_lp.masked_fill_(token_lp < token_min_logp, -math.inf)
-    return tokens[:, None], token_lp[:, None], width == vocab
-
-
-def _lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, limit: int,
-                        blank_id: int, token_prune: int | None, token_min_logp: float | None,
-                        space_id: int | None, starts: torch.Tensor | None):
-    """Tokens that may legally extend each prefix: the children of its trie node (the ``limit``
-    most probable of them, as in ``_shared_candidates``), and the separator when the node ends a
-    word; with word-start tokens, the children of the root (the first tokens of the words) where
-    the node ends a word or no word has begun. frame: (n, V); nodes: (n, K). Returns tokens,
-    log-probs and next nodes, each (n, K, w)."""
-    n, beam = nodes.shape
-    allowed = torch.nn.functional.pad(_prune_frame(frame, blank_id, token_prune, token_min_logp), (0, 1),
-                                      value=-math.inf)  # the last column is the padding token's
-
-    def legal(at: torch.Tensor, closed: torch.Tensor | None):
-        tokens, next_nodes = lexicon.children(at)
-        token_lp = allowed.gather(1, tokens.view(n, -1)).view(tokens.shape)
-        if closed is not None:  # a padding column, so that no row holds a token twice (merging finds one)
-            token_lp = token_lp.masked_fill(closed[:, :, None], -math.inf)
-            tokens = tokens.masked_fill(closed[:, :, None], lexicon.pad_token)
-            next_nodes = next_nodes.masked_fill(closed[:, :, None], 0)
-        if tokens.size(2) > limit:
-            token_lp, column = token_lp.topk(limit, dim=2)
-            tokens, next_nodes = tokens.gather(2, column), next_nodes.gather(2, column)
-        return tokens, token_lp, next_nodes
-
-    if starts is None:
-        tokens, token_lp, next_nodes = legal(nodes, None)
-    else:  # inside a word its children, at a word's end (or before the first) a new word
-        at_root = nodes == 0
-        inner = legal(nodes, at_root)
-        fresh = _root_candidates(allowed, lexicon, nodes, ~(at_root | lexicon.is_word(nodes)), limit)
-        tokens, token_lp, next_nodes = (torch.cat([a, b], 2) for a, b in zip(inner, fresh))
-    if space_id is not None:
-        space_lp = allowed[:, space_id, None].expand(n, beam).masked_fill(~lexicon.is_word(nodes), -math.inf)
-        tokens = torch.cat([tokens, torch.full((n, beam, 1), space_id, dtype=tokens.dtype, device=tokens.device)], 2)
-        token_lp = torch.cat([token_lp, space_lp[:, :, None]], 2)
-        next_nodes = torch.cat([next_nodes, torch.zeros_like(next_nodes[:, :, :1])], 2)
-    return tokens, token_lp, next_nodes
-
-
-def _root_candidates(allowed: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, closed: torch.Tensor,
-                     limit: int):
-    """The first tokens of the lexicon's words, the ``limit`` best of each utterance's frame, for
-    every prefix (padding where ``closed``): the same for all the prefixes of an utterance, so
-    chosen once per utterance, not per prefix (a large lexicon has thousands of first pieces)."""
-    n, beam = nodes.shape
-    tokens, next_nodes = lexicon.children(torch.zeros(1, dtype=torch.long, device=nodes.device))
-    tokens, next_nodes = tokens.expand(n, -1), next_nodes.expand(n, -1)
-    token_lp = allowed.gather(1, tokens)
-    if tokens.size(1) > limit:
-        token_lp, column = token_lp.topk(limit, dim=1)
-        tokens, next_nodes = tokens.gather(1, column), next_nodes.gather(1, column)
-    shape = (n, beam, tokens.size(1))
-    shut = closed[:, :, None]
-    return (tokens[:, None].expand(shape).masked_fill(shut, lexicon.pad_token),
-            token_lp[:, None].expand(shape).masked_fill(shut, -math.inf),
-            next_nodes[:, None].expand(shape).masked_fill(shut, 0))
 
 
 @dataclass
@@ -212,7 +79,7 @@ class _Options:
 
     @property
     def limit(self) -> int:
-        """Candidate tokens per prefix that can matter (see ``_shared_candidates``)."""
+        """Candidate tokens per prefix that can matter (see ``shared_candidates``)."""
         return 2 * self.beam + 2
 
 
@@ -263,7 +130,7 @@ class _Frame:
 
 def _extensions(beams: _Beams, n: int, frame_pad: torch.Tensor, opts: _Options) -> _Frame:
     """Candidate extensions and stays of the running prefixes at one frame, with the word rules:
-    no separator first or twice, and with a lexicon only its words (``_lexicon_candidates``).
+    no separator first or twice, and with a lexicon only its words (``lexicon_candidates``).
 
     frame_pad: (n, V + 1), the last column -inf (the "last token" of the empty prefix).
     """
@@ -275,14 +142,14 @@ def _extensions(beams: _Beams, n: int, frame_pad: torch.Tensor, opts: _Options) 
     stay_token = pt + frame_pad.gather(1, lst)  # or by repeating the last token
     next_node = None
     if opts.lexicon is None and opts.lm is not None and opts.starts is not None:
-        tokens, token_lp, full = _split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
+        tokens, token_lp, full = split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
                                                    opts.token_min_logp, opts.starts, opts.num_starts)
     elif opts.lexicon is None:
         keep_id = opts.space_id if opts.lm is not None else None
-        tokens, token_lp, full = _shared_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
+        tokens, token_lp, full = shared_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
                                                     opts.token_min_logp, keep_id, opts.all_tokens)
     else:
-        tokens, token_lp, next_node = _lexicon_candidates(frame, opts.lexicon, beams.node[:n], opts.limit,
+        tokens, token_lp, next_node = lexicon_candidates(frame, opts.lexicon, beams.node[:n], opts.limit,
                                                           opts.blank_id, opts.token_prune, opts.token_min_logp,
                                                           opts.space_id, opts.starts)
         full = False
@@ -319,7 +186,7 @@ def _merge_equal_prefixes(beams: _Beams, n: int, frame_pad: torch.Tensor, ext: t
         # parent's legal ones): its mass is computed here, and the column, if any, dropped
         source_last = lst.gather(1, source)
         merged = torch.where(source_last == lst, pb.gather(1, source), total.gather(1, source)) + \
-            _token_log_probs(frame_pad, lst, opts.token_prune, opts.token_min_logp)
+            token_log_probs(frame_pad, lst, opts.token_prune, opts.token_min_logp)
         source_tokens = is_repeat if tokens.size(1) == 1 else \
             tokens.gather(1, source[:, :, None].expand(n, opts.beam, width)) == lst[:, :, None]
         has_column, column = source_tokens.max(-1)
