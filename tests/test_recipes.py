@@ -66,3 +66,16 @@ def test_a_braced_script_survives_being_edited_mid_run(tmp_path):
         results[name] = out.read_text().split()
     assert results["braced"] == ["first", "second"]
     assert results["plain"] == ["FIRST", "SECOND"]
+
+
+def test_study_rows_named_wrongly_list_every_row_the_variants_included(tmp_path):
+    """run_study.sh --rows: an unknown row is refused, naming the family and the encoder variants;
+    'variants' expands to the variant rows (which then fail here only for want of data)."""
+    script = ROOT / "recipes" / "an4" / "run_study.sh"
+    done = subprocess.run(["bash", str(script), "--rows", "lstm_bi bogus"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "unknown row bogus" in done.stderr
+    for row in ("jordan_uni", "elman_bi_noclip", "lstm_bi_pyr", "lstm_bi_proj", "lstm_bi_sub2", "gru_bi_proj"):
+        assert row in done.stderr
+    assert "== stage" not in done.stdout  # refused before the data stages or any row starts

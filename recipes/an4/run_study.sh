@@ -4,7 +4,7 @@
 # the same attention decoder and the same shortened schedule (10 epochs of train_sp), plus an
 # Elman row without gradient clipping.
 #
-#   bash recipes/an4/run_study.sh [--rows "lstm_bi elman_bi ..."] [--stage N] [--stop-stage N]
+#   bash recipes/an4/run_study.sh [--rows "lstm_bi elman_bi ..." | variants | all] [--stage N] [--stop-stage N]
 #                                 [--corpus-dir DIR] [--force]
 #
 # Stages: 0-2 the data stages of run.sh (data dirs, speed perturbation, features; skipped when
@@ -12,7 +12,7 @@
 # (greedy; beam 20 rescored by the attention decoder) and score, 5 gradient-through-time
 # plots (exp/study/plots/ROW.png), 6 the table (exp/study/RESULTS.md).
 # Rows: {elman,jordan,gru,lstm}_{bi,uni} and elman_bi_noclip (train.grad_clip 0), run by default;
-# the encoder variants, run when named in --rows (e.g. --rows "$variant_rows" below), each at the
+# the encoder variants, run when named in --rows (or all four: --rows variants), each at the
 # same budget: *_pyr (x2 stacking, then a pyramid after the first layer: LAS's pBLSTM, x4 in all),
 # *_proj (a 128-unit projection between layers: ESPnet's BLSTMP), *_sub2 (x2 stacking, twice
 # the frames).
@@ -32,6 +32,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 set -- "${args[@]+"${args[@]}"}"
+case "$rows" in variants) rows=$variant_rows ;; all) rows=$all_rows ;; esac
+for row in $rows; do  # every row checked before any work starts
+  case " $all_rows " in *" $row "*) ;; *) echo "unknown row $row (rows: $all_rows)" >&2; exit 1 ;; esac
+done
 conf=conf/study.yaml
 root=exp/study
 beam=20
@@ -58,7 +62,6 @@ row_options() {
 }
 
 for row in $rows; do
-  case " $all_rows " in *" $row "*) ;; *) echo "unknown row $row (rows: $all_rows)" >&2; exit 1 ;; esac
   exp=$root/$row
   if run_stage 3 "train $row"; then
     if [ -e "$exp/last.pt" ] && [ "$force" != true ]; then
