@@ -27,6 +27,7 @@ from asrkit.errors import AudioError
 
 log = logging.getLogger("asrkit")
 _reported_rates: set[tuple[int, int]] = set()
+_notices = True  # False in a feature job: its parent says the notices
 _pipes_allowed = False
 PIPE_OPTION = "--allow-pipes"
 
@@ -151,9 +152,6 @@ def quiet_notices() -> None:
     each thing once, not N times."""
     global _notices
     _notices = False
-
-
-_notices = True
 
 
 def note_resampling(rate: int, target_rate: int) -> None:

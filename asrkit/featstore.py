@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asrkit import audio
 from asrkit.config import FeatureConfig, legacy_feature_values
 from asrkit.datadir import DataDir, Utterance, read_table
 from asrkit.errors import AsrkitError, DataDirError
@@ -306,8 +307,6 @@ def _init_worker(queue) -> None:
 
 
 def _worker(args):
-    from asrkit import audio
-
     utterances, cfg, ark = args
     audio.quiet_notices()  # the parent says them, once for all jobs
     entries, frames = _compute_share(utterances, cfg, ark, lambda: _progress_queue.put(1))
@@ -364,11 +363,9 @@ def _in_workers(shares: list[list[Utterance]], arks: list[str], cfg: FeatureConf
             except queues.Empty:
                 pass
         results = pending.get()  # re-raises a worker's error (it names the utterance)
-    from asrkit.audio import note_resampling
-
     for _, _, rates in results:
         for rate, target in rates:
-            note_resampling(rate, target)
+            audio.note_resampling(rate, target)
     return [(entries, frames) for entries, frames, _ in results]
 
 
