@@ -5,7 +5,12 @@ GRU and LSTM run as torch's fused kernels. Same input, hidden size and layers fo
 all. Prints milliseconds per batch and the ratio to nn.RNN (Elman) of the same
 direction, and the encoder's parameter count.
 
-    python benchmarks/rnn_cost.py [--batch 16 --frames 200 --hidden 128 --layers 2]
+Then, for torch's kinds, the CPU's two ways of keeping padding out of the recurrence
+(asrkit/model/recurrent.py) on a batch of unequal lengths: packing (the peer: what
+``pack_padded_sequence`` users run, and asrkit did before) against asrkit's padded
+per-direction run, with the ratio.
+
+    python benchmarks/rnn_cost.py [--batch 16 --frames 800 --hidden 128 --layers 2]
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import time
 
 import torch
 
+import asrkit.model.encoder as encoder_module
 from asrkit.config import ModelConfig
 from asrkit.model import build_model
+from asrkit.model.recurrent import run_packed, run_rnn
 
 
 def timed(model, feats, lens, repeats: int) -> float:
@@ -55,6 +62,20 @@ def main() -> None:
             base = base or seconds
             print(f"  {rnn_type:6s} {'bi' if bidirectional else 'uni'}: {1000 * seconds:8.1f} ms per batch "
                   f"(x{seconds / base:.2f} Elman), encoder {params / 1e6:.2f}M parameters")
+    lens = torch.linspace(0.6 * args.frames, args.frames, args.batch).long()  # unequal, as in training
+    print(f"packed vs padded (lengths {int(lens[0])}-{args.frames} frames):")
+    for bidirectional in (False, True):
+        for rnn_type in ("rnn", "gru", "lstm"):
+            cfg = ModelConfig(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=args.layers,
+                              hidden_size=args.hidden, dropout=0.0)
+            model = build_model(80, 30, cfg)
+            figures = {}
+            for name, run in (("packed", run_packed), ("padded", run_rnn)):
+                encoder_module.run_rnn = run
+                figures[name] = timed(model, feats, lens, args.repeats)
+            encoder_module.run_rnn = run_rnn
+            print(f"  {rnn_type:6s} {'bi' if bidirectional else 'uni'}: packed {1000 * figures['packed']:8.1f} ms, "
+                  f"padded {1000 * figures['padded']:8.1f} ms: x{figures['packed'] / figures['padded']:.2f} faster")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asrkit.config import ModelConfig
 from asrkit.model.jordan import JordanLayer, JordanRNN
+from asrkit.model.recurrent import run_rnn
 
 
 class Conv2dSubsampling(nn.Module):
@@ -71,15 +71,6 @@ def pyramid_step(x: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, tor
     return x[:, :2 * half].reshape(b, half, 2 * d), torch.div(lens, 2, rounding_mode="floor").clamp(min=1)
 
 
-def _run_packed(rnn: nn.Module, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """A cuDNN recurrent module over padded (B, T, D): packing keeps padded frames out of the
-    recurrence, so the backward direction starts at each utterance's own last frame."""
-    packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-    return out
-
-
 class RNNEncoder(nn.Module):
     """forward(feats: (B, T, F), feat_lens: (B,)) -> (enc: (B, T', H·dirs), enc_lens: (B,)).
 
@@ -134,10 +125,10 @@ class RNNEncoder(nn.Module):
         x, lens = self.subsampling(feats, feat_lens)
         lens = lens.clamp(max=x.size(1))
         if self.rnn is not None:
-            out = self.rnn(x, lens) if isinstance(self.rnn, JordanRNN) else _run_packed(self.rnn, x, lens)
+            out = self.rnn(x, lens) if isinstance(self.rnn, JordanRNN) else run_rnn(self.rnn, x, lens)
             return self.dropout(out), lens
         for index, layer in enumerate(self.layers):
-            x = layer(x, lens) if isinstance(layer, JordanLayer) else _run_packed(layer, x, lens)
+            x = layer(x, lens) if isinstance(layer, JordanLayer) else run_rnn(layer, x, lens)
             if index == len(self.layers) - 1:
                 break
             x = self.dropout(x)
