@@ -56,6 +56,8 @@ class ArpaLM:
     the model (KenLM's state), so equal states mean equal futures.
     """
 
+    context_cache_size = 200_000  # contexts whose table row is kept; the cache starts afresh when full
+
     def __init__(self, order: int, words: list[str], unigram_logp: np.ndarray, unigram_backoff: np.ndarray,
                  tables: list[_Order]) -> None:
         self.order = order
@@ -217,6 +219,8 @@ class ArpaLM:
         if len(ngram) < self.order:  # a possible context: kept
             row = self._rows.get(ngram)
             if row is None:
+                if len(self._rows) >= self.context_cache_size:  # a long decode with a big LM: start afresh
+                    self._rows.clear()
                 row = self._rows[ngram] = self._find(ngram)
             return row
         return self._find(ngram)

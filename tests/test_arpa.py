@@ -56,6 +56,21 @@ def test_every_score_matches_the_back_off_rule_on_words(seed):
     assert lm.num_ngrams == len(entries)
 
 
+def test_the_context_cache_stays_bounded_and_scores_stay_right(monkeypatch):
+    text = build_arpa(random_sentences(7, vocab="abcdefghij"), order=3)
+    lm = ArpaLM.parse(text.splitlines())
+    monkeypatch.setattr(lm, "context_cache_size", 5)
+    order, entries = reference_tables(text)
+    rng = random.Random(7)
+    words = [w for w in lm.words if w != "<s>"]
+    for _ in range(400):
+        history = tuple(rng.choice(lm.words) for _ in range(rng.randint(0, order)))
+        word = rng.choice(words)
+        logp, _ = lm.score(tuple(lm.index[w] for w in history), lm.index[word])
+        assert logp == pytest.approx(reference_score(order, entries, history, word), abs=1e-9)
+        assert len(lm._rows) <= 5
+
+
 def test_gzipped_arpa_reads_like_the_plain_file(tmp_path):
     text = build_arpa(random_sentences(7), order=3)
     (tmp_path / "lm.arpa").write_text(text)
