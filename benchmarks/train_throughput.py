@@ -9,6 +9,10 @@
     epoch's figure;
 and (b)/(a): how close the loop comes to keeping the device busy.
 
+``--compare-packing`` times (a) twice, with the recurrent layers on packed sequences (the
+peer: torch's usual way, asrkit's CPU path before the padded one) and on asrkit's path for
+the device (padded on the CPU), and prints the ratio.
+
     bash recipes/an4/run.sh --corpus-dir ../shared/corpora/an4 --stop-stage 2   # data and features
     python benchmarks/train_throughput.py                                        # AN4, conf bilstm_1a
     python benchmarks/train_throughput.py --data recipes/fsdd/data/train --config recipes/fsdd/conf/bilstm.yaml
@@ -26,12 +30,14 @@ from pathlib import Path
 
 import torch
 
+import asrkit.model.encoder as encoder_module
 from asrkit.config import load_config
 from asrkit.datadir import DataDir
 from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
 from asrkit.features import GlobalCMVN
 from asrkit.featstore import compute_missing
 from asrkit.model import build_model
+from asrkit.model.recurrent import run_packed, run_rnn
 from asrkit.tokenizer import CharTokenizer
 from asrkit.train import _autocast, _grad_scaler, compute_loss, pick_device, select_trainable, train
 
@@ -102,6 +108,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="config override for both, e.g. train.amp_dtype=fp16 or train.amp=false (repeatable)")
     parser.add_argument("--batches", type=int, default=0, help="batches timed for the bare step (0: a whole epoch)")
+    parser.add_argument("--compare-packing", action="store_true",
+                        help="also time the bare step with packed recurrent layers, and print the ratio")
     args = parser.parse_args()
     logging.getLogger("asrkit").setLevel(logging.WARNING)
     device = pick_device(args.device)
@@ -110,6 +118,11 @@ def main() -> None:
           f"python {platform.python_version()}; data {args.data}, config {args.config} {' '.join(args.overrides)}")
     bare, count = bare_step_throughput(args.data, args.config, device, args.batches, args.overrides)
     print(f"(a) bare model step:  {bare:9.0f} audio-s/s  ({count} device-resident batches)")
+    if args.compare_packing:
+        encoder_module.run_rnn = run_packed
+        packed, _ = bare_step_throughput(args.data, args.config, device, args.batches, args.overrides)
+        encoder_module.run_rnn = run_rnn
+        print(f"    packed recurrence: {packed:9.0f} audio-s/s; asrkit's path x{bare / packed:.2f} faster")
     if args.epochs < 1:
         return
     loop = loop_throughput(args.data, args.config, args.epochs, device.type, args.overrides)
