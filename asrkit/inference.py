@@ -78,7 +78,7 @@ class Recognizer:
             self.cmvn = GlobalCMVN.from_dict(blob["cmvn"])
             self.model = build_model(int(blob["feat_dim"]), int(blob["vocab_size"]), self.config.model)
             self.model.load_state_dict(blob["model_state"])
-        except DataDirError as exc:
+        except (DataDirError, CheckpointError) as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None

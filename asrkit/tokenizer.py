@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from asrkit.errors import ConfigError, DataDirError
+from asrkit.errors import CheckpointError, ConfigError, DataDirError
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -293,7 +293,7 @@ def from_checkpoint(blob: dict) -> Tokenizer:
     if blob.get("sentencepiece") is not None:
         tokenizer = SentencePieceTokenizer(blob["sentencepiece"])
         if tokenizer.symbols != list(blob["tokens"]):
-            raise DataDirError(f"its sentencepiece model ({len(tokenizer)} pieces) does not match its token table "
+            raise CheckpointError(f"its sentencepiece model ({len(tokenizer)} pieces) does not match its token table "
                                f"({len(blob['tokens'])} entries): the model and the checkpoint belong to different runs")
         return tokenizer
     return CharTokenizer(list(blob["tokens"]))

@@ -9,7 +9,7 @@ import torch
 
 from asrkit.checkpoint import load_checkpoint, save_checkpoint
 from asrkit.decode import prefix_beam_search, prefix_beam_search_reference
-from asrkit.errors import DataDirError
+from asrkit.errors import CheckpointError, DataDirError
 from asrkit.lexicon import Lexicon
 from asrkit.lm import ArpaLM, LmFusion, build_arpa
 from asrkit.tokenizer import (CharTokenizer, SentencePieceTokenizer, from_checkpoint, load_tokenizer,
@@ -62,7 +62,7 @@ def test_a_sentencepiece_model_that_does_not_match_the_checkpoint_is_refused_at_
     tokenizer, _ = sp500
     other = train_sentencepiece(["a b c ab bc abc"] * 30, tmp_path / "other", vocab_size=8)
     blob = {**tokenizer.checkpoint_entries(), "sentencepiece": other.proto}
-    with pytest.raises(DataDirError, match="sentencepiece model \\(8 pieces\\) does not match its token table "
+    with pytest.raises(CheckpointError, match="sentencepiece model \\(8 pieces\\) does not match its token table "
                                            "\\(500 entries\\)"):
         from_checkpoint(blob)
 
