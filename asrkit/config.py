@@ -129,14 +129,14 @@ class SpecAugmentConfig:
 class AugmentConfig:
     """Waveform corruption in training (asrkit.augment), each kind drawn per utterance with its
     own probability; an utterance that draws none is read from the feature store as it is."""
-    noise_prob: float = 0.3  # additive noise at a random SNR
-    snr_min_db: float = 0.0
+    noise_prob: float = 0.15  # additive noise at a random SNR
+    snr_min_db: float = 5.0
     snr_max_db: float = 30.0
     noise_dir: str = ""  # folder of noise recordings (any audio format; e.g. MUSAN's noise/); "" = coloured noise
-    gain_prob: float = 0.2  # a random gain; samples beyond +-1 are clipped, as a hot input does
+    gain_prob: float = 0.1  # a random gain; samples beyond +-1 are clipped, as a hot input does
     gain_min_db: float = -20.0
     gain_max_db: float = 25.0
-    telephone_prob: float = 0.1  # through an 8 kHz channel and back: nothing above 4 kHz
+    telephone_prob: float = 0.05  # through an 8 kHz channel and back: nothing above 4 kHz
     reverb_prob: float = 0.3  # only with rir_dir
     rir_dir: str = ""  # folder of room impulse responses (e.g. RIRS_NOISES/simulated_rirs)
 

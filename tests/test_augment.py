@@ -185,7 +185,7 @@ def test_a_bad_noise_folder_is_a_one_line_error_naming_it(tmp_path, kind, messag
     ("train.augment.telephone_prob=2", "train.augment.telephone_prob"),
     ("train.augment.reverb_prob=-1", "train.augment.reverb_prob"),
     ("train.augment.snr_min_db=31", "train.augment.snr_min_db=31.0 and train.augment.snr_max_db=30.0"),
-    ("train.augment.snr_max_db=-5", "train.augment.snr_min_db=0.0 and train.augment.snr_max_db=-5.0"),
+    ("train.augment.snr_max_db=-5", "train.augment.snr_min_db=5.0 and train.augment.snr_max_db=-5.0"),
     ("train.augment.snr_max_db=.inf", "train.augment.snr_max_db=inf"),
     ("train.augment.snr_min_db=-60", "train.augment.snr_min_db/snr_max_db"),
     ("train.augment.gain_min_db=30", "train.augment.gain_min_db=30.0 and train.augment.gain_max_db=25.0"),
