@@ -15,8 +15,8 @@
 set -euo pipefail
 {  # braces: bash reads the whole recipe before running it, so editing this file mid-run is safe
 cd "$(dirname "$0")"
-conf=conf/bilstm_1a.yaml
-exp=exp/bilstm_1a
+conf=conf/bigru_1a.yaml
+exp=exp/bigru_1a
 modes="greedy beam rescore"
 beam=20
 . ../common.sh
