@@ -12,7 +12,7 @@
 # The device run needs no network and no install of asrkit: it puts the carried librosa and
 # soundfile wheels on PYTHONPATH and an `asrkit` shim on PATH. Everything it measures is printed
 # and copied to $OUT (logs, metrics.jsonl, the WER table). Options of `run`, as variables:
-# CONF (default recipes/an4/conf/bilstm_1a.yaml), MODES (default "greedy beam rescore"),
+# CONF (default recipes/an4/conf/bigru_1a.yaml, the recipe's 1a), MODES (default "greedy beam rescore"),
 # TIME_LIMIT (seconds for the training, default 300, so that the whole run fits one 600 s
 # device call: data ~1 min, throughput <= 2 min + 3 x 40-batch bare steps (bf16, fp16, fp32),
 # decoding ~1 min), DEVICE (default cuda; cpu to try the
@@ -54,7 +54,7 @@ if [ "${1:-}" != run ]; then
   exit 1
 fi
 
-conf=${CONF:-recipes/an4/conf/bilstm_1a.yaml}
+conf=${CONF:-recipes/an4/conf/bigru_1a.yaml}
 modes=${MODES:-greedy beam rescore}
 limit=${TIME_LIMIT:-300}
 out=${OUT:-/tmp/an4_gpu_out}

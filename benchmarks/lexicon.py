@@ -96,7 +96,7 @@ def run_flashlight(log_probs, lengths, beam, words, tokenizer):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exp", type=Path, default=AN4 / "exp/bilstm_1a/avg_10.pt")
+    parser.add_argument("--exp", type=Path, default=AN4 / "exp/bigru_1a/avg_10.pt")
     parser.add_argument("--sets", type=Path, nargs="+", default=[AN4 / "data/test", AN4 / "data/dev"])
     parser.add_argument("--lexicon", type=Path, default=AN4 / "data/lang/lexicon.txt")
     parser.add_argument("--beams", type=int, nargs="+", default=[20, 50])
