@@ -294,7 +294,8 @@ def from_checkpoint(blob: dict) -> Tokenizer:
         tokenizer = SentencePieceTokenizer(blob["sentencepiece"])
         if tokenizer.symbols != list(blob["tokens"]):
             raise CheckpointError(f"its sentencepiece model ({len(tokenizer)} pieces) does not match its token table "
-                               f"({len(blob['tokens'])} entries): the model and the checkpoint belong to different runs")
+                                  f"({len(blob['tokens'])} entries): the model and the checkpoint belong to "
+                                  "different runs")
         return tokenizer
     return CharTokenizer(list(blob["tokens"]))
 

@@ -63,7 +63,7 @@ def test_a_sentencepiece_model_that_does_not_match_the_checkpoint_is_refused_at_
     other = train_sentencepiece(["a b c ab bc abc"] * 30, tmp_path / "other", vocab_size=8)
     blob = {**tokenizer.checkpoint_entries(), "sentencepiece": other.proto}
     with pytest.raises(CheckpointError, match="sentencepiece model \\(8 pieces\\) does not match its token table "
-                                           "\\(500 entries\\)"):
+                                              "\\(500 entries\\)"):
         from_checkpoint(blob)
 
 
