@@ -120,7 +120,9 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
 
 
 def select_epochs(exp_dir: Path, num: int, by: str = "dev_loss") -> list[Path]:
-    """The ``num`` epoch checkpoints of ``exp_dir`` with the lowest dev loss, or the last ``num``."""
+    """The ``num`` epoch checkpoints of ``exp_dir`` with the lowest dev loss (``dev_loss``), the lowest
+    dev WER of the greedy search run after each epoch (``dev_wer``; ties go to the lower dev loss, as
+    ESPnet picks by a validation accuracy), or the last ``num`` (``last``)."""
     import json
 
     metrics = exp_dir / "metrics.jsonl"
@@ -128,14 +130,14 @@ def select_epochs(exp_dir: Path, num: int, by: str = "dev_loss") -> list[Path]:
         raise CheckpointError(f"{exp_dir} has no metrics.jsonl; is it an experiment dir?")
     rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if (exp_dir / f"epoch_{r['epoch']}.pt").is_file()]
-    if by == "dev_loss":
-        if any(r["dev_loss"] != r["dev_loss"] for r in rows):  # NaN: trained without --dev
+    if by in ("dev_loss", "dev_wer"):
+        if any(r[by] != r[by] for r in rows):  # NaN: trained without --dev
             raise CheckpointError(f"{exp_dir} was trained without a dev set; use --by last")
-        rows.sort(key=lambda r: r["dev_loss"])
+        rows.sort(key=lambda r: (r["dev_wer"], r["dev_loss"]) if by == "dev_wer" else r["dev_loss"])
     elif by == "last":
         rows.sort(key=lambda r: -r["epoch"])
     else:
-        raise CheckpointError(f"--by must be dev_loss or last, not {by!r}")
+        raise CheckpointError(f"--by must be dev_loss, dev_wer or last, not {by!r}")
     if len(rows) < num:
         raise CheckpointError(f"{exp_dir} has {len(rows)} epoch checkpoints, fewer than the {num} asked for")
     return [exp_dir / f"epoch_{r['epoch']}.pt" for r in sorted(rows[:num], key=lambda r: r["epoch"])]

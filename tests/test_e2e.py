@@ -261,3 +261,21 @@ def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, ti
                               tmp_path / "big", "--set", "tokenizer.type=sentencepiece",
                               "--set", "tokenizer.vocab_size=50"], capsys)
     assert code != 0 and "sentencepiece training failed: Vocabulary size too high (50)" in err
+
+
+def test_epochs_are_picked_by_dev_loss_dev_wer_or_last(tmp_path):
+    from asrkit.checkpoint import select_epochs
+    from asrkit.errors import CheckpointError
+
+    rows = [(1, 3.0, 0.50), (2, 1.0, 0.40), (3, 2.0, 0.20), (4, 1.5, 0.20), (5, 4.0, 0.10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "dev_loss": loss, "dev_wer": wer}) + "\n"
+                                                    for e, loss, wer in rows))
+    for epoch, *_ in rows:
+        (tmp_path / f"epoch_{epoch}.pt").write_bytes(b"")
+    names = lambda paths: [p.stem for p in paths]  # noqa: E731
+    assert names(select_epochs(tmp_path, 2, "dev_loss")) == ["epoch_2", "epoch_4"]
+    assert names(select_epochs(tmp_path, 2, "dev_wer")) == ["epoch_4", "epoch_5"]  # 3 and 4 tie on WER: 4's loss is lower
+    assert names(select_epochs(tmp_path, 3, "dev_wer")) == ["epoch_3", "epoch_4", "epoch_5"]
+    assert names(select_epochs(tmp_path, 2, "last")) == ["epoch_4", "epoch_5"]
+    with pytest.raises(CheckpointError, match="dev_loss, dev_wer or last"):
+        select_epochs(tmp_path, 2, "dev_acc")

@@ -110,7 +110,8 @@ def train(
 def average(
     exp: Path = typer.Argument(..., help="Experiment dir with epoch_N.pt checkpoints."),
     num: int = typer.Option(5, "--num", "-n", help="How many epoch checkpoints to average."),
-    by: str = typer.Option("dev_loss", help="dev_loss: the N with the lowest dev loss; last: the last N."),
+    by: str = typer.Option("dev_loss", help="dev_loss: the N with the lowest dev loss; dev_wer: the N with the lowest "
+                            "dev WER (greedy, measured after each epoch); last: the last N."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (default EXP/avg_N.pt)."),
 ) -> None:
     """Average the weights of N epoch checkpoints into one (decode it like any checkpoint)."""
