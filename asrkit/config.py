@@ -32,7 +32,7 @@ class FeatureConfig:
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     fmin: float = 20.0
-    # level invariance (asrkit.features): "active" scales the waveform so that its loud frames
+    # level invariance (asrkit.data.features): "active" scales the waveform so that its loud frames
     # (the 95th percentile of 10 ms frame levels) sit at -20 dBFS before the mel analysis, so a
     # quiet microphone, a hot one and a half-silent stereo downmix give one level; "none" keeps
     # the samples as read (models trained before this key)
@@ -80,8 +80,14 @@ class ModelConfig:
 
     @property
     def time_reduction(self) -> int:
-        """Input frames per encoder frame: subsampling times the pyramid (its one owner)."""
-        return self.subsampling_factor * 2 ** self.pyramid_layers
+        """Input frames per encoder frame: subsampling times the pyramid (its one owner; the
+        rounding of lengths is the encoder's, ``RNNEncoder.output_lengths``)."""
+        return self.layer_time_reduction(self.num_layers - 1)
+
+    def layer_time_reduction(self, layer: int) -> int:
+        """Input frames per output frame of recurrent layer ``layer`` (from 0): the subsampling,
+        and a halving by each pyramid layer below it."""
+        return self.subsampling_factor * 2 ** min(layer, self.pyramid_layers)
 
     @property
     def layered(self) -> bool:
@@ -127,7 +133,7 @@ class SpecAugmentConfig:
 
 @dataclass
 class AugmentConfig:
-    """Waveform corruption in training (asrkit.augment), each kind drawn per utterance with its
+    """Waveform corruption in training (asrkit.data.augment), each kind drawn per utterance with its
     own probability; an utterance that draws none is read from the feature store as it is."""
     noise_prob: float = 0.15  # additive noise at a random SNR
     snr_min_db: float = 5.0

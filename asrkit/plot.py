@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asrkit.config import load_config
+from asrkit.data.audio import load_audio
+from asrkit.data.datadir import DataDir
+from asrkit.data.features import compute_features
 from asrkit.errors import AsrkitError
+from asrkit.model import build_model
+from asrkit.model.decoder import decoder_io
 
 
 def _pyplot():
@@ -37,8 +43,6 @@ def _save(fig, out: Path) -> Path:
 
 def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=None) -> Path:
     """Log-mel spectrogram, CTC posteriorgram (tokens × frames) and the decoded words at their aligned times."""
-    from asrkit.audio import load_audio
-    from asrkit.features import compute_features
 
     plt = _pyplot()
     samples = load_audio(audio_path, recognizer.sample_rate)
@@ -80,9 +84,6 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
 @torch.no_grad()
 def plot_attention(recognizer, audio_path: str | Path, out: str | Path, search=None) -> Path:
     """The attention decoder's weights over encoder frames for each output token of the best hypothesis."""
-    from asrkit.audio import load_audio
-    from asrkit.features import compute_features
-    from asrkit.model.decoder import decoder_io
 
     if recognizer.model.decoder is None:
         raise AsrkitError(f"{recognizer.path} has no attention decoder (trained with model.ctc_weight=1)")
@@ -155,51 +156,10 @@ def plot_training(exp: str | Path, out: str | Path) -> Path:
 
 def _grad_clip(exp: Path) -> float:
     """train.grad_clip of an experiment dir (its config.yaml), 0 when unknown."""
-    from asrkit.config import load_config
-
     try:
         return load_config(exp / "config.yaml", saved=True).train.grad_clip
     except AsrkitError:  # no or an unreadable config: no threshold line
         return 0.0
-
-
-def _unroll(layer, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run one recurrent layer over x (1, T, F) one step at a time: (its output, the forward
-    direction's per-step outputs h_t, each a graph node that is both output and fed-back state)."""
-    from torch import nn
-
-    from asrkit.model.jordan import JordanLayer
-
-    states: list[torch.Tensor] = []
-    if isinstance(layer, JordanLayer):
-        cell = layer.forward_direction
-        projected, y = cell.input(x), x.new_zeros(1, cell.output.out_features)
-        for t in range(x.size(1)):
-            y = torch.tanh(cell.output(torch.tanh(projected[:, t] + cell.recurrent(y))))
-            states.append(y)
-        backward = layer.backward_direction(x.flip(1)).flip(1) if layer.backward_direction is not None else None
-    else:
-        kind = {nn.LSTM: nn.LSTMCell, nn.GRU: nn.GRUCell, nn.RNN: nn.RNNCell}[type(layer)]
-        extra = {"nonlinearity": layer.nonlinearity} if isinstance(layer, nn.RNN) else {}
-        cell = kind(layer.input_size, layer.hidden_size, **extra)
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            getattr(cell, name).data.copy_(getattr(layer, f"{name}_l0").data)
-        h = x.new_zeros(1, layer.hidden_size)
-        c = x.new_zeros(1, layer.hidden_size)
-        for t in range(x.size(1)):
-            if isinstance(layer, nn.LSTM):
-                h, c = cell(x[:, t], (h, c))
-            else:
-                h = cell(x[:, t], h)
-            states.append(h)
-        backward = None
-        if layer.bidirectional:  # the backward direction never sees the forward states
-            reverse = type(layer)(layer.input_size, layer.hidden_size, batch_first=True, **extra)
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(reverse, f"{name}_l0").data.copy_(getattr(layer, f"{name}_l0_reverse").data)
-            backward = reverse(x.flip(1))[0].flip(1)
-    forward = torch.stack(states, 1)
-    return (forward if backward is None else torch.cat([forward, backward], -1)), states
 
 
 def gradients_through_time(model, feats: torch.Tensor) -> list[np.ndarray]:
@@ -213,22 +173,10 @@ def gradients_through_time(model, feats: torch.Tensor) -> list[np.ndarray]:
     that shrinks with the distance from the last frame is a vanishing one.
     """
     model.eval()
-    encoder = model.encoder
-    x, lens = encoder.subsampling(feats, torch.tensor([feats.size(1)]))
-    modules = encoder.layer_modules()
-    per_layer = []
-    for index, layer in enumerate(modules):
-        x, states = _unroll(layer, x)
+    x, per_layer = model.encoder.unrolled(feats)
+    for states in per_layer:
         for state in states:
             state.retain_grad()
-        per_layer.append(states)
-        if encoder.layers is not None and index < len(modules) - 1:
-            from asrkit.model.encoder import pyramid_step
-
-            if index < encoder.pyramid_layers:
-                x, lens = pyramid_step(x, lens)
-            if index < len(encoder.projections):
-                x = torch.tanh(encoder.projections[index](x))
     model.ctc_log_probs(x)[0, -1].max().backward()
     return [np.array([float(s.grad.norm()) if s.grad is not None else 0.0 for s in states]) for states in per_layer]
 
@@ -237,9 +185,6 @@ def plot_gradients(recognizer, data_dir: str | Path, out: str | Path, num_utts: 
     """How gradients travel back through time, per layer, for untrained and trained weights:
     ‖∂s/∂h_t‖₂ against the distance from the last frame, log scale, on the ``num_utts``
     longest utterances of ``data_dir``."""
-    from asrkit.datadir import DataDir
-    from asrkit.model import build_model
-
     cfg = recognizer.config.model
     if cfg.rnn_type not in ("lstm", "gru", "rnn", "jordan"):
         raise AsrkitError(f"plot gradients supports rnn_type lstm, gru, rnn and jordan, not {cfg.rnn_type!r}")
@@ -250,8 +195,8 @@ def plot_gradients(recognizer, data_dir: str | Path, out: str | Path, num_utts: 
     untrained = build_model(recognizer.model.feat_dim, recognizer.model.vocab_size, cfg)
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-    shift = recognizer.config.feature.frame_shift_ms / 1000  # layer k runs after min(k, pyramid) halvings
-    layer_seconds = [shift * cfg.subsampling_factor * 2 ** min(k, cfg.pyramid_layers) for k in range(cfg.num_layers)]
+    shift = recognizer.config.feature.frame_shift_ms / 1000
+    layer_seconds = [shift * cfg.layer_time_reduction(k) for k in range(cfg.num_layers)]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for axis, (title, model) in zip(axes, (("untrained", untrained), ("trained", recognizer.model.cpu()))):
         for number, utt in enumerate(longest):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkit.audio import read_audio
-from asrkit.datadir import DataDir
+from asrkit.data.audio import read_audio
+from asrkit.data.datadir import DataDir
 
 
 def main() -> None:

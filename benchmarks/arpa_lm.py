@@ -98,8 +98,8 @@ def digits_posteriors(exp: Path | None, num_utts: int):
     from asrkit.tokenizer import CharTokenizer
 
     if exp is not None and exp.exists():
-        from asrkit.datadir import DataDir
-        from asrkit.inference import Recognizer
+        from asrkit.data.datadir import DataDir
+        from asrkit.recognize.recognizer import Recognizer
 
         recognizer = Recognizer(exp)
         data = DataDir.load(DIGITS / "data/test")
@@ -131,8 +131,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from asrkit.decode import prefix_beam_search
-    from asrkit.lm import ArpaLM, LmFusion
+    from asrkit.search.lm import ArpaLM, LmFusion
+    from asrkit.search.prefix import prefix_beam_search
 
     log_probs, lengths, tokenizer, source = digits_posteriors(args.exp, args.batch)
     boundary = tokenizer.boundary

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrkit.decode import prefix_beam_search
+from asrkit.search.prefix import prefix_beam_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,8 @@ def peaky_log_probs(num_utts: int, num_frames: int, vocab: int, seed: int = 0) -
 
 def model_log_probs(exp: Path, data_dir: Path, num_utts: int, num_frames: int):
     """A real model's posteriors: test utterances' features concatenated until T encoder frames."""
-    from asrkit.datadir import DataDir
-    from asrkit.inference import Recognizer
+    from asrkit.data.datadir import DataDir
+    from asrkit.recognize.recognizer import Recognizer
 
     recognizer = Recognizer(exp)
     data = DataDir.load(data_dir)

@@ -4,7 +4,7 @@ Prints, for the recipe's model and config:
   (a) the bare model step: forward + CTC + backward + AdamW over one epoch of
       batches collated in advance (no SpecAugment, no loader), in seconds of
       audio per second (benchmarks/train_throughput.py's, on the CPU);
-  (b) the real training loop (`asrkit.train.train`, 2 epochs, dev evaluation
+  (b) the real training loop (`asrkit.training.trainer.train`, 2 epochs, dev evaluation
       excluded), in seconds of audio per second, and (b)/(a);
   (c) `transcribe` one file at a time (read, resample, features, model, search)
       on the 300 test files: real-time factor = wall time / audio duration.
@@ -26,8 +26,8 @@ import soundfile
 import torch
 from train_throughput import bare_step_throughput, loop_throughput  # this folder
 
-from asrkit.datadir import DataDir
-from asrkit.inference import Recognizer
+from asrkit.data.datadir import DataDir
+from asrkit.recognize.recognizer import Recognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

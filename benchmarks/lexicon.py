@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from asrkit.datadir import DataDir
-from asrkit.decode import prefix_beam_search
-from asrkit.inference import Recognizer
-from asrkit.lexicon import Lexicon, read_lexicon
-from asrkit.score import score
-from asrkit.tokenizer import SPACE
 from beam import token_log_likelihood  # benchmarks/beam.py: run as a script, this folder is on sys.path
+
+from asrkit.data.datadir import DataDir
+from asrkit.recognize.recognizer import Recognizer
+from asrkit.scoring import score
+from asrkit.search.lexicon import Lexicon, read_lexicon
+from asrkit.search.prefix import prefix_beam_search
+from asrkit.tokenizer import SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 AN4 = ROOT / "recipes/an4"
@@ -70,8 +70,14 @@ def run_asrkit(log_probs, lengths, beam, space_id, lexicon=None):
 
 
 def run_flashlight(log_probs, lengths, beam, words, tokenizer):
-    from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions, SmearingMode,
-                                             Trie, ZeroLM)
+    from flashlight.lib.text.decoder import (
+        CriterionType,
+        LexiconDecoder,
+        LexiconDecoderOptions,
+        SmearingMode,
+        Trie,
+        ZeroLM,
+    )
 
     vocab = log_probs.size(-1)
     space = tokenizer.index[SPACE]

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.audio import load_audio
-from asrkit.datadir import DataDir
-from asrkit.inference import Recognizer
-from asrkit.score import align
+from asrkit.data.audio import load_audio
+from asrkit.data.datadir import DataDir
+from asrkit.recognize.recognizer import Recognizer
+from asrkit.scoring import align
 
 ROOT = Path(__file__).resolve().parents[1]
 # The child reports VmHWM, the peak resident memory of its own address space: ru_maxrss would
@@ -40,7 +40,7 @@ CHILD = ("import re, sys\nfrom asrkit.cli import main\ncode = main(sys.argv[1:])
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word error rate of one long transcript (asrkit.score aligns long strings in one byte per cell)."""
+    """Word error rate of one long transcript (asrkit.scoring aligns long strings in one byte per cell)."""
     return align(reference.split(), hypothesis.split()).counts().rate
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.audio import read_audio
-from asrkit.augment import add_noise
-from asrkit.datadir import DataDir
-from asrkit.inference import Recognizer, SearchOptions
-from asrkit.score import score
+from asrkit.data.audio import read_audio
+from asrkit.data.augment import add_noise
+from asrkit.data.datadir import DataDir
+from asrkit.recognize.recognizer import Recognizer
+from asrkit.scoring import score
+from asrkit.search.options import SearchOptions
 
 # condition -> (target ratio to the clean WER, description)
 CONDITIONS = {

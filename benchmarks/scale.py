@@ -42,7 +42,7 @@ train: {epochs: 100, lr: 0.002, warmup_steps: 10, max_frames_per_batch: 12000, s
 
 def make_data_dir(root: Path, hours: float, seed: int) -> Path:
     """Synthetic utterances until ``hours`` of audio: WAV files, text, utt2spk, spk2utt."""
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     if (root / "text").is_file():
         return root

@@ -4,7 +4,7 @@
     + backward + gradient clipping + AdamW, under the same autocast as
     training, over one epoch of batches collated in advance and already on the
     device (no loader, no SpecAugment, no host-to-device copies);
-(b) the real training loop, ``asrkit.train.train`` for ``--epochs`` epochs
+(b) the real training loop, ``asrkit.training.trainer.train`` for ``--epochs`` epochs
     (loader, SpecAugment, copies, logging; dev evaluation excluded), the last
     epoch's figure;
 and (b)/(a): how close the loop comes to keeping the device busy.
@@ -32,14 +32,15 @@ import torch
 
 import asrkit.model.encoder as encoder_module
 from asrkit.config import load_config
-from asrkit.datadir import DataDir
-from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
-from asrkit.features import GlobalCMVN
-from asrkit.featstore import compute_missing
+from asrkit.data.datadir import DataDir
+from asrkit.data.dataset import AsrDataset, BucketBatchSampler, collate
+from asrkit.data.featstore import compute_missing
+from asrkit.data.features import GlobalCMVN
 from asrkit.model import build_model
 from asrkit.model.recurrent import run_packed, run_rnn
 from asrkit.tokenizer import CharTokenizer
-from asrkit.train import _autocast, _grad_scaler, compute_loss, pick_device, select_trainable, train
+from asrkit.training.loss import autocast, compute_loss, select_trainable
+from asrkit.training.trainer import grad_scaler, pick_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,10 +64,10 @@ def bare_step_throughput(data_dir: Path, config: Path, device: torch.device, max
     ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     shift = cfg.feature.frame_shift_ms / 1000
     use_amp = cfg.train.amp and device.type == "cuda"
-    scaler = _grad_scaler(device, use_amp, cfg.train.amp_dtype)
+    scaler = grad_scaler(device, use_amp, cfg.train.amp_dtype)
 
     def step(batch) -> None:
-        with _autocast(device, use_amp, cfg.train.amp_dtype):
+        with autocast(device, use_amp, cfg.train.amp_dtype):
             loss = compute_loss(model, batch, ctc) / len(batch.utt_ids)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 
 SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 TONES = {"a": 440.0, "b": 1300.0}  # each "word" is a tone burst; transcripts are word sequences

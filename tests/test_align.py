@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from asrkit.align import TokenSpan, WordSpan, forced_align, word_spans
 from asrkit.errors import DecodeError
-from asrkit.formats import to_ctm, to_json, to_srt
+from asrkit.recognize.align import TokenSpan, WordSpan, forced_align, word_spans
+from asrkit.recognize.formats import to_ctm, to_json, to_srt
+
 from conftest import TONES, ctc_paths, run_cli
 
 
@@ -95,7 +96,7 @@ def test_transcribe_formats_and_word_times_fall_on_the_tones(trained_exp, tmp_pa
 
 
 def test_align_data_dir_writes_a_ctm(trained_exp, tone_corpus, tmp_path, capsys):
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     out = tmp_path / "ctm"
     code, stdout, err = run_cli(["-q", "align", trained_exp, tone_corpus["dev"], "--out", out], capsys)

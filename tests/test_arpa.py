@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from asrkit.arpa import OOV_LOG10, ArpaLM
 from asrkit.errors import LmError
-from asrkit.lm import build_arpa
+from asrkit.search.arpa import OOV_LOG10, ArpaLM
+from asrkit.search.lm import build_arpa
 
 
 def reference_tables(text: str):

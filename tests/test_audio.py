@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asrkit.audio import load_audio, read_audio
+from asrkit.data.audio import load_audio, read_audio
 from asrkit.errors import AudioError
 
 
@@ -51,7 +51,10 @@ def test_stereo_flac_downmix(tmp_path):
     assert np.allclose(samples, 0.375, atol=1e-3)  # two live channels: their mean
 
 
-def test_resample_is_logged(tmp_path, caplog):
+def test_resample_is_logged(tmp_path, caplog, monkeypatch):
+    import asrkit.data.audio as audio
+
+    monkeypatch.setattr(audio, "_reported_rates", set())  # said once per process: an earlier test may have
     path = tmp_path / "eight.wav"
     soundfile.write(path, np.sin(np.arange(8000) / 10).astype(np.float32) * 0.3, 8000)
     logger = logging.getLogger("asrkit")
@@ -131,7 +134,7 @@ def test_truncated_file_is_one_clear_error_or_its_readable_part(tmp_path, suffix
 
 def _pipe_copy(tone_corpus, tmp_path, make_entry, name="piped"):
     """The dev data dir with every wav.scp entry rewritten by ``make_entry(path)``."""
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     data = DataDir.load(tone_corpus["dev"])
     data.wav_scp = {k: make_entry(v) for k, v in data.wav_scp.items()}
@@ -164,10 +167,9 @@ def test_pipes_are_refused_without_the_opt_in_and_decode_like_files_with_it(trai
 
 def test_a_streamed_wav_from_a_command_and_the_environment_opt_in(tmp_path, monkeypatch):
     """sox and flac write WAV headers with unknown sizes to a pipe; ASRKIT_ALLOW_PIPES=1 opts in too."""
-    import struct
     import sys
 
-    from asrkit.audio import audio_duration, read_audio
+    from asrkit.data.audio import audio_duration, read_audio
 
     tone = (0.3 * np.sin(np.arange(4000) / 3)).astype(np.float32)
     source = tmp_path / "a.flac"
@@ -203,7 +205,8 @@ def test_a_failing_pipe_names_the_utterance_and_the_command_error(trained_exp, t
 
 
 def test_pipes_survive_fix_subset_and_segments(tone_corpus, tmp_path, capsys):
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
+
     from conftest import run_cli
 
     piped = _pipe_copy(tone_corpus, tmp_path, lambda path: f"cat {path} |")
@@ -222,7 +225,7 @@ def test_pipes_survive_fix_subset_and_segments(tone_corpus, tmp_path, capsys):
 
 
 def test_segments_of_one_piped_recording_run_its_command_once(tmp_path, monkeypatch):
-    from asrkit.audio import read_audio
+    from asrkit.data.audio import read_audio
 
     monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "1")
     source = tmp_path / "a.wav"

@@ -7,11 +7,11 @@ import pytest
 import soundfile
 import yaml
 
-from asrkit.audio import downmix, input_warnings, read_audio
-from asrkit.augment import AudioFolder, Augmenter, add_noise, apply_gain, coloured_noise, reverberate, telephone
 from asrkit.config import AugmentConfig, FeatureConfig, load_config
+from asrkit.data.audio import active_level, downmix, input_warnings, read_audio
+from asrkit.data.augment import AudioFolder, Augmenter, add_noise, apply_gain, coloured_noise, reverberate, telephone
+from asrkit.data.features import compute_features
 from asrkit.errors import ConfigError
-from asrkit.features import active_level, compute_features
 
 from conftest import TINY_CONFIG, run_cli, tone_words
 
@@ -225,10 +225,10 @@ def test_training_reads_altered_audio_when_drawn(tone_corpus, tmp_path, capsys):
     saved = load_checkpoint(tmp_path / "exp" / "last.pt")["config"]["train"]["augment"]
     assert saved["noise_prob"] == 1.0
 
-    from asrkit.augment import Augmenter
-    from asrkit.dataset import WaveformAugment
-    from asrkit.datadir import DataDir
-    from asrkit.featstore import FeatureStore
+    from asrkit.data.augment import Augmenter
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.dataset import WaveformAugment
+    from asrkit.data.featstore import FeatureStore
 
     cfg = load_config(config)
     train = DataDir.load(tone_corpus["train"])
@@ -271,7 +271,7 @@ def test_transcribe_warns_once_per_file_and_still_transcribes(trained_exp, tmp_p
 
 def test_saved_configs_without_the_new_keys_keep_their_old_meaning(tmp_path):
     from asrkit.config import ExperimentConfig, save_config
-    from asrkit.expdir import resolve_config
+    from asrkit.training.expdir import resolve_config
 
     out = tmp_path / "exp"
     out.mkdir()
@@ -290,9 +290,9 @@ def test_a_feature_store_of_older_features_is_refused_for_the_new_config(tmp_pat
     (naming the key) instead of mixing the two."""
     import json
 
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.featstore import compute_missing
     from asrkit.errors import DataDirError
-    from asrkit.featstore import compute_missing
 
     from conftest import make_tone_data_dir
 
@@ -311,9 +311,9 @@ def test_altered_items_come_from_dataloader_workers(tone_corpus):
     """On a GPU the DataLoader's workers read and alter the audio while the model computes."""
     import torch
 
-    from asrkit.dataset import AsrDataset, WaveformAugment, collate
-    from asrkit.datadir import DataDir
-    from asrkit.featstore import FeatureStore, compute_missing
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.dataset import AsrDataset, WaveformAugment, collate
+    from asrkit.data.featstore import FeatureStore, compute_missing
 
     cfg = load_config(None, ["feature.sample_rate=8000", "feature.num_mel_bins=23", "train.augment.noise_prob=1",
                              "train.augment.snr_min_db=5", "train.augment.snr_max_db=5"])

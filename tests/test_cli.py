@@ -128,7 +128,7 @@ def test_prepare_bad_corpus_dir(tmp_path, capsys):
 
 
 def test_subset_and_split(tone_corpus, tmp_path, capsys):
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     code, out, _ = run_cli(["data", "subset", tone_corpus["train"], tmp_path / "sub", "--num-utts", "5"], capsys)
     assert code == 0 and len(DataDir.load(tmp_path / "sub")) == 5
@@ -191,7 +191,7 @@ def test_model_at_another_rate_resamples_and_says_so(trained_exp, tmp_path, caps
     path = tmp_path / "a16k.wav"
     audio = tone_words(["a", "b"], rate=16000, seed=3)
     soundfile.write(path, audio, 16000)  # the tiny model was trained at 8 kHz
-    from asrkit import audio as audio_module
+    from asrkit.data import audio as audio_module
 
     audio_module._reported_rates.discard((16000, 8000))
     with caplog.at_level(logging.INFO, logger="asrkit"):

@@ -48,13 +48,13 @@ def test_fp16_autocast_gets_a_loss_scaler_and_bf16_none():
     import torch
 
     from asrkit.config import load_config
-    from asrkit.train import _grad_scaler
+    from asrkit.training.trainer import grad_scaler
 
     assert load_config(None, ["train.amp_dtype=fp16"]).train.amp_dtype == "fp16"
     cuda = torch.device("cuda")
-    assert _grad_scaler(cuda, True, "fp16").is_enabled() if torch.cuda.is_available() else True
-    assert not _grad_scaler(torch.device("cpu"), False, "fp16").is_enabled()
-    assert not _grad_scaler(torch.device("cpu"), True, "bf16").is_enabled()
+    assert grad_scaler(cuda, True, "fp16").is_enabled() if torch.cuda.is_available() else True
+    assert not grad_scaler(torch.device("cpu"), False, "fp16").is_enabled()
+    assert not grad_scaler(torch.device("cpu"), True, "bf16").is_enabled()
 
 
 def test_fp16_loss_scaling_is_on_without_cuda_too_and_works_before_torch_2_3(monkeypatch):
@@ -65,14 +65,14 @@ def test_fp16_loss_scaling_is_on_without_cuda_too_and_works_before_torch_2_3(mon
 
     import torch
 
-    from asrkit.train import _grad_scaler
+    from asrkit.training.trainer import grad_scaler
 
-    scaler = _grad_scaler(torch.device("cpu"), True, "fp16")
+    scaler = grad_scaler(torch.device("cpu"), True, "fp16")
     assert scaler.is_enabled() and scaler.scale(torch.tensor(1.0)).item() == 2.0 ** 16
     monkeypatch.delattr(torch.amp, "GradScaler")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.cuda.amp.GradScaler is deprecated in new torch
-        old = _grad_scaler(torch.device("cpu"), False, "fp16")
+        old = grad_scaler(torch.device("cpu"), False, "fp16")
     assert isinstance(old, torch.cuda.amp.GradScaler) and not old.is_enabled()
 
 

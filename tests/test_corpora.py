@@ -8,8 +8,9 @@ import pytest
 
 from asrkit.corpora import digits, fsdd, yesno
 from asrkit.corpora.download import safe_extract, tree_digest
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 from asrkit.errors import CorpusError
+
 from conftest import SHARED_CORPORA
 
 needs_shared = pytest.mark.skipif(not SHARED_CORPORA.is_dir(), reason="../shared/corpora not present")
@@ -130,7 +131,7 @@ def test_an4_prepare_official_layout(tmp_path):
     assert test.utt2spk["fcaw-an406-fcaw-b"] == "fcaw" and len(set(test.utt2spk.values())) == 10
     assert test.wav_scp["fcaw-an406-fcaw-b"].endswith("wav/an4test_clstk/fcaw/an406-fcaw-b.sph")
     assert tree_digest(SHARED_CORPORA / "an4", an4.PATTERN) == an4.DIGEST
-    from asrkit.lexicon import read_lexicon
+    from asrkit.search.lexicon import read_lexicon
     words = read_lexicon(tmp_path / "lang" / "lexicon.txt")
     assert len(words) == 101 and "RUBOUT" in words
     assert {w for text in test.text.values() for w in text.split()} <= set(words)
@@ -186,8 +187,8 @@ def test_an4_missing_audio_and_wrong_folder(tmp_path):
 def test_an4_copy_converted_to_flac_is_read(tmp_path):
     import soundfile as sf
 
-    from asrkit.audio import read_audio
     from asrkit.corpora import an4
+    from asrkit.data.audio import read_audio
 
     root = tmp_path / "an4"
     _mini_an4(root, ["<s> YES </s> (an1-spk-b)"], ["an4_clstk/spk/an1-spk-b"])

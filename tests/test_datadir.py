@@ -1,6 +1,6 @@
 import pytest
 
-from asrkit.datadir import DataDir, fix_data_dir, split_data_dir
+from asrkit.data.datadir import DataDir, fix_data_dir, split_data_dir
 from asrkit.errors import DataDirError
 
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from asrkit.dataset import BucketBatchSampler
+from asrkit.data.dataset import BucketBatchSampler
+
 from conftest import TINY_CONFIG
 
 
@@ -32,8 +33,8 @@ def torchrun_train(tone_corpus, tmp_path, epochs: int):
     config.write_text(TINY_CONFIG.replace("epochs: 10", f"epochs: {epochs}"))
     exp = tmp_path / "ddp"
     from asrkit.config import load_config
-    from asrkit.datadir import DataDir
-    from asrkit.featstore import compute_missing
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.featstore import compute_missing
 
     for name in ("train", "dev"):  # torchrun needs the features made beforehand
         compute_missing(DataDir.load(tone_corpus[name]), load_config(config).feature)
@@ -70,13 +71,13 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
     import torch
 
     from asrkit.config import config_from_dict
-    from asrkit.dataset import AsrDataset, BucketBatchSampler, collate
-    from asrkit.datadir import DataDir
-    from asrkit.featstore import FeatureStore
-    from asrkit.features import GlobalCMVN
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.dataset import AsrDataset, BucketBatchSampler, collate
+    from asrkit.data.featstore import FeatureStore
+    from asrkit.data.features import GlobalCMVN
     from asrkit.model import build_model
     from asrkit.tokenizer import CharTokenizer
-    from asrkit.train import validate
+    from asrkit.training.loss import validate
 
     cfg = config_from_dict(blob["config"])
     model = build_model(cfg.feature.dim, blob["vocab_size"], cfg.model)
@@ -115,7 +116,7 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(to
 
 
 def test_torchrun_without_features_fails_at_once_naming_the_command(tone_corpus, tmp_path):
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     fresh = {}
     for name in ("train", "dev"):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from asrkit.checkpoint import load_checkpoint
+
 from conftest import run_cli
 
 
@@ -117,7 +118,7 @@ def test_beam_search_decode_writes_nbest(trained, tone_corpus, tmp_path, capsys)
 def test_non_finite_batches_are_skipped_and_counted(tone_corpus, tmp_path, monkeypatch):
     import math
 
-    import asrkit.train as training
+    import asrkit.training.trainer as training
     from asrkit.config import load_config
     from asrkit.errors import TrainingError
 
@@ -147,7 +148,8 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, tone_corpus, tmp
     """Ctrl-C in the middle of epoch 4 saves last.pt; --resume ends with the weights of a run never stopped."""
     import torch
 
-    import asrkit.train as training
+    import asrkit.training.trainer as training
+
     from conftest import TINY_CONFIG
 
     config = tmp_path / "tiny.yaml"
@@ -242,7 +244,7 @@ def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, ti
     import torch
 
     from asrkit.errors import CheckpointError
-    from asrkit.inference import Recognizer
+    from asrkit.recognize.recognizer import Recognizer
     from asrkit.tokenizer import train_sentencepiece
 
     blob = torch.load(exp / "best.pt", weights_only=True)

@@ -31,6 +31,34 @@ def test_variants_match_output_length_and_ignore_padding(rnn_type, bidirectional
     assert log_probs.shape[-1] == 7
 
 
+@pytest.mark.parametrize("variant", [{}, {"pyramid_layers": 1, "projection_size": 6}])
+@pytest.mark.parametrize("rnn_type,bidirectional", [("lstm", True), ("gru", False), ("rnn", True), ("jordan", True)])
+def test_layers_unrolled_step_by_step_compute_what_the_encoder_computes(rnn_type, bidirectional, variant):
+    """``unrolled`` (for gradients through time) walks the same layers as ``forward``: same output,
+    and one state per step of each layer at that layer's frame rate."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(rnn_type=rnn_type, bidirectional=bidirectional, num_layers=3, hidden_size=8, dropout=0.0,
+                      **variant)
+    model = build_model(5, 6, cfg).eval()
+    feats = torch.randn(1, 40, 5)
+    enc, enc_lens = model.encoder(feats, torch.tensor([40]))
+    unrolled, states = model.encoder.unrolled(feats)
+    assert torch.allclose(unrolled, enc, atol=1e-5)
+    assert [len(s) for s in states] == [40 // cfg.layer_time_reduction(k) for k in range(3)]
+    assert int(enc_lens[0]) == output_length(40, cfg) == 40 // cfg.time_reduction
+
+
+def test_output_length_is_the_forward_pass_arithmetic_for_ints_and_tensors():
+    for cfg in (ModelConfig(subsampling="conv2d", subsampling_factor=4, conv_channels=2, num_layers=3,
+                            pyramid_layers=2, hidden_size=8),
+                ModelConfig(subsampling="stack", subsampling_factor=3, num_layers=2, pyramid_layers=1, hidden_size=8)):
+        model = build_model(20, 6, cfg).eval()
+        lengths = list(range(1, 40))
+        with torch.no_grad():
+            _, out_lens = model(torch.randn(len(lengths), max(lengths), 20), torch.tensor(lengths))
+        assert out_lens.tolist() == [output_length(n, cfg) for n in lengths]
+
+
 def test_plain_layers_keep_the_single_module_and_its_checkpoint_keys():
     model = build_model(5, 7, ModelConfig(num_layers=2, hidden_size=8))
     assert model.encoder.rnn is not None and model.encoder.layers is None
@@ -51,8 +79,9 @@ def test_word_times_under_a_pyramid(tone_corpus, tiny_config, tmp_path, capsys):
 
     import soundfile
 
-    from asrkit.datadir import DataDir
-    from asrkit.inference import Recognizer
+    from asrkit.data.datadir import DataDir
+    from asrkit.recognize.recognizer import Recognizer
+
     from conftest import run_cli
 
     exp = tmp_path / "pyramid"

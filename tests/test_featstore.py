@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from asrkit.config import FeatureConfig
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
+from asrkit.data.featstore import FeatureStore, compute_missing
+from asrkit.data.features import utterance_features
 from asrkit.errors import DataDirError
-from asrkit.featstore import FeatureStore, compute_missing
-from asrkit.features import utterance_features
+
 from conftest import TINY_CONFIG, run_cli
 
 CFG = FeatureConfig(sample_rate=8000, num_mel_bins=23)

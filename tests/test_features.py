@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from asrkit.config import FeatureConfig, SpecAugmentConfig
-from asrkit.features import GlobalCMVN, compute_features, spec_augment
+from asrkit.data.features import GlobalCMVN, compute_features, spec_augment
 
 
 def test_fbank_and_mfcc_shapes():
@@ -85,7 +85,7 @@ def test_fbank_and_mfcc_values_equal_librosa_called_directly():
     expected = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=13).T
     assert np.allclose(mfcc, expected, atol=1e-3)
     # the defaults: the same maths on the samples brought to -20 dBFS active level, minus each bin's mean
-    from asrkit.features import active_level
+    from asrkit.data.audio import active_level
 
     scaled = samples * np.float32(0.1 / active_level(samples))
     power = np.abs(librosa.stft(scaled, n_fft=512, hop_length=160, win_length=400, window="hann",
@@ -113,8 +113,8 @@ def test_audio_shorter_than_one_frame_is_a_clear_error_and_no_library_warning():
 def test_speed_perturbation(tmp_path, tone_corpus):
     import soundfile
 
-    from asrkit.datadir import DataDir
-    from asrkit.perturb import speed_perturb
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.perturb import speed_perturb
 
     src = DataDir.load(tone_corpus["dev"]).subset(["spk0-02000", "spk1-02001"])
     src.path = tone_corpus["dev"]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from asrkit.datadir import DataDir
-from asrkit.longform import split_on_silence
+from asrkit.data.datadir import DataDir
+from asrkit.recognize.longform import split_on_silence
+
 from conftest import SHARED_CORPORA, TONES, run_cli
 
 YESNO_CONFIG = """

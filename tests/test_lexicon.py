@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
-from asrkit.decode import prefix_beam_search, prefix_beam_search_reference
 from asrkit.errors import DecodeError
-from asrkit.lexicon import Lexicon, read_lexicon
+from asrkit.search.lexicon import Lexicon, read_lexicon
+from asrkit.search.prefix import prefix_beam_search
 from asrkit.tokenizer import CharTokenizer
+
 from conftest import ctc_brute_force
+from reference_search import prefix_beam_search_reference
 
 TOKENS = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b", "c"])
 SPACE = 2
@@ -82,7 +84,7 @@ def test_lexicon_turns_a_non_word_into_the_nearest_word():
 
 
 def test_lexicon_with_lm_fusion_keeps_fused_scores():
-    from asrkit.lm import ArpaLM, LmFusion, build_arpa
+    from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
 
     lm = ArpaLM.parse(build_arpa([["a", "ab"], ["ab"], ["c", "a"]], order=2).splitlines())
     fusion = LmFusion(lm, TOKENS, weight=0.5, bonus=0.2)
@@ -149,7 +151,7 @@ def test_issue_repro_lexicon_word_outside_the_frames_best_tokens():
 
 def _random_case(generator: torch.Generator, with_lm: bool):
     """A random vocabulary (6-60 tokens), lexicon (1-50 words), beam (1-10), posteriors and LM."""
-    from asrkit.lm import ArpaLM, LmFusion, build_arpa
+    from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
 
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     def randint(low, high):

@@ -11,9 +11,9 @@ import soundfile
 
 from asrkit.corpora import librispeech
 from asrkit.corpora.download import download_file
-from asrkit.datadir import DataDir, fix_data_dir, split_data_dir
+from asrkit.data.datadir import DataDir, fix_data_dir, split_data_dir
+from asrkit.data.perturb import speed_perturb
 from asrkit.errors import CorpusError, DataDirError
-from asrkit.perturb import speed_perturb
 
 SPEAKERS = """; Some comment
 ;ID  |SEX| SUBSET           |MINUTES| NAME
@@ -219,7 +219,7 @@ def test_combine_data_dirs_and_its_clashes(tmp_path):
     from typer.testing import CliRunner
 
     from asrkit.cli import app
-    from asrkit.datadir import combine_data_dirs
+    from asrkit.data.datadir import combine_data_dirs
 
     make_layout(tmp_path / "corpus")
     librispeech.prepare(tmp_path / "corpus", tmp_path / "data")
@@ -237,8 +237,8 @@ def test_lm_build_writes_gzip_for_a_gz_name(tmp_path):
 
     from typer.testing import CliRunner
 
-    from asrkit.arpa import ArpaLM
     from asrkit.cli import app
+    from asrkit.search.arpa import ArpaLM
 
     (tmp_path / "text").write_text("u1 A B\nu2 B C A\n")
     result = CliRunner().invoke(app, ["lm", "build", str(tmp_path / "text"), "--out", str(tmp_path / "lm.arpa.gz")])

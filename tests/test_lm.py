@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from asrkit.decode import prefix_beam_search
 from asrkit.errors import LmError
-from asrkit.lm import LN10, ArpaLM, LmFusion, build_arpa, read_sentences
+from asrkit.search.lm import LN10, ArpaLM, LmFusion, build_arpa, read_sentences
+from asrkit.search.prefix import prefix_beam_search
 from asrkit.tokenizer import CharTokenizer
+
 from conftest import ctc_brute_force
 
 # A bigram whose every probability can be checked by hand (log10).

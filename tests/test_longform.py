@@ -3,8 +3,9 @@
 import numpy as np
 import soundfile
 
-from asrkit.longform import split_on_silence
-from asrkit.score import score
+from asrkit.recognize.longform import split_on_silence
+from asrkit.scoring import score
+
 from conftest import TONES, tone_words
 
 
@@ -30,7 +31,7 @@ def test_cuts_fall_in_pauses_and_segments_stay_short():
 
 
 def test_long_file_decodes_like_its_pieces(trained_exp, tmp_path):
-    from asrkit.inference import Recognizer
+    from asrkit.recognize.recognizer import Recognizer
 
     rng = np.random.default_rng(7)
     words_list = [[str(rng.choice(list(TONES))) for _ in range(int(rng.integers(1, 4)))] for _ in range(24)]

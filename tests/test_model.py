@@ -51,12 +51,11 @@ def test_cuda_bf16_matches_cpu_and_ignores_padding():
 
 
 def test_untrainable_utterances_are_dropped_and_counted():
-    import numpy as np
 
     from asrkit.config import ExperimentConfig
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
     from asrkit.tokenizer import CharTokenizer
-    from asrkit.train import min_ctc_frames, select_trainable
+    from asrkit.training.loss import min_ctc_frames, select_trainable
 
     assert min_ctc_frames([1, 2, 2, 3]) == 5  # a blank must separate the repeated 2s
     data = DataDir()

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from asrkit.config import ModelConfig
-from asrkit.decode import Hypothesis, attention_rescore
 from asrkit.model import build_model
 from asrkit.model.decoder import decoder_io, sequence_log_probs
+from asrkit.search.rescore import attention_rescore
+from asrkit.search.types import Hypothesis
+
 from conftest import TINY_CONFIG, run_cli
 
 JOINT_CONFIG = TINY_CONFIG.replace("model: {num_layers: 1, hidden_size: 32, dropout: 0.0}",
@@ -66,9 +68,9 @@ def test_folded_location_term_equals_the_convolution_and_its_projection():
 
 
 def test_joint_loss_is_the_weighted_sum():
-    from asrkit.dataset import Batch
+    from asrkit.data.dataset import Batch
     from asrkit.model.decoder import attention_loss
-    from asrkit.train import compute_loss
+    from asrkit.training.loss import compute_loss
 
     torch.manual_seed(0)
     cfg = ModelConfig(num_layers=1, hidden_size=8, ctc_weight=0.3, attention_dim=8, decoder_hidden_size=8,
@@ -154,7 +156,7 @@ def joint_exp(tone_corpus, tmp_path_factory):
 
 def test_joint_model_decodes_with_every_mode_and_an_lm(joint_exp, tone_corpus, tmp_path, capsys):
     from asrkit.checkpoint import load_checkpoint
-    from asrkit.score import read_text_file, score
+    from asrkit.scoring import read_text_file, score
 
     assert "decoder.cell.weight_ih" in load_checkpoint(joint_exp / "best.pt")["model_state"]
     refs = read_text_file(tone_corpus["dev"] / "text")
@@ -219,7 +221,8 @@ def test_decode_bad_search_input_is_one_line(joint_exp, trained_exp, tone_corpus
 
 def test_pure_ctc_checkpoint_from_before_the_decoder_still_loads(trained_exp, tmp_path):
     from asrkit.checkpoint import load_checkpoint, save_checkpoint
-    from asrkit.inference import Recognizer, SearchOptions
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.search.options import SearchOptions
 
     blob = load_checkpoint(trained_exp / "best.pt")
     for key in ("ctc_weight", "attention", "attention_dim", "decoder_hidden_size", "decoder_embed_dim",
@@ -234,8 +237,8 @@ def test_pure_ctc_checkpoint_from_before_the_decoder_still_loads(trained_exp, tm
 
 
 def test_nan_log_probs_are_refused():
-    from asrkit.decode import prefix_beam_search
     from asrkit.errors import DecodeError
+    from asrkit.search.prefix import prefix_beam_search
 
     lp = torch.zeros(1, 3, 3)
     lp[0, 0, 0] = math.nan

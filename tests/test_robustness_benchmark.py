@@ -10,7 +10,7 @@ from pathlib import Path
 
 import soundfile
 
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 
 ROOT = Path(__file__).resolve().parents[1]
 

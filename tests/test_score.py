@@ -3,7 +3,7 @@ import random
 import jiwer
 import pytest
 
-from asrkit.score import align, score
+from asrkit.scoring import align, score
 
 
 def random_sentence(rng, max_len):
@@ -50,7 +50,7 @@ def test_normalization_is_explicit():
 @pytest.mark.parametrize("seed", range(4))
 def test_long_string_alignment_equals_the_small_one(seed, monkeypatch):
     """Long strings take the numpy path (one byte per cell): same ops as the Python table."""
-    import asrkit.score as scoring
+    import asrkit.scoring as scoring
 
     rng = random.Random(seed)
     for _ in range(30):

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from asrkit.checkpoint import load_checkpoint, save_checkpoint
-from asrkit.decode import prefix_beam_search, prefix_beam_search_reference
 from asrkit.errors import CheckpointError, DataDirError
-from asrkit.lexicon import Lexicon
-from asrkit.lm import ArpaLM, LmFusion, build_arpa
-from asrkit.tokenizer import (CharTokenizer, SentencePieceTokenizer, from_checkpoint, load_tokenizer,
-                              train_sentencepiece)
+from asrkit.search.lexicon import Lexicon
+from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
+from asrkit.search.prefix import prefix_beam_search
+from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, from_checkpoint, load_tokenizer, train_sentencepiece
+
+from reference_search import prefix_beam_search_reference
 
 pytest.importorskip("sentencepiece")
 

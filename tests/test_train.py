@@ -15,6 +15,7 @@ import torch
 from asrkit.checkpoint import load_checkpoint, save_checkpoint
 from asrkit.config import load_config
 from asrkit.errors import ConfigError
+
 from conftest import TINY_CONFIG, run_cli, signal_when_ready, steps_reached_epoch
 
 DATA = Path(__file__).parent / "data"
@@ -48,8 +49,9 @@ def train_args(tone_corpus, config, out, *extra):
 def test_version_1_checkpoint_loads_and_decodes_identically():
     """tests/data/checkpoint_v1.pt was written by asrkit before checkpoint versions (commit 8f1394b,
     a 1-layer joint CTC/attention model on tone words); its outputs then are in the _expected file."""
-    from asrkit.features import compute_features
-    from asrkit.inference import Recognizer, SearchOptions
+    from asrkit.data.features import compute_features
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.search.options import SearchOptions
 
     blob = load_checkpoint(DATA / "checkpoint_v1.pt")
     assert blob["version"] == 4 and blob["train_state"]["lr_from_step"] == -1
@@ -131,11 +133,10 @@ def test_sigterm_saves_last_pt_exits_143_and_resume_matches_an_uninterrupted_run
 
 def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained_exp, tone_corpus, config,
                                                                         tmp_path, capsys, monkeypatch):
-    import asrkit.loss as training  # validation calls greedy_search there
-
-    from asrkit.datadir import DataDir
-    from asrkit.dataset import BucketBatchSampler
-    from asrkit.featstore import compute_missing
+    import asrkit.training.loss as training  # validation calls greedy_search there
+    from asrkit.data.datadir import DataDir
+    from asrkit.data.dataset import BucketBatchSampler
+    from asrkit.data.featstore import compute_missing
 
     feats = compute_missing(DataDir.load(tone_corpus["dev"]), load_config(config).feature)
     dev_batches = len(BucketBatchSampler([feats.num_frames(u) for u in feats.entries], 400, 64, shuffle=False))
@@ -163,7 +164,7 @@ def test_a_kill_between_checkpoint_and_metrics_row_writes_no_row_twice(trained_e
                                                                       tmp_path, capsys, monkeypatch):
     """Epoch 3's checkpoints are written, then the process dies before its metrics row: the resume
     puts the row back from the checkpoint, and averaging sees every epoch once."""
-    from asrkit.expdir import RunLog
+    from asrkit.training.expdir import RunLog
 
     real = RunLog.epoch
 
@@ -225,10 +226,10 @@ def test_resume_with_more_epochs_extends_the_run_without_a_jump_in_the_learning_
 
 
 def test_fp16_loss_scale_is_saved_and_restored(tone_corpus, config, tmp_path, capsys, monkeypatch):
-    import asrkit.train as training
+    import asrkit.training.trainer as training
 
-    real = training._grad_scaler
-    monkeypatch.setattr(training, "_grad_scaler", lambda device, use_amp, dtype: real(device, True, "fp16"))
+    real = training.grad_scaler
+    monkeypatch.setattr(training, "grad_scaler", lambda device, use_amp, dtype: real(device, True, "fp16"))
     exp = tmp_path / "fp16"
     assert run_cli(train_args(tone_corpus, config, exp, "--set", "train.epochs=1"), capsys)[0] == 0
     blob = load_checkpoint(exp / "last.pt")
@@ -250,7 +251,7 @@ def test_fp16_loss_scale_is_saved_and_restored(tone_corpus, config, tmp_path, ca
 # ---------------------------------------------------------------- fine-tuning
 
 def test_init_fine_tunes_with_new_characters_and_the_init_cmvn(trained_exp, tone_corpus, config, tmp_path, capsys):
-    from asrkit.datadir import DataDir
+    from asrkit.data.datadir import DataDir
 
     data = DataDir.load(tone_corpus["train"])
     data.text = {u: t.replace("b", "c") for u, t in data.text.items()}  # a character the model lacks
@@ -317,7 +318,7 @@ def test_a_stop_inside_an_accumulation_window_restarts_that_window(tone_corpus, 
                                                                   monkeypatch):
     """Ctrl-C on the second batch of a 2-batch window: last.pt holds the state before the window,
     and the resumed run ends with the weights of a run never stopped."""
-    import asrkit.train as training
+    import asrkit.training.trainer as training
 
     accum = ["--set", "train.accum_grad=2", "--set", "train.epochs=3"]
     real, calls = training.compute_loss, {"n": 0}

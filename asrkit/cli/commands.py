@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from asrkit.cli import ALLOW_PIPES, app
+from asrkit.cli.app import ALLOW_PIPES, app
+from asrkit.cli.search_options import search_options
 from asrkit.config import load_config
 from asrkit.corpora import CORPORA
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 from asrkit.errors import AsrkitError, CorpusError
+from asrkit.search.options import SearchOptions
 
 log = logging.getLogger("asrkit")
 
@@ -62,7 +64,7 @@ def features(
     allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Compute the features of a data dir once (new or changed utterances only), for training and decoding."""
-    from asrkit.featstore import compute_missing
+    from asrkit.data.featstore import compute_missing
 
     cfg = load_config(config, override).feature
     store = compute_missing(DataDir.load(data_dir), cfg, nj=nj, force=force, description=f"features ({data_dir.name})")
@@ -88,9 +90,9 @@ def train(
     allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Train a BiLSTM-CTC model; checkpoints best.pt and last.pt go to --out (Ctrl-C or SIGTERM save last.pt)."""
-    from asrkit.expdir import resolve_config
-    from asrkit.interrupt import Stopped
-    from asrkit.train import train as run_training
+    from asrkit.training.expdir import resolve_config
+    from asrkit.training.interrupt import Stopped
+    from asrkit.training.trainer import train as run_training
 
     cfg = resolve_config(config, override, out, resume)
     try:
@@ -100,7 +102,7 @@ def train(
         raise Stopped(exc, saved) from None
     best = (f"; best dev loss {state.best_dev_loss:.4f}, its dev WER {100 * state.best_dev_wer:.2f}%"
             if state.best_dev_loss != float("inf") else "")
-    from asrkit.distributed import from_env
+    from asrkit.training.distributed import from_env
 
     if from_env().is_main:  # under torchrun, one summary line for the job, not one per process
         typer.echo(f"{out}: trained {state.epoch} epochs, {state.step} steps{best}")
@@ -123,88 +125,52 @@ def average(
     typer.echo(f"{out}: average of {', '.join(p.stem for p in paths)}")
 
 
-_MODE_HELP = ("Search: greedy (best path), beam (CTC prefix beam search) or rescore (beam n-best reranked "
-              "by the attention decoder; needs a model trained with model.ctc_weight < 1).")
-
-
-def _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon):
-    from asrkit.inference import SearchOptions
-
-    search = SearchOptions(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
-    search.check()
-    return search
-
-
-_LM_HELP = "ARPA word n-gram fused into the beam search (asrkit lm build makes one)."
-_LM_WEIGHT_HELP = "LM weight α: α·ln P_lm is added at each word end."
-_BONUS_HELP = "Word insertion bonus β, added per word (counters the LM's preference for short outputs)."
-_CTC_WEIGHT_HELP = "rescore: final score = attention log-prob + w·CTC log-prob (+ LM)."
-_LEXICON_HELP = ("Closed vocabulary: only words of this file (one per line, first field; a CMU/Sphinx .dic or "
-                 "Kaldi lexicon.txt works as it is) may appear in hypotheses (--mode beam/rescore).")
-_MIN_LOGP_HELP = "Tokens with log-probability below this do not extend prefixes in a frame (faster; default: keep all)."
-
-
 @app.command()
+@search_options()
 def decode(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     data_dir: Path = typer.Argument(..., help="Data dir to decode."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default EXP/decode_<set>_<mode>, "
                                        "or ..._<mode>_<stem> for a checkpoint file)."),
-    mode: str = typer.Option("greedy", help=_MODE_HELP),
-    beam: int = typer.Option(10, help="Beam width (prefixes kept per frame) for --mode beam/rescore."),
-    nbest: int = typer.Option(1, help="Hypotheses per utterance written to 'nbest' (--mode beam/rescore)."),
-    lm: Optional[Path] = typer.Option(None, "--lm", help=_LM_HELP),
-    lm_weight: float = typer.Option(0.5, "--lm-weight", help=_LM_WEIGHT_HELP),
-    word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
-    ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
-    token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
-    lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     allow_pipes: bool = ALLOW_PIPES,
+    search: SearchOptions = None,
 ) -> None:
     """Decode a data dir; writes a Kaldi-style 'hyp' text file (and 'nbest' with --mode beam/rescore)."""
-    from asrkit.inference import Recognizer, write_hyp, write_nbest
+    from asrkit.recognize.recognizer import Recognizer, write_hyp, write_nbest
 
-    search = _search_options(mode, beam, nbest, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
-    default = exp / f"decode_{data_dir.name}_{mode}" if exp.is_dir() else \
-        exp.parent / f"decode_{data_dir.name}_{mode}_{exp.stem}"
+    default = exp / f"decode_{data_dir.name}_{search.mode}" if exp.is_dir() else \
+        exp.parent / f"decode_{data_dir.name}_{search.mode}_{exp.stem}"
     out = out or default
     write_hyp({u: recognizer.tokenizer.decode(h[0].tokens) for u, h in hyps.items()}, out / "hyp")
-    if mode != "greedy":
+    if search.mode != "greedy":
         write_nbest(hyps, recognizer.tokenizer, out / "nbest")
     typer.echo(f"{out / 'hyp'}: {len(hyps)} utterances")
 
 
 @app.command()
+@search_options(nbest=False)
 def transcribe(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),
     audio: List[Path] = typer.Argument(..., help="Audio files (wav, flac, sph, ogg; any rate, mono or stereo)."),
-    mode: str = typer.Option("greedy", help=_MODE_HELP),
-    beam: int = typer.Option(10, help="Beam width for --mode beam/rescore."),
-    lm: Optional[Path] = typer.Option(None, "--lm", help=_LM_HELP),
-    lm_weight: float = typer.Option(0.5, "--lm-weight", help=_LM_WEIGHT_HELP),
-    word_bonus: float = typer.Option(0.0, "--word-bonus", help=_BONUS_HELP),
-    ctc_weight: float = typer.Option(0.5, "--ctc-weight", help=_CTC_WEIGHT_HELP),
-    token_min_logp: Optional[float] = typer.Option(None, "--token-min-logp", help=_MIN_LOGP_HELP),
-    lexicon: Optional[Path] = typer.Option(None, "--lexicon", help=_LEXICON_HELP),
     output_format: str = typer.Option("txt", "--format", help="txt (text), json (words with start/end/confidence), "
                                       "srt (subtitles) or ctm (NIST word times); times by CTC forced alignment."),
     max_seconds: float = typer.Option(20.0, "--max-seconds", help="Files up to this length are decoded whole "
                                       "(as decode does); longer ones are cut at their pauses (and long "
                                       "stretches at their quietest moments) into segments of at most this length."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    search: SearchOptions = None,
 ) -> None:
     """Print the transcript of each audio file (with its path when there are several)."""
-    from asrkit.formats import FORMATS, recording_key, to_ctm, to_json, to_srt
-    from asrkit.inference import Recognizer
+    from asrkit.recognize.formats import FORMATS, recording_key, to_ctm, to_json, to_srt
+    from asrkit.recognize.recognizer import Recognizer
 
     if output_format not in FORMATS:
         raise AsrkitError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
-    search = _search_options(mode, beam, 1, lm, lm_weight, word_bonus, ctc_weight, token_min_logp, lexicon)
     recognizer = Recognizer(exp, device)
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     if max_seconds <= 1.0:
@@ -234,9 +200,9 @@ def align(
 ) -> None:
     """Word times of the reference transcripts by CTC forced alignment (Viterbi), as a CTM file."""
     from asrkit.errors import DecodeError
-    from asrkit.formats import to_ctm
-    from asrkit.inference import Recognizer
     from asrkit.progress import track
+    from asrkit.recognize.formats import to_ctm
+    from asrkit.recognize.recognizer import Recognizer
 
     recognizer = Recognizer(exp, device)
     data = DataDir.load(data_dir)
@@ -271,7 +237,7 @@ def evaluate(
     remove_punct: bool = typer.Option(False, "--remove-punct", help="Remove ASCII punctuation before scoring."),
 ) -> None:
     """Score WER and CER; a missing hypothesis counts as all deletions."""
-    from asrkit.score import read_text_file, score, summary_line, write_per_utt
+    from asrkit.scoring import read_text_file, score, summary_line, write_per_utt
 
     for path in (ref, hyp):
         if not path.exists():

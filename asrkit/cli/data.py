@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from asrkit.cli import ALLOW_PIPES, app
-from asrkit.datadir import DataDir, combine_data_dirs, fix_data_dir, read_table, split_data_dir
+from asrkit.cli.app import ALLOW_PIPES, app
+from asrkit.data.datadir import DataDir, combine_data_dirs, fix_data_dir, read_table, split_data_dir
 from asrkit.errors import DataDirError
 
 log = logging.getLogger("asrkit")
@@ -21,7 +21,7 @@ app.add_typer(data_app, name="data")
 def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text, utt2spk, ...)."),
              allow_pipes: bool = ALLOW_PIPES) -> None:
     """Check sorting, unique ids, cross-file consistency and audio headers; exit 1 on the first problem."""
-    from asrkit.audio import audio_duration, is_pipe
+    from asrkit.data.audio import audio_duration, is_pipe
     from asrkit.progress import track
 
     data = DataDir.load(data_dir)
@@ -121,7 +121,7 @@ def speed_perturb_cmd(
     allow_pipes: bool = ALLOW_PIPES,
 ) -> None:
     """Kaldi-style speed perturbation: one copy per factor, ids prefixed sp<factor>-."""
-    from asrkit.perturb import speed_perturb
+    from asrkit.data.perturb import speed_perturb
 
     try:
         values = [float(x) for x in factors.split(",") if x.strip()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from asrkit.cli import app
+from asrkit.cli.app import app
 
 lm_app = typer.Typer(help="Word n-gram language models in ARPA format (for --lm in decode/transcribe).",
                      no_args_is_help=True)
@@ -24,7 +24,7 @@ def build(
     ids: bool = typer.Option(True, "--ids/--no-ids", help="Lines start with an utterance id (Kaldi 'text')."),
 ) -> None:
     """Interpolated Kneser-Ney n-gram from training transcripts (no KenLM needed)."""
-    from asrkit.lm import ArpaLM, build_arpa, read_sentences
+    from asrkit.search.lm import ArpaLM, build_arpa, read_sentences
 
     sentences = read_sentences(text, with_ids=ids)
     arpa = build_arpa(sentences, order)
@@ -53,7 +53,7 @@ def score(
 ) -> None:
     """Perplexity of a text under the LM (words + </s>; OOVs via <unk>)."""
 
-    from asrkit.lm import ArpaLM, read_sentences
+    from asrkit.search.lm import ArpaLM, read_sentences
 
     lm = ArpaLM.load(lm_path)
     sentences = read_sentences(text, with_ids=ids)

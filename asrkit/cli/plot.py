@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from asrkit.cli import app
+from asrkit.cli.app import app
 
 plot_app = typer.Typer(help="PNG pictures (needs matplotlib: pip install matplotlib).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
@@ -20,8 +20,8 @@ def utterance(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default AUDIO_STEM.png here)."),
 ) -> None:
     """Spectrogram, CTC posteriorgram and the decoded words at their aligned times."""
-    from asrkit.inference import Recognizer
     from asrkit.plot import plot_utterance
+    from asrkit.recognize.recognizer import Recognizer
 
     path = plot_utterance(Recognizer(exp), audio, out or Path(f"{audio.stem}.png"))
     typer.echo(f"{path}")
@@ -34,8 +34,8 @@ def attention(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default AUDIO_STEM_attention.png)."),
 ) -> None:
     """The decoder's attention weights over time for each output token."""
-    from asrkit.inference import Recognizer
     from asrkit.plot import plot_attention
+    from asrkit.recognize.recognizer import Recognizer
 
     path = plot_attention(Recognizer(exp), audio, out or Path(f"{audio.stem}_attention.png"))
     typer.echo(f"{path}")
@@ -62,8 +62,8 @@ def gradients(
     """Gradients through time: the norm of d log p(best token at the last frame) / d h_t for every
     layer's output h_t (forward direction), untrained and trained weights, log scale."""
     from asrkit.errors import AsrkitError
-    from asrkit.inference import Recognizer
     from asrkit.plot import plot_gradients
+    from asrkit.recognize.recognizer import Recognizer
 
     if num_utts < 1:
         raise AsrkitError(f"--num-utts must be at least 1, not {num_utts}")

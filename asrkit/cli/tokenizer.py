@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from asrkit.cli import app
+from asrkit.cli.app import app
 
 tokenizer_app = typer.Typer(help="Subword units: train a sentencepiece model on training text, or show how a "
                             "tokenizer splits a text.", no_args_is_help=True)
@@ -23,7 +23,7 @@ def train(
     ids: bool = typer.Option(True, "--ids/--no-ids", help="Lines start with an utterance id (Kaldi 'text')."),
 ) -> None:
     """Train a sentencepiece model (BPE or unigram) with <blank> at 0 and <unk> at 1."""
-    from asrkit.lm import read_sentences
+    from asrkit.search.lm import read_sentences
     from asrkit.tokenizer import train_sentencepiece
 
     sentences = read_sentences(text, with_ids=ids)

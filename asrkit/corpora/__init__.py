@@ -1,4 +1,9 @@
-"""Corpus recipes: ``prepare(corpus_dir, out_dir)`` turns an official layout into data dirs."""
+"""Corpora: one module per corpus, each turning its official layout into Kaldi data dirs.
+
+``prepare(corpus_dir, out_dir)`` writes and validates the data dirs;
+``download(...)`` (checksummed, resumable: ``download``) fetches the corpus
+when no local copy is given. It imports ``data`` and the base modules.
+"""
 
 from __future__ import annotations
 

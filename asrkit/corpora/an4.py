@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir, save_splits
+from asrkit.data.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"

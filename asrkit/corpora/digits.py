@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 from asrkit.errors import CorpusError
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir, save_splits
+from asrkit.data.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"

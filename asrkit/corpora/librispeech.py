@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from asrkit.corpora.download import download_file, safe_extract
-from asrkit.datadir import DataDir
+from asrkit.data.datadir import DataDir
 from asrkit.errors import CorpusError
 from asrkit.progress import track
 

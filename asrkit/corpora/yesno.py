@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from asrkit.corpora.download import download_corpus
-from asrkit.datadir import DataDir, save_splits
+from asrkit.data.datadir import DataDir, save_splits
 from asrkit.errors import CorpusError
 
 URL = "https://www.openslr.org/resources/1/waves_yesno.tar.gz"

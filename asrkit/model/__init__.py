@@ -1,68 +1,13 @@
-"""The acoustic model: RNN encoder + linear CTC head, built by ``build_model``."""
+"""The acoustic model: an RNN encoder, a linear CTC head and an optional attention decoder.
 
-from __future__ import annotations
+``build_model(feat_dim, vocab_size, cfg)`` makes an ``AsrModel`` (``asr_model``): the encoder
+(``encoder``: subsampling, then recurrent layers of torch's kinds, run by
+``recurrent``, or Jordan's, ``jordan``), the CTC head, and with
+``model.ctc_weight < 1`` the attention decoder (``decoder``); ``budget`` sizes
+a config to a parameter count. Models take tensors, not batches or files. This
+layer imports only the base modules (``config``); nothing here reads data.
+"""
 
-import torch
-from torch import nn
-
-from asrkit.config import ModelConfig
-from asrkit.model.decoder import AttentionDecoder
-from asrkit.model.encoder import RNNEncoder
-
-
-class AsrModel(nn.Module):
-    """forward(feats: (B, T, F), feat_lens: (B,)) -> (log_probs: (B, T', V), out_lens: (B,)).
-
-    With ``ctc_weight < 1`` it also holds an attention decoder over the same
-    encoder output (``encode`` once, then ``ctc_log_probs`` and ``decoder``).
-    """
-
-    def __init__(self, feat_dim: int, vocab_size: int, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.feat_dim = feat_dim
-        self.vocab_size = vocab_size
-        self.ctc_weight = cfg.ctc_weight
-        self.label_smoothing = cfg.label_smoothing
-        self.encoder = RNNEncoder(feat_dim, cfg)
-        self.ctc_head = nn.Linear(self.encoder.output_dim, vocab_size)
-        self.decoder = AttentionDecoder(self.encoder.output_dim, vocab_size, cfg) if cfg.has_decoder else None
-
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(feats, feat_lens)
-
-    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
-        return self.ctc_head(enc).float().log_softmax(dim=-1)  # CTC wants fp32 even under autocast
-
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, ys_in: torch.Tensor | None = None):
-        """(log_probs, out_lens); with decoder inputs ``ys_in`` (B, L) also the decoder's logits (B, L, V).
-
-        Training goes through here (not through ``encode``/``decoder`` directly) so
-        that DistributedDataParallel sees the whole forward pass.
-        """
-        enc, enc_lens = self.encoder(feats, feat_lens)
-        if ys_in is None:
-            return self.ctc_log_probs(enc), enc_lens
-        return self.ctc_log_probs(enc), enc_lens, self.decoder(enc, enc_lens, ys_in)
-
-
-def build_model(feat_dim: int, vocab_size: int, cfg: ModelConfig) -> AsrModel:
-    cfg.check()
-    return AsrModel(feat_dim, vocab_size, cfg)
-
-
-def output_length(num_frames: int, cfg: ModelConfig) -> int:
-    """Encoder frames for an input of ``num_frames`` (to drop untrainable utterances): the
-    subsampling front-end, then each pyramid layer halving (``cfg.time_reduction`` in all)."""
-    if cfg.subsampling == "stack":
-        length = max(num_frames // cfg.subsampling_factor, 1)
-    else:
-        length = num_frames
-        for _ in range(cfg.subsampling_factor.bit_length() - 1):
-            length = (length - 1) // 2
-        length = max(length, 1)
-    for _ in range(cfg.pyramid_layers):
-        length = max(length // 2, 1)
-    return length
-
+from asrkit.model.asr_model import AsrModel, build_model, output_length
 
 __all__ = ["AsrModel", "build_model", "output_length"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 from asrkit.config import ModelConfig
+from asrkit.model.asr_model import build_model
 
 
 def acoustic_parameters(cfg: ModelConfig, feat_dim: int, vocab_size: int) -> int:
     """Parameters of the encoder plus the CTC head (the attention decoder, if any, not counted)."""
-    from asrkit.model import build_model
-
     model = build_model(feat_dim, vocab_size, dataclasses.replace(cfg, ctc_weight=1.0))
     return sum(p.numel() for p in model.parameters())
 

@@ -35,7 +35,8 @@ class JordanDirection(nn.Module):
         self.recurrent = nn.Linear(hidden_size, hidden_size, bias=False)  # U
         self.output = nn.Linear(hidden_size, hidden_size)  # V, c
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def steps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output y_t of every step, each (B, H): the recurrence itself, one step at a time."""
         projected = self.input(x)  # W x_t + b for every t at once
         y = x.new_zeros(x.size(0), self.output.out_features)
         outputs = []
@@ -43,7 +44,10 @@ class JordanDirection(nn.Module):
             h = torch.tanh(projected[:, t] + self.recurrent(y))
             y = torch.tanh(self.output(h))
             outputs.append(y)
-        return torch.stack(outputs, 1)
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.steps(x), 1)
 
 
 class JordanLayer(nn.Module):

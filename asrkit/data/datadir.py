@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from asrkit.data.audio import PIPE_OPTION, pipes_allowed
 from asrkit.errors import DataDirError
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
@@ -205,8 +206,6 @@ class DataDir:
 
     def check_pipes(self) -> None:
         """Before any audio is read: a command pipe in wav.scp runs only with --allow-pipes."""
-        from asrkit.audio import PIPE_OPTION, pipes_allowed
-
         if self.pipe_lines and not pipes_allowed():
             rec, line_no = min(self.pipe_lines.items(), key=lambda item: item[1])
             where = self.path / "wav.scp" if self.path else "wav.scp"

@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asrkit.datadir import read_table
+from asrkit.data.datadir import read_table
 from asrkit.errors import DataDirError
 
 

@@ -10,41 +10,30 @@ each utterance's own mean is subtracted from its log-mel frames, which removes
 what is left of a constant gain and a fixed channel colouring (a microphone's
 or a telephone line's frequency response). CMVN statistics are accumulated over the training set and
 stored with the model, so decoding normalises exactly as training did. Where
-a data dir's features are stored is ``asrkit.featstore``'s business.
+a data dir's features are stored is ``asrkit.data.featstore``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import warnings
 from pathlib import Path
 from typing import Iterable
 
-import logging
-
 import numpy as np
 import torch
 
-from asrkit.audio import load_audio
 from asrkit.config import FeatureConfig, SpecAugmentConfig
-from asrkit.datadir import Utterance
+from asrkit.data.audio import active_level, load_audio
+from asrkit.data.datadir import Utterance
 from asrkit.errors import AudioError, DataDirError
 
 LOG_FLOOR = 1e-6
 TARGET_LEVEL = 0.1  # active level after level_norm: -20 dBFS
 MAX_LEVEL_GAIN = 1000.0  # at most +60 dB: digital silence is left as it is
-
-
-def active_level(samples: np.ndarray, frame: int = 160) -> float:
-    """RMS of the loud part of a signal: the 95th percentile of its ``frame``-sample frame RMS
-    levels (frames of 10 ms at 16 kHz), so that pauses and leading silence do not count."""
-    usable = len(samples) // frame * frame
-    if usable == 0:
-        return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
-    levels = np.sqrt(np.mean(np.square(samples[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
-    return float(np.percentile(levels, 95))
 
 
 def normalize_level(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asrkit.config import SpecAugmentConfig
-from asrkit.features import spec_augment
+from asrkit.data.audio import load_audio
+from asrkit.data.features import compute_features, spec_augment
 
 
 class AsrDataset(Dataset):
@@ -53,7 +54,7 @@ class AsrDataset(Dataset):
 
 
 class WaveformAugment:
-    """Training items from altered audio (``asrkit.augment``): for each use of an utterance the
+    """Training items from altered audio (``asrkit.data.augment``): for each use of an utterance the
     augmenter draws what it gets; when that is nothing (``features`` returns None) the item comes
     from the feature store. Draws come from torch's generator, which training seeds per batch
     (and DataLoader workers per worker), so a resumed run draws what an unbroken one would."""
@@ -62,9 +63,6 @@ class WaveformAugment:
         self.utterances, self.augmenter, self.feature_cfg = utterances, augmenter, feature_cfg
 
     def features(self, utt_id: str) -> np.ndarray | None:
-        from asrkit.audio import load_audio
-        from asrkit.features import compute_features
-
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
         kinds = self.augmenter.draw(rng)
         if not kinds:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.audio import read_audio
 from asrkit.config import AugmentConfig
+from asrkit.data.audio import read_audio, resample
 from asrkit.errors import ConfigError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".sph", ".mp3", ".opus", ".aiff", ".aif", ".au"}
@@ -69,7 +69,6 @@ class AudioFolder:
     def excerpt(self, rng: np.random.Generator, seconds: float | None, rate: int) -> np.ndarray:
         """A random file (``seconds``: a random stretch of that length, from one point on; None: all of
         it), mono at ``rate``."""
-        from asrkit.audio import resample
 
         index = int(rng.integers(len(self.paths)))
         duration = self.durations[index]

@@ -1,6 +1,6 @@
 """What a training run trains on: its features, token table, CMVN statistics and data loaders.
 
-``asrkit.train.Trainer`` calls these while it sets up; they hold no state of
+``asrkit.training.trainer.Trainer`` calls these while it sets up; they hold no state of
 their own. Features are computed here if missing (one process; under torchrun
 they must exist already), the token table and CMVN come from a resumed
 checkpoint, an ``--init`` model or the training set, and the loaders batch by
@@ -15,18 +15,18 @@ from pathlib import Path
 
 import torch
 
-from asrkit import distributed
-from asrkit.augment import Augmenter
 from asrkit.config import ExperimentConfig, FeatureConfig
-from asrkit.datadir import DataDir
-from asrkit.dataset import AsrDataset, BucketBatchSampler, WaveformAugment, collate
-from asrkit.distributed import DistInfo
+from asrkit.data.augment import Augmenter
+from asrkit.data.datadir import DataDir
+from asrkit.data.dataset import AsrDataset, BucketBatchSampler, WaveformAugment, collate
+from asrkit.data.featstore import FeatureStore, compute_missing, up_to_date
+from asrkit.data.features import GlobalCMVN
 from asrkit.errors import TrainingError
-from asrkit.featstore import FeatureStore, compute_missing, up_to_date
-from asrkit.features import GlobalCMVN
-from asrkit.loss import select_trainable
 from asrkit.progress import track
 from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, train_sentencepiece
+from asrkit.training import distributed
+from asrkit.training.distributed import DistInfo
+from asrkit.training.loss import select_trainable
 
 log = logging.getLogger("asrkit")
 

@@ -1,14 +1,18 @@
-"""What every search returns, and the keys that identify a token sequence.
+"""The search package's types: what every search returns, what it asks of a lexicon and an LM,
+and the keys that identify a token sequence.
 
 ``Hypothesis`` is the result of every search (greedy, prefix beam, rescoring);
-``check_log_probs`` validates their common input; ``extend_key`` and
-``sequence_key`` hash a token sequence the way the batched search keeps its
-prefixes (and a lexicon or LM its words).
+``check_log_probs`` validates their common input; ``WordConstraint`` (a lexicon
+trie, ``asrkit.search.lexicon.Lexicon``) and ``WordScorer`` (a word LM,
+``asrkit.search.lm.LmFusion``) are what the prefix beam search needs from the
+word-level parts; ``extend_key`` and ``sequence_key`` hash a token sequence the
+way the batched search keeps its prefixes (and a lexicon or LM its words).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -54,3 +58,30 @@ def sequence_key(tokens) -> int:
     for token in tokens:
         key = extend_key(key, int(token))
     return key
+
+
+class WordConstraint(Protocol):
+    """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.search.lexicon.Lexicon``): a trie
+    of token ids, one node per prefix's word being spelt (node 0: no letter yet)."""
+
+    pad_token: int  # the token id that pads ``children`` rows (the vocabulary size)
+
+    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, next nodes) of shape ``nodes.shape + (C,)``: what may follow each node."""
+
+    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Whether each node ends an allowed word."""
+
+
+class WordScorer(Protocol):
+    """What ``prefix_beam_search`` needs from a word LM (see ``asrkit.search.lm.LmFusion``)."""
+
+    space_id: int | None  # the token between words (characters), or
+    word_starts: tuple[bool, ...] | None  # per token, whether it begins a word (sentencepiece); neither: one word
+    start_state: int
+
+    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For 1-D ``states`` and ``word_keys`` (nonzero): (weight * ln P(word | state) + bonus, next states)."""
+
+    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
+        """Score of ending the sentence: the pending word (key 0: none) and then </s>."""

@@ -2,50 +2,32 @@
 
 ``prefix_beam_search`` runs frame by frame through four named steps:
 ``_extensions`` (the candidate tokens of every prefix, with the word rules and
-the lexicon: asrkit.search_candidates), ``_merge_equal_prefixes``, ``_add_lm`` (shallow fusion) and
+the lexicon: asrkit.search.candidates), ``_merge_equal_prefixes``, ``_add_lm`` (shallow fusion) and
 ``_prune``; ``_final_scores`` and ``_backtrack`` finish. The pure-Python
-``asrkit.decode.prefix_beam_search_reference`` is its specification (tested).
+``prefix_beam_search_reference`` in tests/reference_search.py is its specification (tested).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from asrkit.errors import DecodeError
-from asrkit.hypothesis import _NO_PARENT, _NO_PREFIX, _ROOT_PARENT, Hypothesis, check_log_probs, extend_key
-from asrkit.search_candidates import lexicon_candidates, shared_candidates, split_candidates, token_log_probs
-
-
-class WordConstraint(Protocol):
-    """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.lexicon.Lexicon``): a trie
-    of token ids, one node per prefix's word being spelt (node 0: no letter yet)."""
-
-    pad_token: int  # the token id that pads ``children`` rows (the vocabulary size)
-
-    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens, next nodes) of shape ``nodes.shape + (C,)``: what may follow each node."""
-
-    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
-        """Whether each node ends an allowed word."""
-
-
-class WordScorer(Protocol):
-    """What ``prefix_beam_search`` needs from a word LM (see ``asrkit.lm.LmFusion``)."""
-
-    space_id: int | None  # the token between words (characters), or
-    word_starts: tuple[bool, ...] | None  # per token, whether it begins a word (sentencepiece); neither: one word
-    start_state: int
-
-    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For 1-D ``states`` and ``word_keys`` (nonzero): (weight * ln P(word | state) + bonus, next states)."""
-
-    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
-        """Score of ending the sentence: the pending word (key 0: none) and then </s>."""
+from asrkit.search.candidates import lexicon_candidates, shared_candidates, split_candidates, token_log_probs
+from asrkit.search.options import check_beam
+from asrkit.search.types import (
+    _NO_PARENT,
+    _NO_PREFIX,
+    _ROOT_PARENT,
+    Hypothesis,
+    WordConstraint,
+    WordScorer,
+    check_log_probs,
+    extend_key,
+)
 
 
 def resolve_boundary(space_id: int | None, word_starts, lm: WordScorer | None, vocab: int):
@@ -319,10 +301,7 @@ def prefix_beam_search(log_probs: torch.Tensor, lengths: torch.Tensor, beam: int
     prefix already in the beam keeps its own when an extension merges into it).
     Results equal ``prefix_beam_search_reference`` (tested), with a lexicon and an LM too.
     """
-    if beam < 1 or nbest < 1:
-        raise DecodeError(f"beam and nbest must be >= 1 (beam={beam}, nbest={nbest})")
-    if token_prune is not None and token_prune < 1:
-        raise DecodeError(f"token_prune must be >= 1, not {token_prune}")
+    check_beam(beam, nbest, token_prune)
     check_log_probs(log_probs, lengths)
     batch, _, vocab = log_probs.shape
     if not 0 <= blank_id < vocab:
@@ -401,4 +380,4 @@ def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[
     return results
 
 
-__all__ = ["WordConstraint", "WordScorer", "prefix_beam_search", "resolve_boundary"]
+__all__ = ["prefix_beam_search", "resolve_boundary"]

@@ -1,11 +1,8 @@
-"""CTC search: pure functions from log-probabilities to hypotheses.
+"""The plain reference CTC prefix beam search: the specification the batched search is tested against.
 
-``greedy_search`` (best path), ``prefix_beam_search`` (batched, tensorised CTC
-prefix beam search with optional word n-gram LM fusion) and
-``prefix_beam_search_reference`` (the plain pure-Python version it is tested
-against; both agree with brute-force enumeration on tiny inputs). The batched
-search lives in ``asrkit.prefix_search``, the result type and prefix keys in
-``asrkit.hypothesis``; all are importable from here.
+Pure Python, one utterance at a time, every token considered for every prefix.
+It lives with the tests (and benchmarks/beam.py and lexicon.py import it from
+here): the package ships only the batched search, ``asrkit.search.prefix_beam_search``.
 """
 
 from __future__ import annotations
@@ -15,68 +12,8 @@ import math
 import torch
 
 from asrkit.errors import DecodeError
-from asrkit.hypothesis import Hypothesis, check_log_probs, extend_key, sequence_key
-from asrkit.prefix_search import WordConstraint, WordScorer, prefix_beam_search, resolve_boundary
-
-
-def greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int = 0) -> list[Hypothesis]:
-    """Best path: argmax per frame, collapse repeats, drop blanks.
-
-    log_probs: (B, T, V); lengths: (B,). A blank between two equal tokens keeps
-    both ("a - a" -> "a a"), which is how CTC spells doubled letters.
-    """
-    best_scores, best_ids = log_probs.detach().max(dim=-1)  # (B, T)
-    best_ids = best_ids.cpu()
-    best_scores = best_scores.float().cpu()
-    hyps = []
-    for b in range(log_probs.size(0)):
-        length = int(lengths[b])
-        ids = best_ids[b, :length]
-        if length == 0:
-            hyps.append(Hypothesis([], 0.0, []))
-            continue
-        # Keep frame t when its token differs from frame t-1 and is not blank.
-        changed = torch.ones_like(ids, dtype=torch.bool)
-        changed[1:] = ids[1:] != ids[:-1]
-        keep = changed & (ids != blank_id)
-        frames = torch.nonzero(keep).flatten()
-        hyps.append(Hypothesis(ids[frames].tolist(), float(best_scores[b, :length].sum()), frames.tolist()))
-    return hyps
-
-
-@torch.no_grad()
-def attention_rescore(decoder: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor,
-                      nbest: list[list[Hypothesis]], ctc_weight: float = 0.5,
-                      max_rows: int = 256) -> list[list[Hypothesis]]:
-    """Rerank each utterance's CTC n-best with the attention decoder (as WeNet's attention_rescoring).
-
-    enc: (B, T, D) and enc_lens: (B,), the encoder output computed once; nbest[b]
-    the hypotheses of utterance b. Every hypothesis is scored under teacher
-    forcing, all of them in one batch (``max_rows`` at a time):
-    ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score``.
-    """
-    from asrkit.model.decoder import decoder_io, sequence_log_probs
-
-    rows = [(b, hyp) for b, hyps in enumerate(nbest) for hyp in hyps]
-    att_scores: list[float] = []
-    for start in range(0, len(rows), max_rows):
-        chunk = rows[start:start + max_rows]
-        index = torch.tensor([b for b, _ in chunk], device=enc.device)
-        lens = torch.tensor([len(h.tokens) for _, h in chunk], device=enc.device)
-        targets = torch.zeros((len(chunk), max(int(lens.max()), 1)), dtype=torch.long, device=enc.device)
-        for i, (_, hyp) in enumerate(chunk):
-            targets[i, :len(hyp.tokens)] = torch.tensor(hyp.tokens, dtype=torch.long)
-        ys_in, ys_out = decoder_io(targets, lens)
-        logits = decoder(enc.index_select(0, index), enc_lens.index_select(0, index), ys_in)
-        att_scores.extend(sequence_log_probs(logits, ys_out).tolist())
-    results: list[list[Hypothesis]] = [[] for _ in nbest]
-    for (b, hyp), att in zip(rows, att_scores):
-        ctc = hyp.ctc_score if hyp.ctc_score is not None else hyp.score
-        total = att + ctc_weight * ctc + (hyp.lm_score or 0.0)
-        results[b].append(Hypothesis(hyp.tokens, total, hyp.timesteps, ctc, hyp.lm_score, att))
-    for hyps in results:
-        hyps.sort(key=lambda h: h.score, reverse=True)
-    return results
+from asrkit.search.prefix import resolve_boundary
+from asrkit.search.types import Hypothesis, WordScorer, extend_key
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -231,7 +168,3 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                                    None if lm is None else lm_score)
                         for prefix, v, ctc, lm_score in scored[:nbest]])
     return results
-
-
-__all__ = ["Hypothesis", "WordConstraint", "WordScorer", "attention_rescore", "check_log_probs", "extend_key",
-           "greedy_search", "prefix_beam_search", "prefix_beam_search_reference", "sequence_key"]

@@ -1,7 +1,7 @@
 """Training: CTC loss, AdamW with warm-up and cosine decay, clipping, accumulation, checkpoints, resume.
 
 ``train()`` is the whole stage. ``Trainer`` gives each event of a run one
-home: ``__init__`` sets up (data, features, token table, CMVN: asrkit.trainsetup; model,
+home: ``__init__`` sets up (data, features, token table, CMVN: asrkit.training.setup; model,
 optimizer; from scratch, from ``--init`` weights or from ``last.pt``),
 ``step`` is one optimizer step (``train.accum_grad`` batches), ``end_epoch``
 writes the checkpoints first and then the epoch's ``metrics.jsonl`` row, and
@@ -35,24 +35,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import TextColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from asrkit.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
 from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_config
-from asrkit.expdir import RunLog, TrainState, check_resumable, config_changes
-from asrkit.interrupt import Interrupted, StopSignals
-from asrkit.datadir import DataDir
-from asrkit.augment import Augmenter
-from asrkit.dataset import Batch
+from asrkit.data.augment import Augmenter
+from asrkit.data.datadir import DataDir
+from asrkit.data.dataset import Batch
 from asrkit.errors import TrainingError
-# compute_loss, min_ctc_frames, select_trainable and validate are imported from here by benchmarks and tests
-from asrkit.loss import (_autocast, _dev_figures, compute_loss, min_ctc_frames, select_trainable,  # noqa: F401
-                         validate, validation_sums)
 from asrkit.model import build_model
-from asrkit import distributed
-from asrkit.distributed import DistInfo
-from torch.nn.parallel import DistributedDataParallel
 from asrkit.progress import make_progress
-from asrkit.trainsetup import features_for_training, make_loaders, tokens_and_cmvn
+from asrkit.training import distributed
+from asrkit.training.distributed import DistInfo
+from asrkit.training.expdir import RunLog, TrainState, check_resumable, config_changes
+from asrkit.training.interrupt import Interrupted, StopSignals
+from asrkit.training.loss import autocast, compute_loss, dev_figures, validation_sums
+from asrkit.training.setup import features_for_training, make_loaders, tokens_and_cmvn
 
 log = logging.getLogger("asrkit")
 
@@ -87,7 +85,7 @@ def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
     return torch.device(name)
 
 
-def _grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.GradScaler:
+def grad_scaler(device: torch.device, use_amp: bool, dtype: str) -> torch.amp.GradScaler:
     """Dynamic loss scaling for fp16 autocast (a no-op scaler otherwise): fp16 gradients underflow
     without it; bf16 has fp32's range and needs none."""
     enabled = use_amp and dtype == "fp16"
@@ -206,7 +204,7 @@ class Trainer:
 
         self.model = model = build_model(cfg.feature.dim, len(self.tokenizer), cfg.model).to(device)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        self.scaler = _grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
+        self.scaler = grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
         self.state = TrainState()
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model_state"])
@@ -330,7 +328,7 @@ class Trainer:
         for batch in window:
             batch_audio = float(batch.feat_lens.sum()) * self.cfg.feature.frame_shift_ms / 1000  # host: no sync
             batch = batch.to(device)
-            with _autocast(device, self.use_amp, tcfg.amp_dtype):
+            with autocast(device, self.use_amp, tcfg.amp_dtype):
                 batch_loss = compute_loss(self.train_model, batch, self.ctc_loss)
             loss = batch_loss / len(batch.utt_ids) / tcfg.accum_grad
             if not distributed.all_true(bool(torch.isfinite(loss)), self.info, device):
@@ -373,7 +371,7 @@ class Trainer:
             return math.nan, math.nan
         sums = validation_sums(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device,
                                self.use_amp, self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
-        return _dev_figures(distributed.sum_all(sums, self.info, self.device))
+        return dev_figures(distributed.sum_all(sums, self.info, self.device))
 
     def at_max_steps(self) -> bool:
         return 0 < self.cfg.train.max_steps <= self.state.step

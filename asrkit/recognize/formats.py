@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from asrkit.align import WordSpan
+from asrkit.recognize.align import WordSpan
 
 FORMATS = ("txt", "json", "srt", "ctm")
 

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from asrkit.align import WordSpan, forced_align, word_spans
-from asrkit.audio import input_warnings, read_audio, resample
 from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import config_from_dict
-from asrkit.datadir import DataDir
-from asrkit.decode import Hypothesis, attention_rescore, greedy_search, prefix_beam_search
+from asrkit.data.audio import input_warnings, read_audio, resample
+from asrkit.data.datadir import DataDir
+from asrkit.data.featstore import FeatureStore, compute_missing, is_foreign
+from asrkit.data.features import GlobalCMVN, compute_features
 from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError, LmError
-from asrkit.features import GlobalCMVN, compute_features
-from asrkit.longform import split_on_silence
 from asrkit.model import build_model
 from asrkit.progress import track
+from asrkit.recognize.align import WordSpan, forced_align, word_spans
+from asrkit.recognize.longform import split_on_silence
+from asrkit.search.ctc import search_batch
+from asrkit.search.lexicon import Lexicon
+from asrkit.search.lm import ArpaLM, LmFusion
+from asrkit.search.options import SearchOptions
+from asrkit.search.rescore import attention_rescore
+from asrkit.search.types import Hypothesis
 from asrkit.tokenizer import Tokenizer, from_checkpoint
 
 
@@ -30,37 +35,6 @@ class Result:
     text: str
     hypothesis: Hypothesis
     words: list[WordSpan] | None = None  # with times, when asked for
-
-
-MODES = ("greedy", "beam", "rescore")
-
-
-@dataclass
-class SearchOptions:
-    mode: str = "greedy"  # greedy | beam | rescore (beam n-best reranked by the attention decoder)
-    beam: int = 10
-    nbest: int = 1
-    lm: str | Path | None = None  # ARPA word n-gram fused into the beam search
-    lm_weight: float = 0.5
-    word_bonus: float = 0.0
-    ctc_weight: float = 0.5  # rescore: score = attention + ctc_weight * CTC
-    token_min_logp: float | None = None  # tokens less likely than this do not extend prefixes
-    lexicon: str | Path | None = None  # word list / pronunciation dictionary: hypotheses use only its words
-
-    def check(self) -> None:
-        if self.mode not in MODES:
-            raise DecodeError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.beam < 1 or self.nbest < 1:
-            raise DecodeError(f"--beam and --nbest must be at least 1 (got {self.beam} and {self.nbest})")
-        if self.nbest > self.beam:
-            raise DecodeError(f"--nbest {self.nbest} cannot exceed --beam {self.beam}")
-        if self.lm is not None and self.mode == "greedy":
-            raise DecodeError("--lm needs --mode beam or rescore (greedy search has no word hypotheses to score)")
-        if self.lexicon is not None and self.mode == "greedy":
-            raise DecodeError("--lexicon needs --mode beam or rescore (greedy search cannot be constrained)")
-        for name in ("lm_weight", "word_bonus", "ctc_weight"):
-            if not math.isfinite(getattr(self, name)):
-                raise DecodeError(f"--{name.replace('_', '-')} must be a finite number")
 
 
 log = logging.getLogger("asrkit")
@@ -94,8 +68,6 @@ class Recognizer:
         """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
         if search.lm is None:
             return None
-        from asrkit.lm import ArpaLM, LmFusion
-
         key = (str(search.lm), search.lm_weight, search.word_bonus)
         if key not in self._search_cache:
             lm = ArpaLM.load(search.lm)
@@ -117,8 +89,6 @@ class Recognizer:
         """The word constraint for ``search`` (None without --lexicon), loaded once per file."""
         if search.lexicon is None:
             return None
-        from asrkit.lexicon import Lexicon
-
         key = ("lexicon", str(search.lexicon))
         if key not in self._search_cache:
             lexicon = Lexicon.load(search.lexicon, self.tokenizer)
@@ -158,7 +128,6 @@ class Recognizer:
         ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
         input order, for alignment without running the model again."""
         search = search or SearchOptions()
-        search.check()
         if search.mode == "rescore" and self.model.decoder is None:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
                               "use --mode greedy or beam, or train with model.ctc_weight < 1")
@@ -173,18 +142,11 @@ class Recognizer:
             lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
             enc, out_lens = self.model.encode(padded, lens)
             log_probs = self.model.ctc_log_probs(enc)
-            if search.mode == "greedy":
-                found = [[h] for h in greedy_search(log_probs, out_lens, self.tokenizer.blank_id)]
-            else:
-                # rescoring reranks the whole beam, as WeNet's attention_rescoring does
-                keep = search.beam if search.mode == "rescore" else search.nbest
-                boundary = self.tokenizer.boundary
-                found = prefix_beam_search(log_probs, out_lens, search.beam, keep, blank_id=self.tokenizer.blank_id,
-                                           lm=fusion, token_min_logp=search.token_min_logp,
-                                           space_id=boundary.separator, word_starts=boundary.starts, lexicon=lexicon)
-                if search.mode == "rescore":
-                    found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
-                    found = [hyps[:search.nbest] for hyps in found]
+            found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
+                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
+            if search.mode == "rescore":
+                found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
+                found = [hyps[:search.nbest] for hyps in found]
             for row, (i, nbest) in enumerate(zip(idx, found)):
                 hyps[i] = nbest
                 if keep_log_probs is not None:
@@ -253,8 +215,6 @@ class Recognizer:
     def features_of(self, data: DataDir):
         """The data dir's feature store for this model (computed and stored where missing or stale);
         a model trained on foreign features decodes only data dirs with a foreign feats.scp."""
-        from asrkit.featstore import FeatureStore, compute_missing, is_foreign
-
         foreign = is_foreign(data.path)
         if self.external_features and not foreign:
             raise DecodeError(f"{self.path} was trained on foreign features: {data.path} needs a feats.scp of the "
@@ -264,6 +224,14 @@ class Recognizer:
                               "asrkit's own features; move that feats.scp away to decode from the audio")
         store: FeatureStore = compute_missing(data, self.config.feature)
         return store
+
+
+def transcribe(checkpoint: str | Path, paths: list[str | Path], search: SearchOptions | None = None, *,
+               with_words: bool = False, device: str = "cpu") -> list[Result]:
+    """Load the model of ``checkpoint`` (an experiment dir or a .pt file) and transcribe audio files
+    with it: ``Recognizer(checkpoint, device).transcribe_files(paths, search, with_words)``. To
+    transcribe more than once, keep a ``Recognizer``: loading is the slow part."""
+    return Recognizer(checkpoint, device).transcribe_files(list(paths), search, with_words=with_words)
 
 
 def write_hyp(hyps: dict[str, str], path: str | Path) -> None:
@@ -285,4 +253,4 @@ def write_nbest(nbest: dict[str, list[Hypothesis]], tokenizer: Tokenizer, path: 
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-__all__ = ["Recognizer", "Result", "SearchOptions", "write_hyp", "write_nbest"]
+__all__ = ["Recognizer", "Result", "transcribe", "write_hyp", "write_nbest"]

@@ -102,10 +102,6 @@ class Lexicon:
     def load(cls, path: str | Path, tokenizer: Tokenizer) -> "Lexicon":
         return cls(read_lexicon(path), tokenizer, f"lexicon {path}")
 
-    @property
-    def num_nodes(self) -> int:
-        return len(self._tables["ends"])
-
     def _on(self, device: torch.device) -> dict[str, torch.Tensor]:
         tables = self._on_device.get(device)
         if tables is None:  # copied to the search's device once, not at every frame

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.audio import read_audio
-from asrkit.datadir import DataDir
+from asrkit.data.audio import read_audio
+from asrkit.data.datadir import DataDir
 from asrkit.errors import AsrkitError, DataDirError
 from asrkit.progress import track
 

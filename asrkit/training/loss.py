@@ -11,12 +11,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from asrkit.config import ExperimentConfig
-from asrkit.datadir import DataDir
-from asrkit.dataset import Batch
-from asrkit.decode import greedy_search
+from asrkit.data.datadir import DataDir
+from asrkit.data.dataset import Batch
 from asrkit.model import AsrModel, output_length
 from asrkit.model.decoder import attention_loss, decoder_io
-from asrkit.score import score
+from asrkit.scoring import score
+from asrkit.search.greedy import greedy_search
 from asrkit.tokenizer import Tokenizer
 
 
@@ -69,7 +69,7 @@ def _loss_and_log_probs(model: torch.nn.Module, batch: Batch, ctc_loss: torch.nn
     return core.ctc_weight * loss + (1 - core.ctc_weight) * att, log_probs, enc_lens
 
 
-def _autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
+def autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
     return torch.autocast(device_type=device.type, dtype=torch.float16 if dtype == "fp16" else torch.bfloat16,
                           enabled=enabled and device.type == "cuda")
 
@@ -85,7 +85,7 @@ def validation_sums(model: AsrModel, loader, tokenizer: Tokenizer, refs: dict[st
     total, count, hyps = 0.0, 0, {}
     for batch in loader:
         batch = batch.to(device)
-        with _autocast(device, amp, amp_dtype):
+        with autocast(device, amp, amp_dtype):
             loss, log_probs, out_lens = _loss_and_log_probs(model, batch, ctc_loss)  # the training objective
         total += float(loss)
         count += len(batch.utt_ids)
@@ -102,10 +102,10 @@ def validation_sums(model: AsrModel, loader, tokenizer: Tokenizer, refs: dict[st
 def validate(model: AsrModel, loader, tokenizer: Tokenizer, refs: dict[str, str], device: torch.device,
              amp: bool, amp_dtype: str = "bf16", check: Callable[[], None] | None = None) -> tuple[float, float]:
     """Dev loss (per utterance) and greedy WER on the utterances the loader yields."""
-    return _dev_figures(validation_sums(model, loader, tokenizer, refs, device, amp, amp_dtype, check))
+    return dev_figures(validation_sums(model, loader, tokenizer, refs, device, amp, amp_dtype, check))
 
 
-def _dev_figures(sums: list[float]) -> tuple[float, float]:
+def dev_figures(sums: list[float]) -> tuple[float, float]:
     total, count, errors, words = sums
     return total / max(count, 1), errors / max(words, 1)
 

@@ -1,4 +1,4 @@
-"""The candidate tokens of one frame of the batched CTC prefix beam search (asrkit.prefix_search).
+"""The candidate tokens of one frame of the batched CTC prefix beam search (asrkit.search.prefix).
 
 Only a few tokens of a frame can extend a prefix into the next beam (the
 ``limit``, 2·beam+2, most probable; see ``shared_candidates``). Which ones
@@ -13,12 +13,10 @@ children chosen once per utterance by ``root_candidates``). Token pruning
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from asrkit.prefix_search import WordConstraint
+from asrkit.search.types import WordConstraint
 
 
 def pruned(values: torch.Tensor, frame: torch.Tensor, token_prune: int | None,

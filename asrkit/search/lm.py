@@ -1,6 +1,6 @@
 """Word n-gram language models in ARPA format: building, and fusion into CTC beam search.
 
-``ArpaLM`` (``asrkit.arpa``) reads the back-off ARPA files that KenLM's ``lmplz``
+``ArpaLM`` (``asrkit.search.arpa``) reads the back-off ARPA files that KenLM's ``lmplz``
 and SRILM's ``ngram-count`` write, plain or gzipped. ``build_arpa`` writes one from training text with interpolated Kneser-Ney
 smoothing (one absolute discount per order, D = n1 / (n1 + 2 n2), continuation
 counts for the lower orders), for users without KenLM. ``LmFusion`` scores
@@ -18,9 +18,9 @@ from typing import Iterable
 
 import torch
 
-from asrkit.arpa import BOS, EOS, UNK, ArpaLM
-from asrkit.decode import sequence_key
 from asrkit.errors import LmError
+from asrkit.search.arpa import BOS, EOS, UNK, ArpaLM
+from asrkit.search.types import sequence_key
 from asrkit.tokenizer import Tokenizer
 
 LN10 = math.log(10.0)
@@ -113,26 +113,7 @@ def build_arpa(sentences: Iterable[list[str]], order: int = 3) -> str:
     """
     if order < 1:
         raise LmError(f"n-gram order must be >= 1, not {order}")
-    raw: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
-    num_sentences = 0
-    for words in sentences:
-        padded = [BOS] + list(words) + [EOS]
-        num_sentences += 1
-        for n in range(1, order + 1):
-            for i in range(len(padded) - n + 1):
-                raw[n][tuple(padded[i:i + n])] += 1
-    if not num_sentences:
-        raise LmError("no sentences to build a language model from")
-    # adjusted counts: raw for the top order and for n-grams starting with <s>, continuation otherwise
-    adjusted: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
-    adjusted[order] = Counter(raw[order])
-    for n in range(order - 1, 0, -1):
-        for ngram in raw[n + 1]:
-            adjusted[n][ngram[1:]] += 1
-        for ngram, count in raw[n].items():
-            if ngram[0] == BOS:
-                adjusted[n][ngram] = count
-    adjusted[1].pop((BOS,), None)
+    adjusted = _adjusted_counts(sentences, order)
     discounts = [0.0] * (order + 1)
     for n in range(1, order + 1):
         n1 = sum(1 for c in adjusted[n].values() if c == 1)
@@ -163,6 +144,39 @@ def build_arpa(sentences: Iterable[list[str]], order: int = 3) -> str:
             probs[n][ngram] = prob(n, ngram)
     for word in vocab:  # <unk> and anything seen only after <s>... get their floor share
         probs[1].setdefault((word,), prob(1, (word,)))
+    return _arpa_text(probs, discounts, totals, types, order)
+
+
+def _adjusted_counts(sentences: Iterable[list[str]], order: int) -> list[Counter[tuple[str, ...]]]:
+    """Kneser-Ney's counts per order (index n, 1..order): raw counts for the top order and for
+    n-grams that start with <s>, continuation counts (distinct left neighbours) otherwise."""
+    raw: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+    num_sentences = 0
+    for words in sentences:
+        padded = [BOS] + list(words) + [EOS]
+        num_sentences += 1
+        for n in range(1, order + 1):
+            for i in range(len(padded) - n + 1):
+                raw[n][tuple(padded[i:i + n])] += 1
+    if not num_sentences:
+        raise LmError("no sentences to build a language model from")
+    adjusted: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order + 1)]
+    adjusted[order] = Counter(raw[order])
+    for n in range(order - 1, 0, -1):
+        for ngram in raw[n + 1]:
+            adjusted[n][ngram[1:]] += 1
+        for ngram, count in raw[n].items():
+            if ngram[0] == BOS:
+                adjusted[n][ngram] = count
+    adjusted[1].pop((BOS,), None)
+    return adjusted
+
+
+def _arpa_text(probs: list[dict[tuple[str, ...], float]], discounts: list[float],
+               totals: list[dict[tuple[str, ...], float]], types: list[dict[tuple[str, ...], int]],
+               order: int) -> str:
+    """The ARPA file: per order its n-grams' log10 P and, where the n-gram is a context of the next
+    order, the log10 of the back-off weight (the mass that order's discount freed there)."""
     lines = ["\\data\\"]
     sections = []
     for n in range(1, order + 1):

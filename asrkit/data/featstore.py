@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkit import audio
 from asrkit.config import FeatureConfig, legacy_feature_values
-from asrkit.datadir import DataDir, Utterance, read_table
+from asrkit.data import audio
+from asrkit.data.datadir import DataDir, Utterance, read_table
+from asrkit.data.features import utterance_features
 from asrkit.errors import AsrkitError, DataDirError
+from asrkit.progress import make_progress
 
 log = logging.getLogger("asrkit")
 SCP, RECORD, NUM_FRAMES = "feats.scp", "feats.json", "utt2num_frames"
@@ -109,9 +111,6 @@ class FeatureStore:
     @property
     def dim(self) -> int:
         return self[next(iter(self.entries))].shape[1]
-
-    def feature_config(self) -> dict | None:
-        return None if self.record is None else self.record["feature_config"]
 
 
 def _resolve(location: str, root: Path) -> str:
@@ -257,7 +256,7 @@ def _commit(root: Path, cfg: FeatureConfig, entries: dict[str, str], frames: dic
     """feats.scp, utt2num_frames and the record, each replaced atomically; the record names the
     digest of the feats.scp it describes, so a stop between the renames is detected."""
     scp_text = "".join(f"{u} {entries[u]}\n" for u in sorted(entries, key=lambda k: k.encode()))
-    record = {"version": 1, "feature_config": config_dict(cfg),
+    record = {"feature_config": config_dict(cfg),
               "scp_sha256": hashlib.sha256(scp_text.encode("utf-8")).hexdigest(), "utts": provenances}
     _write(root / NUM_FRAMES, "".join(f"{u} {frames[u]}\n" for u in sorted(frames, key=lambda k: k.encode())))
     _write(root / SCP, scp_text)
@@ -274,8 +273,6 @@ def _write(path: Path, text: str) -> None:
 
 def _compute_share(utterances: list[Utterance], cfg: FeatureConfig, ark: str, progress=None) -> tuple[dict, dict]:
     """One job: the features of ``utterances`` into ``ark``; returns their scp entries and lengths."""
-    from asrkit.features import utterance_features
-
     kaldiio = _kaldiio()
     entries, frames = {}, {}
     scp = ark[:-len(".ark")] + ".part.scp"
@@ -316,7 +313,6 @@ def _worker(args):
 def _run_jobs(todo: list[Utterance], cfg: FeatureConfig, root: Path, first: int, nj: int,
               description: str) -> tuple[dict, dict]:
     """Split ``todo`` into ``nj`` contiguous shares (Kaldi's split_data.sh) and compute them."""
-    from asrkit.progress import make_progress
 
     if nj < 1:
         raise DataDirError(f"--nj must be at least 1, not {nj}")

@@ -119,6 +119,16 @@ def downmix(samples: np.ndarray) -> np.ndarray:
     return samples[:, live].mean(axis=1) if not live.all() else samples.mean(axis=1)
 
 
+def active_level(samples: np.ndarray, frame: int = 160) -> float:
+    """RMS of the loud part of a signal: the 95th percentile of its ``frame``-sample frame RMS
+    levels (frames of 10 ms at 16 kHz), so that pauses and leading silence do not count."""
+    usable = len(samples) // frame * frame
+    if usable == 0:
+        return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    levels = np.sqrt(np.mean(np.square(samples[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    return float(np.percentile(levels, 95))
+
+
 CLIPPED_SHARE = 1e-3  # more than 0.1% of the samples at full scale: clipped
 LOW_LEVEL_DBFS = -45.0  # where speech is; AN4 clean test: -34 to -18 dBFS
 LOW_RATE_RATIO = 0.75  # a file below 3/4 of the model's rate lacks the top of the model's band
@@ -127,8 +137,6 @@ LOW_RATE_RATIO = 0.75  # a file below 3/4 of the model's rate lacks the top of t
 def input_warnings(samples: np.ndarray, rate: int, model_rate: int) -> list[str]:
     """How a recording (mono samples at its own rate) is far from what a model hears in training:
     clipped samples, a very low level, a rate far below the model's. Empty when nothing is."""
-    from asrkit.features import active_level
-
     found = []
     if len(samples) == 0:
         return found
