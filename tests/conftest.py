@@ -120,6 +120,55 @@ def trained_exp(tone_corpus, tmp_path_factory) -> Path:
     return exp
 
 
+def interrupt_at_call(monkeypatch, owner, name: str, call: int):
+    """Replace ``owner.name`` by a wrapper that raises KeyboardInterrupt (what Ctrl-C raises) on its
+    ``call``-th call from now and calls the real one otherwise; returns the real one."""
+    real, calls = getattr(owner, name), {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupting)
+    return real
+
+
+def random_ints(generator):
+    """``randint(low, high)``: a whole number in [low, high] drawn from the torch ``generator``."""
+    import torch
+
+    def randint(low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (), generator=generator))
+
+    return randint
+
+
+def random_lm_fusion(randint, words: list[str], tokenizer, num_sentences: int):
+    """A word n-gram LM (order 1-3) of random sentences of ``words``, fused with a random weight
+    and word bonus: the LM side of the random cases the property tests of the search draw."""
+    from asrkit.search.arpa import ArpaLM
+    from asrkit.search.lm import LmFusion, build_arpa
+
+    sentences = [[words[randint(0, len(words) - 1)] for _ in range(randint(1, 4))] for _ in range(num_sentences)]
+    lm = ArpaLM.parse(build_arpa(sentences, order=randint(1, 3)).splitlines())
+    return LmFusion(lm, tokenizer, weight=[0.3, 1.0][randint(0, 1)], bonus=[0.0, 1.5, -0.5][randint(0, 2)])
+
+
+def assert_best_agree(fast, slow, with_lm: bool, where: str) -> None:
+    """The batched search found a best hypothesis for the utterances the reference did, with the
+    reference's score (and LM score): the check of the search's property tests."""
+    import math
+
+    for utt, (got, want) in enumerate(zip(fast, slow)):
+        assert bool(got) == bool(want), f"{where} utt {utt}"
+        if want:
+            assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), f"{where} utt {utt}"
+            if with_lm:
+                assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), f"{where} utt {utt}"
+
+
 def signal_when_ready(command: list[str], ready, signum: int, timeout: float = 180, env=None) -> tuple[int, str]:
     """Run ``command``, send it ``signum`` as soon as ``ready()`` is true, and return its exit code
     and stderr (exit code 0: it finished before it was ready)."""

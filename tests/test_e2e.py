@@ -150,21 +150,13 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, tone_corpus, tmp
 
     import asrkit.training.trainer as training
 
-    from conftest import TINY_CONFIG
+    from conftest import TINY_CONFIG, interrupt_at_call
 
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
     steps_per_epoch = load_checkpoint(trained / "epoch_1.pt")["train_state"]["step"]
     stop_at = 3 * steps_per_epoch + 2  # the second batch of epoch 4
-    real, calls = training.compute_loss, {"n": 0}
-
-    def interrupt(model, batch, ctc_loss):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            raise KeyboardInterrupt
-        return real(model, batch, ctc_loss)
-
-    monkeypatch.setattr(training, "compute_loss", interrupt)
+    real = interrupt_at_call(monkeypatch, training, "compute_loss", stop_at)
     exp = tmp_path / "exp"
     args = ["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"], "--config", config, "--out", exp]
     code, _, err = run_cli(args, capsys)

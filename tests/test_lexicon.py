@@ -10,7 +10,7 @@ from asrkit.search.lexicon import Lexicon, read_lexicon
 from asrkit.search.prefix import prefix_beam_search
 from asrkit.tokenizer import CharTokenizer
 
-from conftest import ctc_brute_force
+from conftest import assert_best_agree, ctc_brute_force, random_ints, random_lm_fusion
 from reference_search import prefix_beam_search_reference
 
 TOKENS = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b", "c"])
@@ -151,11 +151,8 @@ def test_issue_repro_lexicon_word_outside_the_frames_best_tokens():
 
 def _random_case(generator: torch.Generator, with_lm: bool):
     """A random vocabulary (6-60 tokens), lexicon (1-50 words), beam (1-10), posteriors and LM."""
-    from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
-
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    def randint(low, high):
-        return int(torch.randint(low, high + 1, (), generator=generator))
+    randint = random_ints(generator)
     vocab = randint(6, 60)
     tokenizer = CharTokenizer(["<blank>", "<unk>", "<space>"] + list(letters[:vocab - 3]))
     alphabet = tokenizer.symbols[3:]
@@ -167,11 +164,7 @@ def _random_case(generator: torch.Generator, with_lm: bool):
     lp = (torch.randn(3, num_frames, vocab, generator=generator) * scale).log_softmax(-1)
     lengths = torch.randint(0, num_frames + 1, (3,), generator=generator)
     lengths[0] = num_frames
-    fusion = None
-    if with_lm:
-        sentences = [[words[randint(0, len(words) - 1)] for _ in range(randint(1, 4))] for _ in range(20)]
-        lm = ArpaLM.parse(build_arpa(sentences, order=randint(1, 3)).splitlines())
-        fusion = LmFusion(lm, tokenizer, weight=[0.3, 1.0][randint(0, 1)], bonus=[0.0, 1.5, -0.5][randint(0, 2)])
+    fusion = random_lm_fusion(randint, words, tokenizer, 20) if with_lm else None
     return tokenizer, words, lexicon, lp, lengths, randint(1, 10), fusion
 
 
@@ -190,13 +183,7 @@ def test_batched_search_best_equals_reference_on_random_vocabularies(with_lm, wi
         reference_constraint = dict(lexicon=spelt) if with_lexicon else {}
         fast = prefix_beam_search(lp, lengths, beam=beam, space_id=2, lm=fusion, **constraint)
         slow = prefix_beam_search_reference(lp, lengths, beam=beam, space_id=2, lm=fusion, **reference_constraint)
-        for utt, (got, want) in enumerate(zip(fast, slow)):
-            where = f"case {case} utt {utt} vocab {len(tokenizer)} beam {beam} words {len(words)}"
-            assert bool(got) == bool(want), where
-            if want:
-                assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), where
-                if with_lm:
-                    assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), where
+        assert_best_agree(fast, slow, with_lm, f"case {case} vocab {len(tokenizer)} beam {beam} words {len(words)}")
 
 
 def test_a_lexicon_built_for_another_token_table_is_refused():

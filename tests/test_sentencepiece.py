@@ -14,6 +14,7 @@ from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
 from asrkit.search.prefix import prefix_beam_search
 from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, from_checkpoint, load_tokenizer, train_sentencepiece
 
+from conftest import assert_best_agree, random_ints, random_lm_fusion
 from reference_search import prefix_beam_search_reference
 
 pytest.importorskip("sentencepiece")
@@ -103,8 +104,7 @@ def test_lm_fusion_scores_a_word_when_the_next_begins_and_at_the_end(sp500):
 
 
 def _case(generator, tokenizer, words, with_lm):
-    def randint(low, high):
-        return int(torch.randint(low, high + 1, (), generator=generator))
+    randint = random_ints(generator)
     chosen = [words[randint(0, len(words) - 1)] for _ in range(randint(1, 30))]
     lexicon = Lexicon(sorted(set(chosen)), tokenizer)
     spelt = [tokenizer.spell(w) for w in sorted(set(chosen)) if w not in lexicon.skipped]
@@ -116,11 +116,7 @@ def _case(generator, tokenizer, words, with_lm):
     lp = logits.log_softmax(-1)
     lengths = torch.randint(0, num_frames + 1, (3,), generator=generator)
     lengths[0] = num_frames
-    fusion = None
-    if with_lm:
-        sentences = [[chosen[randint(0, len(chosen) - 1)] for _ in range(randint(1, 4))] for _ in range(15)]
-        lm = ArpaLM.parse(build_arpa(sentences, order=randint(1, 3)).splitlines())
-        fusion = LmFusion(lm, tokenizer, weight=[0.3, 1.0][randint(0, 1)], bonus=[0.0, 1.5, -0.5][randint(0, 2)])
+    fusion = random_lm_fusion(randint, chosen, tokenizer, 15) if with_lm else None
     return lexicon, spelt, lp, lengths, randint(1, 8), fusion
 
 
@@ -139,16 +135,11 @@ def test_batched_search_equals_reference_with_sentencepiece_500(sp500, with_lm, 
         fast = prefix_beam_search(lp, lengths, beam=beam, word_starts=starts, lm=fusion, **constraint)
         slow = prefix_beam_search_reference(lp, lengths, beam=beam, word_starts=starts, lm=fusion,
                                             **reference_constraint)
-        for utt, (got, want) in enumerate(zip(fast, slow)):
-            where = f"case {case} utt {utt} beam {beam}"
-            assert bool(got) == bool(want), where
-            if want:
-                assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), where
-                if with_lm:
-                    assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), where
-                if with_lexicon:
-                    text = tokenizer.decode(got[0].tokens).split()
-                    assert all(w in {tokenizer.decode(s) for s in spelt} for w in text[:-1]), where
+        assert_best_agree(fast, slow, with_lm, f"case {case} beam {beam}")
+        for utt, got in enumerate(fast):
+            if got and with_lexicon:
+                text = tokenizer.decode(got[0].tokens).split()
+                assert all(w in {tokenizer.decode(s) for s in spelt} for w in text[:-1]), f"case {case} utt {utt}"
 
 
 def test_full_beams_agree_token_for_token_on_a_small_piece_vocabulary():

@@ -16,7 +16,7 @@ from asrkit.checkpoint import load_checkpoint, save_checkpoint
 from asrkit.config import load_config
 from asrkit.errors import ConfigError
 
-from conftest import TINY_CONFIG, run_cli, signal_when_ready, steps_reached_epoch
+from conftest import TINY_CONFIG, interrupt_at_call, run_cli, signal_when_ready, steps_reached_epoch
 
 DATA = Path(__file__).parent / "data"
 
@@ -140,15 +140,8 @@ def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained
 
     feats = compute_missing(DataDir.load(tone_corpus["dev"]), load_config(config).feature)
     dev_batches = len(BucketBatchSampler([feats.num_frames(u) for u in feats.entries], 400, 64, shuffle=False))
-    real, calls = training.greedy_search, {"n": 0}
-
-    def interrupting(*args, **kwargs):  # greedy search runs once per dev batch
-        calls["n"] += 1
-        if calls["n"] == 2 * dev_batches + 1:  # the first dev batch of epoch 3
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "greedy_search", interrupting)
+    # greedy search runs once per dev batch: stop at the first dev batch of epoch 3
+    real = interrupt_at_call(monkeypatch, training, "greedy_search", 2 * dev_batches + 1)
     exp = tmp_path / "val"
     code, _, err = run_cli(train_args(tone_corpus, config, exp), capsys)
     assert code == 130 and "interrupted" in err
@@ -332,16 +325,8 @@ def test_a_stop_inside_an_accumulation_window_restarts_that_window(tone_corpus, 
     assert run_cli(train_args(tone_corpus, config, reference, *accum), capsys)[0] == 0
     per_epoch = load_checkpoint(reference / "epoch_1.pt")["train_state"]["step"]
     batches = calls["n"] // 3
-    calls["n"] = 0
     stop_at = batches + 4  # epoch 2: the second batch of its second window
-
-    def interrupt(model, batch, ctc_loss):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            raise KeyboardInterrupt
-        return real(model, batch, ctc_loss)
-
-    monkeypatch.setattr(training, "compute_loss", interrupt)
+    interrupt_at_call(monkeypatch, training, "compute_loss", stop_at)
     exp = tmp_path / "stopped"
     code, _, err = run_cli(train_args(tone_corpus, config, exp, *accum), capsys)
     assert code == 130 and "interrupted" in err
