@@ -275,3 +275,29 @@ def test_a_usage_error_is_a_message_and_exit_code_2_whatever_typer_carries(capsy
     assert code == 2 and "No such command" in err and "Traceback" not in err
     code, _, err = run_cli(["train"], capsys)
     assert code == 2 and "Missing option '--train'" in err
+
+
+def test_decode_and_transcribe_share_one_declaration_of_the_search_options(capsys):
+    from asrkit.cli.search_options import _OPTIONS
+
+    flags = {f"--{name.replace('_', '-')}" for name in _OPTIONS}
+    _, decode_help, _ = run_cli(["decode", "--help"], capsys)
+    _, transcribe_help, _ = run_cli(["transcribe", "--help"], capsys)
+    assert all(flag in decode_help for flag in flags)
+    assert all(flag in transcribe_help for flag in flags - {"--nbest"}) and "--nbest" not in transcribe_help
+    assert "Search" in decode_help and "Search" in transcribe_help  # their own help panel
+
+
+@pytest.mark.parametrize("command", ["decode", "transcribe"])
+@pytest.mark.parametrize("options,message", [
+    (["--mode", "greedy", "--lm", "x.arpa"], "--lm needs --mode beam or rescore"),
+    (["--mode", "beam", "--beam", "0"], "--beam and --nbest must be at least 1"),
+    (["--mode", "viterbi"], "--mode must be one of greedy, beam, rescore"),
+    (["--mode", "beam", "--lm-weight", "nan"], "--lm-weight must be a finite number"),
+])
+def test_bad_search_options_fail_before_a_model_is_looked_for(command, options, message, tmp_path, capsys):
+    """The options are one SearchOptions, checked when the command starts: a bad combination is
+    the error even where the model does not exist."""
+    target = [tmp_path / "no-data"] if command == "decode" else [tmp_path / "no.wav"]
+    code, _, err = run_cli([command, tmp_path / "no-exp", *target, *options], capsys)
+    assert_one_line_error(code, err, message)

@@ -4,7 +4,7 @@
 and SRILM's ``ngram-count`` write, plain or gzipped. ``build_arpa`` writes one from training text with interpolated Kneser-Ney
 smoothing (one absolute discount per order, D = n1 / (n1 + 2 n2), continuation
 counts for the lower orders), for users without KenLM. ``LmFusion`` scores
-words for ``decode.prefix_beam_search``: at each word end it adds
+words for ``asrkit.search.prefix.prefix_beam_search``: at each word end it adds
 ``weight * ln P(word | history) + bonus``, and ``weight * ln P(</s> | history)``
 at the end of the utterance.
 """

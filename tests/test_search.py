@@ -132,3 +132,37 @@ def test_separator_rules_give_exact_text_probabilities():
 def test_token_prune_below_one_is_refused():
     with pytest.raises(DecodeError, match="token_prune must be >= 1"):
         prefix_beam_search(torch.zeros(1, 2, 3), torch.tensor([2]), token_prune=0)
+
+
+def test_search_options_are_checked_when_made_and_cannot_change():
+    import dataclasses
+
+    from asrkit.search.options import SearchOptions
+
+    with pytest.raises(DecodeError, match="--nbest 5 cannot exceed --beam 4"):
+        SearchOptions(mode="beam", beam=4, nbest=5)
+    with pytest.raises(DecodeError, match="--lexicon needs --mode beam or rescore"):
+        SearchOptions(lexicon="words.txt")
+    options = SearchOptions(mode="rescore", beam=6, nbest=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.beam = 0  # a checked object stays checked
+    assert options.beam_keeps == 6 and SearchOptions(mode="beam", beam=6, nbest=2).beam_keeps == 2
+
+
+def test_search_batch_runs_the_search_its_options_name():
+    from asrkit.search.ctc import search_batch
+    from asrkit.search.options import SearchOptions
+    from asrkit.tokenizer import CharTokenizer
+
+    generator = torch.Generator().manual_seed(3)
+    lp = torch.randn(3, 9, 6, generator=generator).log_softmax(-1)
+    lengths = torch.tensor([9, 4, 7])
+    greedy = search_batch(lp, lengths, SearchOptions())
+    assert [[h.tokens for h in hyps] for hyps in greedy] == [[h.tokens] for h in greedy_search(lp, lengths)]
+    beam = search_batch(lp, lengths, SearchOptions(mode="beam", beam=5, nbest=3))
+    expected = prefix_beam_search(lp, lengths, beam=5, nbest=3)
+    assert [[h.tokens for h in hyps] for hyps in beam] == [[h.tokens for h in hyps] for hyps in expected]
+    # the tokenizer's word boundary travels with it: <space> (id 2) never ends a hypothesis
+    boundary = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b", "c"]).boundary
+    spaced = search_batch(lp, lengths, SearchOptions(mode="beam", beam=5, nbest=3), boundary=boundary)
+    assert spaced == prefix_beam_search(lp, lengths, beam=5, nbest=3, space_id=2)
