@@ -218,3 +218,55 @@ def test_parallel_jobs_say_a_resampling_once(data_dir):
                            "feature.sample_rate=16000"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("resampling audio from 8000 Hz to the model's 16000 Hz") == 1, done.stderr
+
+
+def test_a_feats_scp_pipe_runs_only_with_the_opt_in(data_dir, tmp_path, capsys, monkeypatch):
+    """kaldiio runs a feats.scp entry that ends in '|' in a shell: the same --allow-pipes rule as
+    wav.scp. Without it, validate, train and decode refuse before anything runs."""
+    import kaldiio
+
+    import asrkit.data.audio as audio
+
+    monkeypatch.delenv("ASRKIT_ALLOW_PIPES", raising=False)
+    data = DataDir.load(data_dir)
+    marker = tmp_path / "ran"
+    first = data.utt_ids()[0]
+    matrices = {u.utt_id: utterance_features(u, CFG) for u in data.utterances()}
+    kaldiio.save_mat(str(tmp_path / "one.mat"), matrices[first])  # what 'copy-matrix ... - |' writes
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'rest.ark'},{tmp_path / 'rest.scp'}") as writer:
+        for utt in data.utt_ids()[1:]:
+            writer(utt, matrices[utt])
+    pipe = f"{first} touch {marker}; cat {tmp_path / 'one.mat'} |\n"
+    (data_dir / "feats.scp").write_text(pipe + (tmp_path / "rest.scp").read_text())
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("epochs: 10", "epochs: 1"))
+    for args in (["data", "validate", data_dir],
+                 ["train", "--train", data_dir, "--config", config, "--out", tmp_path / "exp"]):
+        code, _, err = run_cli(args, capsys)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1, err
+        assert f"{data_dir / 'feats.scp'} line 1: {first!r} is a command pipe" in lines[0] and "--allow-pipes" in lines[0]
+        assert not marker.exists()
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "maybe")
+    code, _, err = run_cli(["data", "validate", data_dir], capsys)
+    assert code == 1 and "ASRKIT_ALLOW_PIPES='maybe' is neither yes" in err and not marker.exists()
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "no")
+    with pytest.raises(DataDirError, match="is a command pipe"):
+        FeatureStore(data_dir)
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", "Yes")
+    assert np.array_equal(FeatureStore(data_dir)[first], matrices[first]) and marker.exists()
+    monkeypatch.delenv("ASRKIT_ALLOW_PIPES")
+    audio.allow_pipes(True)  # what --allow-pipes does
+    try:
+        assert np.array_equal(FeatureStore(data_dir)[first], matrices[first])
+    finally:
+        audio.allow_pipes(False)
+
+
+@pytest.mark.parametrize("value,allowed", [("1", True), ("true", True), ("YES", True), (" yes ", True),
+                                           ("", False), ("0", False), ("False", False), ("no", False)])
+def test_the_pipes_variable_reads_yes_and_no(value, allowed, monkeypatch):
+    import asrkit.data.audio as audio
+
+    monkeypatch.setenv("ASRKIT_ALLOW_PIPES", value)
+    assert audio.pipes_allowed() is allowed

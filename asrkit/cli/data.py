@@ -39,7 +39,11 @@ def validate(data_dir: Path = typer.Argument(..., help="Data dir (wav.scp, text,
             raise DataDirError(f"{data_dir / 'segments'}: utterance {utt!r} ends at {end:.2f}s but recording {rec!r} "
                                f"lasts {duration:.2f}s ({len(past)} such segments)")
     if (data_dir / "feats.scp").is_file():  # as Kaldi's validate_data_dir.sh: features and text agree
-        feats = {key for key, _, _ in read_table(data_dir / "feats.scp", check_sorted=False)}
+        from asrkit.data.featstore import check_pipes
+
+        rows = read_table(data_dir / "feats.scp", check_sorted=False)
+        check_pipes(data_dir / "feats.scp", rows)
+        feats = {key for key, _, _ in rows}
         only_text, only_feats = sorted(set(data.text) - feats), sorted(feats - set(data.text))
         if only_text or only_feats:
             examples = [f"{len(only_text)} in text but not in feats.scp (e.g. {only_text[0]!r})"] if only_text else []

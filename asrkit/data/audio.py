@@ -8,7 +8,8 @@ A ``wav.scp`` entry may also be a Kaldi command pipe (``flac -c -d -s x.flac |``
 ``sox x.wav -t wav - |``): the command runs in a shell and its standard output
 is read as an audio file. Since a data dir may come from someone else, pipes
 run only after ``allow_pipes()`` (``--allow-pipes`` on the command line, or
-``ASRKIT_ALLOW_PIPES=1`` in the environment, e.g. for recipes and torchrun).
+``ASRKIT_ALLOW_PIPES=1`` in the environment, e.g. for recipes and torchrun); the same
+rule holds for the pipes of a foreign ``feats.scp`` (``asrkit.data.featstore``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from asrkit.errors import AudioError
+from asrkit.errors import AudioError, ConfigError
 
 log = logging.getLogger("asrkit")
 _reported_rates: set[tuple[int, int]] = set()
@@ -38,8 +39,22 @@ def allow_pipes(allowed: bool = True) -> None:
     _pipes_allowed = allowed
 
 
+PIPES_VARIABLE = "ASRKIT_ALLOW_PIPES"
+_YES, _NO = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
 def pipes_allowed() -> bool:
-    return _pipes_allowed or os.environ.get("ASRKIT_ALLOW_PIPES", "") not in ("", "0")
+    """Whether command pipes (in wav.scp or feats.scp) may run: ``allow_pipes()`` (--allow-pipes)
+    or ``ASRKIT_ALLOW_PIPES`` set to 1/true/yes (0/false/no or unset: not). Another value of the
+    variable is an error: a misspelt 'yes' must not decide whether a shell runs."""
+    if _pipes_allowed:
+        return True
+    value = os.environ.get(PIPES_VARIABLE, "").strip()
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise ConfigError(f"{PIPES_VARIABLE}={value!r} is neither yes (1, true, yes) nor no (0, false, no)")
 
 
 def is_pipe(entry: str | Path) -> bool:

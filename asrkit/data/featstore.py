@@ -67,10 +67,14 @@ class FeatureStore:
         scp = self.path / SCP
         if not scp.is_file():
             raise DataDirError(f"{self.path} has no {SCP}; run 'asrkit features {self.path}' first")
-        self.entries = {key: value for key, value, _ in read_table(scp, check_sorted=False)}
+        rows = read_table(scp, check_sorted=False)
+        self.entries = {key: value for key, value, _ in rows}
+        check_pipes(scp, rows)
         arks: dict[str, str] = {}  # each ark's path resolved once here, not at every read
 
         def located(location: str) -> str:
+            if audio.is_pipe(location):
+                return location
             path, _, offset = location.rpartition(":")
             if path not in arks:
                 arks[path] = _resolve(f"{path}:0", self.path).rpartition(":")[0]
@@ -95,6 +99,9 @@ class FeatureStore:
         if utt not in self.entries:
             raise DataDirError(f"{self.path / SCP}: no features for utterance {utt!r}")
         location = self.entries[utt]
+        if audio.is_pipe(location) and not audio.pipes_allowed():
+            raise DataDirError(f"{self.path / SCP}: the features of {utt!r} come from a command pipe; pass "
+                               f"{audio.PIPE_OPTION} to run it (it runs in a shell: only for data you trust)")
         try:
             matrix = _kaldiio().load_mat(self._locations[utt])
         except Exception as exc:  # kaldiio raises many kinds for a missing or cut file
@@ -111,6 +118,17 @@ class FeatureStore:
     @property
     def dim(self) -> int:
         return self[next(iter(self.entries))].shape[1]
+
+
+def check_pipes(scp: Path, rows: list[tuple[str, str, int]] | None = None) -> None:
+    """A feats.scp entry that ends in ``|`` is a command kaldiio runs in a shell: like a wav.scp
+    pipe, it runs only with --allow-pipes (a one-line error naming the first such line)."""
+    rows = read_table(scp, check_sorted=False) if rows is None else rows
+    pipes = [(key, line_no) for key, value, line_no in rows if audio.is_pipe(value)]
+    if pipes and not audio.pipes_allowed():
+        key, line_no = pipes[0]
+        raise DataDirError(f"{scp} line {line_no}: {key!r} is a command pipe ({len(pipes)} in all); pass "
+                           f"{audio.PIPE_OPTION} to run them (they run in a shell: only for data you trust)")
 
 
 def _resolve(location: str, root: Path) -> str:

@@ -1,0 +1,3 @@
+from asrkit.cli import run
+
+run()

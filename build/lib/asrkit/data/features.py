@@ -1,0 +1,174 @@
+"""Acoustic features (librosa): log-mel fbank and MFCC; global CMVN; SpecAugment.
+
+Features are (num_frames, dim) float32 arrays at one frame per
+``frame_shift_ms``. Two steps make them independent of the recording level
+(``feature.level_norm`` and ``feature.utterance_cmn``): the waveform's active
+level (the 95th percentile of its 10 ms frame levels, so silence and pauses do
+not count) is brought to -20 dBFS before the mel analysis, which also keeps the
+log floor at one distance below the speech whatever the microphone gain; then
+each utterance's own mean is subtracted from its log-mel frames, which removes
+what is left of a constant gain and a fixed channel colouring (a microphone's
+or a telephone line's frequency response). CMVN statistics are accumulated over the training set and
+stored with the model, so decoding normalises exactly as training did. Where
+a data dir's features are stored is ``asrkit.data.featstore``'s business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from asrkit.config import FeatureConfig, SpecAugmentConfig
+from asrkit.data.audio import active_level, load_audio
+from asrkit.data.datadir import Utterance
+from asrkit.errors import AudioError, DataDirError
+
+LOG_FLOOR = 1e-6
+TARGET_LEVEL = 0.1  # active level after level_norm: -20 dBFS
+MAX_LEVEL_GAIN = 1000.0  # at most +60 dB: digital silence is left as it is
+
+
+def normalize_level(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """``feature.level_norm: active``: the waveform scaled so that its active level is -20 dBFS."""
+    if cfg.level_norm != "active":
+        return samples
+    level = active_level(samples, max(1, int(round(cfg.frame_shift_ms * cfg.sample_rate / 1000))))
+    if level <= 0.0:
+        return samples
+    gain = min(TARGET_LEVEL / level, MAX_LEVEL_GAIN)
+    return (samples * np.float32(gain)).astype(np.float32, copy=False)
+
+
+def frame_sizes(cfg: FeatureConfig) -> tuple[int, int, int]:
+    """(n_fft, win_length, hop_length) in samples for the config's rate."""
+    win = int(round(cfg.frame_length_ms * cfg.sample_rate / 1000))
+    hop = int(round(cfg.frame_shift_ms * cfg.sample_rate / 1000))
+    n_fft = 1 << (win - 1).bit_length()
+    return n_fft, win, hop
+
+
+def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """samples: (N,) float32 at cfg.sample_rate -> (1 + N // hop, dim) float32.
+
+    Audio shorter than one analysis frame (``frame_length_ms``) has no features: a
+    one-line ``AudioError`` says so (the caller adds the file or utterance).
+    """
+    import librosa
+
+    n_fft, win, hop = frame_sizes(cfg)
+    if len(samples) < win:
+        raise AudioError(f"audio is {1000 * len(samples) / cfg.sample_rate:.1f} ms long; features need at least "
+                         f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
+    samples = normalize_level(samples, cfg)
+    with warnings.catch_warnings(), _one_blas_thread():
+        # between one frame and n_fft samples (25-32 ms) librosa warns although the centred,
+        # zero-padded frames are fine; the user never sees a library's warning
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        mel = librosa.feature.melspectrogram(
+            y=samples, sr=cfg.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
+            n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=True,
+        )
+    if cfg.kind == "fbank":
+        feats = np.log(mel + LOG_FLOOR)
+    else:
+        feats = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.num_ceps)
+    if cfg.utterance_cmn:
+        feats = feats - feats.mean(axis=1, keepdims=True)
+    return np.ascontiguousarray(feats.T, dtype=np.float32)
+
+
+def _one_blas_thread():
+    """The mel projection summed by one BLAS thread: features are then bit-equal whatever the
+    thread count, in this process or in ``--nj`` workers (threads change the summation order)."""
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - librosa brings it (through scikit-learn)
+            return contextlib.nullcontext()
+        _blas_controller = ThreadpoolController()  # finding the libraries is the slow part: once
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller = None
+
+
+def utterance_features(utt: Utterance, cfg: FeatureConfig) -> np.ndarray:
+    return compute_features(load_audio(utt.audio_path, cfg.sample_rate, utt.start, utt.end), cfg)
+
+
+log = logging.getLogger("asrkit")
+
+
+class GlobalCMVN:
+    """Global mean and variance normalisation: (x - mean) / std per dimension."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    @classmethod
+    def from_features(cls, feats: Iterable[np.ndarray]) -> "GlobalCMVN":
+        """Statistics accumulated over an iterable of (T, F) matrices, one at a time (a store's
+        utterances are streamed, never all in memory)."""
+        total = total_sq = None
+        count = 0
+        for f in feats:
+            if total is None:
+                total = np.zeros(f.shape[1], dtype=np.float64)
+                total_sq = np.zeros_like(total)
+            total += f.sum(axis=0)  # (float32 sums per utterance: the statistics of every model so far)
+            total_sq += np.square(f, dtype=np.float64).sum(axis=0)
+            count += f.shape[0]
+        if total is None or count == 0:
+            raise DataDirError("cannot compute CMVN statistics from zero utterances")
+        mean = total / count
+        var = np.maximum(total_sq / count - mean**2, 1e-10)
+        return cls(mean, np.sqrt(var))
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        return (feats - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GlobalCMVN":
+        return cls(np.array(data["mean"]), np.array(data["std"]))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GlobalCMVN":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def spec_augment(feats: torch.Tensor, cfg: SpecAugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Frequency and time masks (Park et al., 2019) on a (T, F) normalised tensor; masks set to 0."""
+    if not cfg.enabled:
+        return feats
+    feats = feats.clone()
+    num_frames, dim = feats.shape
+
+    def randint(high: int) -> int:
+        return int(torch.randint(0, max(high, 1), (1,), generator=generator))
+
+    for _ in range(cfg.num_freq_masks):
+        width = randint(cfg.max_freq_width + 1)
+        start = randint(dim - width + 1)
+        feats[:, start:start + width] = 0.0
+    max_width = int(math.floor(cfg.max_time_ratio * num_frames))
+    for _ in range(cfg.num_time_masks):
+        width = randint(max_width + 1)
+        start = randint(num_frames - width + 1)
+        feats[start:start + width, :] = 0.0
+    return feats

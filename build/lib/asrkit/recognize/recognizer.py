@@ -1,0 +1,256 @@
+"""Loading a trained model from its checkpoint alone, and running it on audio or data dirs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
+from asrkit.config import config_from_dict
+from asrkit.data.audio import input_warnings, read_audio, resample
+from asrkit.data.datadir import DataDir
+from asrkit.data.featstore import FeatureStore, compute_missing, is_foreign
+from asrkit.data.features import GlobalCMVN, compute_features
+from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError, LmError
+from asrkit.model import build_model
+from asrkit.progress import track
+from asrkit.recognize.align import WordSpan, forced_align, word_spans
+from asrkit.recognize.longform import split_on_silence
+from asrkit.search.ctc import search_batch
+from asrkit.search.lexicon import Lexicon
+from asrkit.search.lm import ArpaLM, LmFusion
+from asrkit.search.options import SearchOptions
+from asrkit.search.rescore import attention_rescore
+from asrkit.search.types import Hypothesis
+from asrkit.tokenizer import Tokenizer, from_checkpoint
+
+
+@dataclass
+class Result:
+    key: str
+    text: str
+    hypothesis: Hypothesis
+    words: list[WordSpan] | None = None  # with times, when asked for
+
+
+log = logging.getLogger("asrkit")
+
+
+class Recognizer:
+    """Everything needed to decode, rebuilt from one checkpoint: no model flags repeated."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        self.path = resolve_checkpoint(checkpoint)
+        blob = load_checkpoint(self.path)
+        try:
+            self.config = config_from_dict(blob["config"], str(self.path))
+            self.tokenizer = from_checkpoint(blob)
+            self.cmvn = GlobalCMVN.from_dict(blob["cmvn"])
+            self.model = build_model(int(blob["feat_dim"]), int(blob["vocab_size"]), self.config.model)
+            self.model.load_state_dict(blob["model_state"])
+        except (DataDirError, CheckpointError) as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        # trained on a feats.scp asrkit did not write (e.g. Kaldi's): it cannot make them from audio
+        self.external_features = bool(blob.get("features_external", False))
+        if len(self.tokenizer) != self.model.vocab_size:
+            raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        self._search_cache: dict = {}
+
+    def lm_fusion(self, search: SearchOptions):
+        """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
+        if search.lm is None:
+            return None
+        key = (str(search.lm), search.lm_weight, search.word_bonus)
+        if key not in self._search_cache:
+            lm = ArpaLM.load(search.lm)
+            fusion = LmFusion(lm, self.tokenizer, search.lm_weight, search.word_bonus)
+            if fusion.spellable == 0:
+                raise LmError(f"{search.lm}: none of its {len(lm.words)} words can be spelt with the model's "
+                              f"{len(self.tokenizer)} tokens (another language or letter case?)")
+            log.info("LM %s: %d-gram, %d of %d words spellable, weight %g, word bonus %g", search.lm, lm.order,
+                     fusion.spellable, len(lm.words), search.lm_weight, search.word_bonus)
+            self._search_cache[key] = fusion
+        return self._search_cache[key]
+
+    def word_resources(self, search: SearchOptions):
+        """(LM scorer, lexicon) of ``search``, each None when not asked for; loaded once and kept,
+        so that a bad --lm or --lexicon fails before any audio is read."""
+        return self.lm_fusion(search), self.lexicon(search)
+
+    def lexicon(self, search: SearchOptions):
+        """The word constraint for ``search`` (None without --lexicon), loaded once per file."""
+        if search.lexicon is None:
+            return None
+        key = ("lexicon", str(search.lexicon))
+        if key not in self._search_cache:
+            lexicon = Lexicon.load(search.lexicon, self.tokenizer)
+            log.info("lexicon %s: %d words spellable%s", search.lexicon, lexicon.size,
+                     f", {len(lexicon.skipped)} left out (characters the model lacks)" if lexicon.skipped else "")
+            self._search_cache[key] = lexicon
+        return self._search_cache[key]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.feature.sample_rate
+
+    @property
+    def seconds_per_frame(self) -> float:
+        """Duration of one encoder frame (the CTC output rate)."""
+        return self.config.feature.frame_shift_ms / 1000 * self.config.model.time_reduction
+
+    @torch.no_grad()
+    def log_probs(self, feats: np.ndarray) -> torch.Tensor:
+        """CTC log-posteriors (T', V) of one utterance's raw (un-normalised) features."""
+        x = torch.from_numpy(self.cmvn(feats).astype(np.float32))[None].to(self.device)
+        log_probs, _ = self.model(x, torch.tensor([x.size(1)], device=self.device))
+        return log_probs[0].float().cpu()
+
+    def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: torch.Tensor | None = None) -> list[WordSpan]:
+        """Word start/end times (seconds) and confidences: CTC forced alignment of ``tokens``
+        (to ``log_probs`` when the model has already run on ``feats``)."""
+        log_probs = self.log_probs(feats) if log_probs is None else log_probs
+        spans, _ = forced_align(log_probs, tokens, self.tokenizer.blank_id)
+        return word_spans(spans, self.tokenizer, self.seconds_per_frame)
+
+    @torch.no_grad()
+    def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
+                        batch_size: int = 32, keep_log_probs: list | None = None) -> list[list[Hypothesis]]:
+        """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order.
+
+        ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
+        input order, for alignment without running the model again."""
+        search = search or SearchOptions()
+        if search.mode == "rescore" and self.model.decoder is None:
+            raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
+                              "use --mode greedy or beam, or train with model.ctc_weight < 1")
+        fusion, lexicon = self.word_resources(search)
+        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+        hyps: list[list[Hypothesis] | None] = [None] * len(feats)
+        kept: list[torch.Tensor | None] = [None] * len(feats)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
+            padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
+            lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
+            enc, out_lens = self.model.encode(padded, lens)
+            log_probs = self.model.ctc_log_probs(enc)
+            found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
+                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
+            if search.mode == "rescore":
+                found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
+                found = [hyps[:search.nbest] for hyps in found]
+            for row, (i, nbest) in enumerate(zip(idx, found)):
+                hyps[i] = nbest
+                if keep_log_probs is not None:
+                    kept[i] = log_probs[row, :int(out_lens[row])].float().cpu()
+        if keep_log_probs is not None:
+            keep_log_probs.extend(kept)
+        return hyps  # type: ignore[return-value]
+
+    def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None,
+                         with_words: bool = False, max_seconds: float = 20.0) -> list[Result]:
+        """Transcripts of audio files; a file longer than ``max_seconds`` is cut at its quietest
+        moments (``longform.split_on_silence``) and its segments decoded as utterances."""
+        if self.external_features:
+            raise DecodeError(f"{self.path} was trained on foreign features (a feats.scp asrkit did not write), "
+                              "which asrkit cannot compute from audio; decode a data dir with such a feats.scp")
+        rate = self.sample_rate
+        feats, owners, offsets = [], [], []
+        for index, path in enumerate(paths):
+            samples, file_rate = read_audio(path)
+            found = input_warnings(samples, file_rate, rate)
+            if found:  # once per file, one line; it is transcribed all the same
+                log.warning("%s: %s; the transcript may suffer", path, "; ".join(found))
+            samples = resample(samples, file_rate, rate)
+            for start, end in split_on_silence(samples, rate, max_seconds):
+                try:
+                    feats.append(compute_features(samples[start:end], self.config.feature))
+                except AudioError as exc:
+                    raise AudioError(f"{path}: {exc}") from None
+                owners.append(index)
+                offsets.append(start / rate)
+            del samples
+        log_probs: list[torch.Tensor] = []
+        hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None)
+        results = []
+        for index, path in enumerate(paths):
+            pieces = [i for i, owner in enumerate(owners) if owner == index]
+            tokens, score, steps = [], 0.0, []
+            words: list[WordSpan] = []
+            for i in pieces:
+                best = hyps[i][0]
+                shift = int(round(offsets[i] / self.seconds_per_frame))
+                joined = self.tokenizer.join(tokens, best.tokens)  # segments meet between words
+                steps.extend([shift] * (len(joined) - len(tokens) - len(best.tokens)))
+                tokens = joined
+                steps.extend(shift + t for t in best.timesteps)
+                score += best.score
+                if with_words:
+                    words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
+                                 for w in self.align_words(feats[i], best.tokens, log_probs[i]))
+            hypothesis = Hypothesis(tokens, score, steps) if len(pieces) > 1 else hyps[pieces[0]][0]
+            results.append(Result(str(path), self.tokenizer.decode(hypothesis.tokens), hypothesis,
+                                  words if with_words else None))
+        return results
+
+    def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:
+        """n-best hypotheses for every utterance of a data dir."""
+        data = DataDir.load(data_dir)
+        feats = self.features_of(data)
+        ids = data.utt_ids()
+        hyps: list[list[Hypothesis]] = []
+        chunk = 256  # utterances read from the arks at a time: memory stays flat in corpus size
+        for start in track(range(0, len(ids), chunk), "decoding"):
+            hyps.extend(self.decode_features([feats[u] for u in ids[start:start + chunk]], search))
+        return dict(zip(ids, hyps))
+
+    def features_of(self, data: DataDir):
+        """The data dir's feature store for this model (computed and stored where missing or stale);
+        a model trained on foreign features decodes only data dirs with a foreign feats.scp."""
+        foreign = is_foreign(data.path)
+        if self.external_features and not foreign:
+            raise DecodeError(f"{self.path} was trained on foreign features: {data.path} needs a feats.scp of the "
+                              "same kind (asrkit cannot compute them)")
+        if foreign and not self.external_features:
+            raise DecodeError(f"{data.path} has a feats.scp asrkit did not write, but {self.path} was trained on "
+                              "asrkit's own features; move that feats.scp away to decode from the audio")
+        store: FeatureStore = compute_missing(data, self.config.feature)
+        return store
+
+
+def transcribe(checkpoint: str | Path, paths: list[str | Path], search: SearchOptions | None = None, *,
+               with_words: bool = False, device: str = "cpu") -> list[Result]:
+    """Load the model of ``checkpoint`` (an experiment dir or a .pt file) and transcribe audio files
+    with it: ``Recognizer(checkpoint, device).transcribe_files(paths, search, with_words)``. To
+    transcribe more than once, keep a ``Recognizer``: loading is the slow part."""
+    return Recognizer(checkpoint, device).transcribe_files(list(paths), search, with_words=with_words)
+
+
+def write_hyp(hyps: dict[str, str], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u} {t}".rstrip() + "\n" for u, t in sorted(hyps.items())), encoding="utf-8")
+
+
+def write_nbest(nbest: dict[str, list[Hypothesis]], tokenizer: Tokenizer, path: str | Path) -> None:
+    """One line per hypothesis: ``<utt> <rank> <score> <text>``, best first.
+
+    The score is the one the search ranked by (CTC, + LM when fused, + attention
+    when rescored); the parts are in ``hyp.ctc_score/lm_score/att_score``.
+    """
+    lines = []
+    for utt in sorted(nbest):
+        for rank, hyp in enumerate(nbest[utt], start=1):
+            lines.append(f"{utt} {rank} {hyp.score:.4f} {tokenizer.decode(hyp.tokens)}".rstrip())
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+__all__ = ["Recognizer", "Result", "transcribe", "write_hyp", "write_nbest"]

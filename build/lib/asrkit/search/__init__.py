@@ -1,0 +1,16 @@
+"""Search: from CTC log-probabilities to hypotheses, as pure functions of tensors.
+
+Greedy search (``greedy``), the batched CTC prefix beam search (``prefix``, its
+per-frame candidate tokens in ``candidates``), closed-vocabulary decoding with
+a lexicon trie (``lexicon``), word n-gram LMs in ARPA format and their shallow
+fusion (``arpa``, ``lm``), attention rescoring of an n-best (``rescore``), the
+result type and the protocols the search asks of a lexicon and an LM
+(``types``), the one ``SearchOptions`` that says which search to run
+(``options``, torch-free) and ``search_batch``, which runs it (``ctc``). No
+model is run and no file but an LM or a lexicon is read here: the recognizer
+(``asrkit.recognize``) runs a model and hands its log-probs to these
+functions. This layer imports ``asrkit.model`` (the decoder's input and output
+convention, for rescoring) and the base modules (``tokenizer``, ``errors``).
+Import from the modules themselves; this file imports nothing, so that the
+command line can check search options without loading torch.
+"""
