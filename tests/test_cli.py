@@ -301,3 +301,44 @@ def test_bad_search_options_fail_before_a_model_is_looked_for(command, options, 
     target = [tmp_path / "no-data"] if command == "decode" else [tmp_path / "no.wav"]
     code, _, err = run_cli([command, tmp_path / "no-exp", *target, *options], capsys)
     assert_one_line_error(code, err, message)
+
+
+def test_transcribe_goes_on_past_a_bad_file(trained_exp, wav_file, tmp_path, capsys):
+    """A bad file gets its one-line error and every other file its transcript, in order; exit code 1."""
+    garbage = tmp_path / "random-bytes.wav"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    click = tmp_path / "click.wav"
+    soundfile.write(click, np.full(80, 0.2, np.float32), 8000)  # 10 ms: too short for one frame
+    files = [wav_file, garbage, wav_file, tmp_path / "missing.wav", click, wav_file]
+    code, out, err = run_cli(["transcribe", trained_exp, *files], capsys)
+    assert code == 1
+    keys = [line.split("\t")[0] for line in out.splitlines()]
+    assert keys == [str(wav_file)] * 3
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3
+    assert "random-bytes.wav: cannot read audio" in errors[0] and "missing.wav does not exist" in errors[1]
+    assert str(click) in errors[2] and "at least 25 ms" in errors[2]
+    assert "3 of 6 files could not be transcribed" in err and "Traceback" not in err
+    code, out_json, _ = run_cli(["transcribe", trained_exp, wav_file, garbage, "--format", "json"], capsys)
+    assert code == 1 and len(out_json.splitlines()) == 1 and '"words"' in out_json
+
+
+def test_transcripts_hold_one_batch_of_files_at_a_time(trained_exp, wav_file, monkeypatch):
+    """Many files: features are read a batch at a time and results come before the later files
+    are read, so memory does not grow with the number of files."""
+    from asrkit.recognize.recognizer import Recognizer
+
+    recognizer = Recognizer(trained_exp)
+    read, seen = [], []
+    real = recognizer._segments
+
+    def segments(path, max_seconds):
+        read.append(path)
+        return real(path, max_seconds)
+
+    monkeypatch.setattr(recognizer, "_segments", segments)
+    for result in recognizer.transcripts([wav_file] * 10, batch_size=4):
+        seen.append(len(read))
+    assert seen == [4, 4, 4, 4, 8, 8, 8, 8, 10, 10]  # each result is out before the next batch is read
+    alone = recognizer.transcribe_files([wav_file])[0].text
+    assert all(r.text == alone for r in recognizer.transcribe_files([wav_file] * 5))

@@ -21,15 +21,9 @@ except ImportError:  # older typer: click itself (typer.Exit and typer.Abort are
     from click import ClickException
 
 from asrkit.cli import commands, data, lm, plot, tokenizer  # noqa: F401  (each registers its commands on app)
-from asrkit.cli.app import app
+from asrkit.cli.app import app, fail
 from asrkit.data.audio import allow_pipes
 from asrkit.errors import AsrkitError
-
-
-def fail(message: str) -> None:
-    """One red line on stderr."""
-    first = " ".join(str(message).split("\n")[0].split()) or "error"
-    typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,12 @@ ALLOW_PIPES = typer.Option(False, "--allow-pipes", callback=_allow_pipes,
                                 "shell, so only for data you trust (or set ASRKIT_ALLOW_PIPES=1).")
 
 
+def fail(message: str) -> None:
+    """One red line on stderr."""
+    first = " ".join(str(message).split("\n")[0].split()) or "error"
+    typer.secho(f"error: {first}", fg=typer.colors.RED, err=True)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"asrkit {__version__}")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from asrkit.cli.app import ALLOW_PIPES, app
+from asrkit.cli.app import ALLOW_PIPES, app, fail
 from asrkit.cli.search_options import search_options
 from asrkit.config import load_config
 from asrkit.corpora import CORPORA
@@ -164,8 +164,10 @@ def transcribe(
                                       "stretches at their quietest moments) into segments of at most this length."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     search: SearchOptions = None,
-) -> None:
-    """Print the transcript of each audio file (with its path when there are several)."""
+) -> int:
+    """Print the transcript of each audio file (with its path when there are several), as each batch is
+    decoded. A file that cannot be read gets its error line and the others are still transcribed;
+    the exit code is then 1."""
     from asrkit.recognize.formats import FORMATS, recording_key, to_ctm, to_json, to_srt
     from asrkit.recognize.recognizer import Recognizer
 
@@ -175,19 +177,24 @@ def transcribe(
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     if max_seconds <= 1.0:
         raise AsrkitError(f"--max-seconds must be more than 1, not {max_seconds}")
-    results = recognizer.transcribe_files(list(audio), search, with_words=output_format != "txt",
-                                          max_seconds=max_seconds)
-    for result in results:
-        if output_format == "txt":
-            typer.echo(result.text if len(results) == 1 else f"{result.key}\t{result.text}")
+    failed = 0
+    for result in recognizer.transcripts(audio, search, with_words=output_format != "txt", max_seconds=max_seconds):
+        if result.error is not None:  # said at once, and the other files are still transcribed
+            fail(result.error)
+            failed += 1
+        elif output_format == "txt":
+            typer.echo(result.text if len(audio) == 1 else f"{result.key}\t{result.text}")
         elif output_format == "json":
             typer.echo(to_json(result.key, result.text, result.words or []))
         elif output_format == "ctm":
             typer.echo(to_ctm(recording_key(result.key), result.words or []), nl=False)
         else:
-            if len(results) > 1:
+            if len(audio) > 1:
                 typer.echo(f"# {result.key}")
             typer.echo(to_srt(result.words or []), nl=False)
+    if failed and len(audio) > 1:
+        log.warning("%d of %d files could not be transcribed", failed, len(audio))
+    return 1 if failed else 0
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -33,8 +34,9 @@ from asrkit.tokenizer import Tokenizer, from_checkpoint
 class Result:
     key: str
     text: str
-    hypothesis: Hypothesis
+    hypothesis: Hypothesis | None  # None when the file failed
     words: list[WordSpan] | None = None  # with times, when asked for
+    error: str | None = None  # why the file could not be transcribed (a one-line reason naming it)
 
 
 log = logging.getLogger("asrkit")
@@ -157,49 +159,92 @@ class Recognizer:
 
     def transcribe_files(self, paths: list[str | Path], search: SearchOptions | None = None,
                          with_words: bool = False, max_seconds: float = 20.0) -> list[Result]:
-        """Transcripts of audio files; a file longer than ``max_seconds`` is cut at its quietest
-        moments (``longform.split_on_silence``) and its segments decoded as utterances."""
+        """Transcripts of audio files, in order; the first file that cannot be read raises its
+        ``AudioError`` (``transcripts`` goes on past it instead)."""
+        results = []
+        for result in self.transcripts(paths, search, with_words, max_seconds):
+            if result.error is not None:
+                raise AudioError(result.error)
+            results.append(result)
+        return results
+
+    def transcripts(self, paths: Iterable[str | Path], search: SearchOptions | None = None,
+                    with_words: bool = False, max_seconds: float = 20.0, batch_size: int = 32) -> Iterator[Result]:
+        """Transcripts of audio files, in input order, as each batch of them is decoded: memory holds
+        one batch of segments (about ``batch_size``), however many files there are. A file that
+        cannot be read or is too short yields a ``Result`` with ``error`` set (a one-line reason
+        naming it), and the others are transcribed all the same. A file longer than ``max_seconds``
+        is cut at its pauses (``longform.split_on_silence``) and its segments decoded as utterances."""
         if self.external_features:
             raise DecodeError(f"{self.path} was trained on foreign features (a feats.scp asrkit did not write), "
                               "which asrkit cannot compute from audio; decode a data dir with such a feats.scp")
+        pending: list[tuple[str, list[np.ndarray], list[float]]] = []  # read, not yet decoded
+        for path in paths:
+            try:
+                feats, offsets = self._segments(path, max_seconds)
+            except AudioError as exc:
+                yield from self._decode_files(pending, search, with_words)
+                pending = []
+                message = str(exc)
+                yield Result(str(path), "", None, error=message if str(path) in message else f"{path}: {message}")
+                continue
+            pending.append((str(path), feats, offsets))
+            if sum(len(f) for _, f, _ in pending) >= batch_size:
+                yield from self._decode_files(pending, search, with_words)
+                pending = []
+        yield from self._decode_files(pending, search, with_words)
+
+    def _segments(self, path: str | Path, max_seconds: float) -> tuple[list[np.ndarray], list[float]]:
+        """A file's features, one matrix per segment, and each segment's start (seconds)."""
         rate = self.sample_rate
-        feats, owners, offsets = [], [], []
-        for index, path in enumerate(paths):
-            samples, file_rate = read_audio(path)
-            found = input_warnings(samples, file_rate, rate)
-            if found:  # once per file, one line; it is transcribed all the same
-                log.warning("%s: %s; the transcript may suffer", path, "; ".join(found))
-            samples = resample(samples, file_rate, rate)
-            for start, end in split_on_silence(samples, rate, max_seconds):
-                try:
-                    feats.append(compute_features(samples[start:end], self.config.feature))
-                except AudioError as exc:
-                    raise AudioError(f"{path}: {exc}") from None
-                owners.append(index)
-                offsets.append(start / rate)
-            del samples
+        samples, file_rate = read_audio(path)
+        found = input_warnings(samples, file_rate, rate)
+        if found:  # once per file, one line; it is transcribed all the same
+            log.warning("%s: %s; the transcript may suffer", path, "; ".join(found))
+        samples = resample(samples, file_rate, rate)
+        feats, offsets = [], []
+        for start, end in split_on_silence(samples, rate, max_seconds):
+            try:
+                feats.append(compute_features(samples[start:end], self.config.feature))
+            except AudioError as exc:
+                raise AudioError(f"{path}: {exc}") from None
+            offsets.append(start / rate)
+        return feats, offsets
+
+    def _decode_files(self, files: list[tuple[str, list[np.ndarray], list[float]]], search: SearchOptions | None,
+                      with_words: bool) -> Iterator[Result]:
+        """Decode the segments of ``files`` as one set of utterances and join each file's back up."""
+        if not files:
+            return
+        feats = [f for _, segments, _ in files for f in segments]
         log_probs: list[torch.Tensor] = []
         hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None)
-        results = []
-        for index, path in enumerate(paths):
-            pieces = [i for i, owner in enumerate(owners) if owner == index]
-            tokens, score, steps = [], 0.0, []
-            words: list[WordSpan] = []
-            for i in pieces:
-                best = hyps[i][0]
-                shift = int(round(offsets[i] / self.seconds_per_frame))
-                joined = self.tokenizer.join(tokens, best.tokens)  # segments meet between words
-                steps.extend([shift] * (len(joined) - len(tokens) - len(best.tokens)))
-                tokens = joined
-                steps.extend(shift + t for t in best.timesteps)
-                score += best.score
-                if with_words:
-                    words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
-                                 for w in self.align_words(feats[i], best.tokens, log_probs[i]))
-            hypothesis = Hypothesis(tokens, score, steps) if len(pieces) > 1 else hyps[pieces[0]][0]
-            results.append(Result(str(path), self.tokenizer.decode(hypothesis.tokens), hypothesis,
-                                  words if with_words else None))
-        return results
+        first = 0
+        for key, segments, offsets in files:
+            pieces = range(first, first + len(segments))
+            first += len(segments)
+            yield self._joined(key, [hyps[i][0] for i in pieces], offsets,
+                               [(feats[i], log_probs[i]) for i in pieces] if with_words else None)
+
+    def _joined(self, key: str, best: list[Hypothesis], offsets: list[float], aligned) -> Result:
+        """One file's result from its segments' best hypotheses (word times shifted to the file's
+        clock when ``aligned``, the segments' (features, log-probs), is given)."""
+        tokens, score, steps = [], 0.0, []
+        words: list[WordSpan] = []
+        for i, hyp in enumerate(best):
+            shift = int(round(offsets[i] / self.seconds_per_frame))
+            joined = self.tokenizer.join(tokens, hyp.tokens)  # segments meet between words
+            steps.extend([shift] * (len(joined) - len(tokens) - len(hyp.tokens)))
+            tokens = joined
+            steps.extend(shift + t for t in hyp.timesteps)
+            score += hyp.score
+            if aligned is not None:
+                feats, log_probs = aligned[i]
+                words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
+                             for w in self.align_words(feats, hyp.tokens, log_probs))
+        hypothesis = Hypothesis(tokens, score, steps) if len(best) > 1 else best[0]
+        return Result(key, self.tokenizer.decode(hypothesis.tokens), hypothesis,
+                      words if aligned is not None else None)
 
     def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:
         """n-best hypotheses for every utterance of a data dir."""
