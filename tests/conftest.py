@@ -169,13 +169,22 @@ def assert_best_agree(fast, slow, with_lm: bool, where: str) -> None:
                 assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), f"{where} utt {utt}"
 
 
-def signal_when_ready(command: list[str], ready, signum: int, timeout: float = 180, env=None) -> tuple[int, str]:
+HOLD = str(Path(__file__).with_name("hold_until_signal.py"))  # python HOLD EPOCH ASRKIT_ARGS...
+
+
+def signal_when_ready(command: list[str], ready, signum: int, timeout: float = 180, env=None,
+                      group: bool = False, after=None) -> tuple[int, str]:
     """Run ``command``, send it ``signum`` as soon as ``ready()`` is true, and return its exit code
-    and stderr (exit code 0: it finished before it was ready)."""
+    and stderr (exit code 0: it finished before it was ready). ``group``: the command runs in a
+    session of its own and the signal goes to its whole process group, as a terminal's Ctrl-C,
+    torchrun, SLURM and GNU timeout send it (DataLoader workers included). ``after()`` runs half a
+    second after the signal (e.g. to let a held process go on)."""
+    import os
     import subprocess
     import time
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=group)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and process.poll() is None:
@@ -184,7 +193,13 @@ def signal_when_ready(command: list[str], ready, signum: int, timeout: float = 1
             except (OSError, ValueError):  # a file half written
                 is_ready = False
             if is_ready:
-                process.send_signal(signum)
+                if group:
+                    os.killpg(process.pid, signum)
+                else:
+                    process.send_signal(signum)
+                if after is not None:
+                    time.sleep(0.5)
+                    after()
                 break
             time.sleep(0.02)
         _, err = process.communicate(timeout=120)

@@ -115,6 +115,34 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(to
     assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1  # rank 0 alone logs
 
 
+@pytest.mark.parametrize("hold", ["step", "validation"])
+def test_sigterm_to_torchruns_process_group_stops_every_rank_at_one_point(tone_corpus, tmp_path, hold):
+    """SLURM and GNU timeout signal torchrun's whole process group, and torchrun forwards the signal
+    again: every rank gets two SIGTERMs. Each stops at the same point, in training or in the middle
+    of validation, rank 0 saves, and nobody hangs in a collective or dies of the second signal."""
+    import signal
+
+    from conftest import HOLD, signal_when_ready
+
+    from asrkit.checkpoint import load_checkpoint
+
+    config, exp, command, env = torchrun_train(tone_corpus, tmp_path, epochs=40)
+    script = command.index("-m", 3)
+    command[script:script + 2] = [HOLD, "3"]  # each rank holds from epoch 3 until it is signalled
+    held = tmp_path / "held"
+    env = {**env, "ASRKIT_TEST_HELD": str(held)}
+    if hold == "validation":  # hold after the dev set's first batch instead: the stop comes mid-validation
+        env["ASRKIT_TEST_HOLD_DEV"] = "1"
+    returncode, err = signal_when_ready(command, held.exists, signal.SIGTERM, env=env, group=True)
+    assert returncode != 0  # torchrun's own: its agent ends on the signal with a SignalException
+    assert err.count("error: interrupted (SIGTERM)") == 2  # each rank through the clean path
+    frames = [line for line in err.splitlines() if line.strip().startswith("File ")]
+    assert not any("asrkit" in line for line in frames), err  # no traceback from a rank: torchrun's alone
+    saved = load_checkpoint(exp / "last.pt")["train_state"]
+    assert saved["epoch"] == 2 and saved["batches_done"] > 0
+    assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1
+
+
 def test_torchrun_without_features_fails_at_once_naming_the_command(tone_corpus, tmp_path):
     from asrkit.data.datadir import DataDir
 

@@ -161,6 +161,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         usable = len(batches) // self.num_replicas * self.num_replicas if self.drop_uneven else len(batches)
         return batches[self.rank:usable:self.num_replicas]
 
+    def longest_share(self) -> int:
+        """How many batches the process with the most takes (rank 0's share): with ``drop_uneven``
+        off the shares differ by one, and a process with fewer can match the others' collectives."""
+        batches = len(self.batches())
+        usable = batches // self.num_replicas * self.num_replicas if self.drop_uneven else batches
+        return -(-usable // self.num_replicas)
+
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.local_batches())
 

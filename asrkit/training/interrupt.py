@@ -3,8 +3,15 @@
 Inside ``StopSignals`` a signal is only noted; the job asks ``check()`` at its
 safe points (between optimizer steps, between validation batches) and it
 raises ``Interrupted`` there, so that what is saved next is a consistent
-state. A second signal raises at once. The exit code is Unix's 128 + signal:
-130 for SIGINT, 143 for SIGTERM.
+state. A second Ctrl-C raises at once (the user insists); a second SIGTERM
+is only noted again: torchrun, SLURM and ``timeout`` signal the whole process
+group and then forward the signal to their children, and a process manager
+that wants a stop now sends SIGKILL after its grace period anyway. The exit
+code is Unix's 128 + signal: 130 for SIGINT, 143 for SIGTERM.
+
+DataLoader worker processes get the signals of their process group too; they
+ignore them (``ignore_stop_signals``, their ``worker_init_fn``), so that the
+main process, not a dead worker, decides how the job stops.
 """
 
 from __future__ import annotations
@@ -47,9 +54,9 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
-        if self.received is not None:  # asked twice: stop now
+        if self.received is not None and signum == signal.SIGINT:  # Ctrl-C twice: stop now
             raise Interrupted(signum)
-        self.received = signum
+        self.received = self.received or signum
 
     def check(self) -> None:
         if self.received is not None:
@@ -67,4 +74,12 @@ class StopSignals:
         self._previous.clear()
 
 
-__all__ = ["Interrupted", "StopSignals", "Stopped"]
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """A DataLoader worker's ``worker_init_fn``: SIGINT and SIGTERM sent to the process group are the
+    main process's to handle (torch's worker would die of SIGTERM, and the main process would then
+    fail with 'DataLoader worker killed' before it could save); the main process ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+__all__ = ["Interrupted", "StopSignals", "Stopped", "ignore_stop_signals"]

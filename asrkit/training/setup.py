@@ -26,6 +26,7 @@ from asrkit.progress import track
 from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, from_checkpoint, train_sentencepiece
 from asrkit.training import distributed
 from asrkit.training.distributed import DistInfo
+from asrkit.training.interrupt import ignore_stop_signals
 from asrkit.training.loss import select_trainable
 
 log = logging.getLogger("asrkit")
@@ -111,7 +112,8 @@ def make_loaders(cfg: ExperimentConfig, tokenizer: Tokenizer, cmvn: GlobalCMVN, 
     cuda = device.type == "cuda"
     workers = tcfg.num_workers if tcfg.num_workers >= 0 else (2 if cuda else 0)
     train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0)
+                                               num_workers=workers, pin_memory=cuda, persistent_workers=workers > 0,
+                                               worker_init_fn=ignore_stop_signals if workers > 0 else None)
     if dev_data is None:
         return Loaders(sampler, train_loader, None)
     dev_frames = {u: dev_feats.num_frames(u) for u in dev_data.utt_ids()}

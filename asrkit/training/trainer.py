@@ -370,7 +370,10 @@ class Trainer:
         if self.dev_loader is None:
             return math.nan, math.nan
         sums = validation_sums(self.model, self.dev_loader, self.tokenizer, self.dev_data.text, self.device,
-                               self.use_amp, self.cfg.train.amp_dtype, None if self.info.enabled else self.stops.check)
+                               self.use_amp, self.cfg.train.amp_dtype, self.check_stop)
+        if self.info.enabled:  # a share one batch short matches its peers' stop checks (collectives)
+            for _ in range(self.dev_loader.batch_sampler.longest_share() - len(self.dev_loader)):
+                self.check_stop()
         return dev_figures(distributed.sum_all(sums, self.info, self.device))
 
     def at_max_steps(self) -> bool:
