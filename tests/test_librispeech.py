@@ -4,6 +4,7 @@ import hashlib
 import http.server
 import tarfile
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -146,7 +147,10 @@ def test_spk2gender_survives_subset_fix_split_and_speed_perturbation(tmp_path):
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files with HTTP Range support (what a resumed download asks for)."""
+    """Serves files with HTTP Range support (what a resumed download asks for), 416 for a range
+    past the end, and the faults the server's ``faults`` list asks for, one per request:
+    "drop" (half the body, then the connection closes), "stall" (nothing for 2 s), "corrupt"
+    (other bytes), None (as it should)."""
 
     def do_GET(self):  # noqa: N802 - the http.server name
         path = self.translate_path(self.path)
@@ -155,20 +159,37 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         except OSError:
             self.send_error(404)
             return
+        fault = self.server.faults.pop(0) if self.server.faults else None
+        self.server.requests.append(self.headers.get("Range"))
+        if fault == "stall":
+            time.sleep(2.0)
+        if fault == "corrupt":
+            data = bytes(reversed(data))
         start = 0
         if self.headers.get("Range", "").startswith("bytes="):
             start = int(self.headers["Range"][6:].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
-        self.server.requests.append(self.headers.get("Range"))
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
-        self.wfile.write(data[start:])
+        body = data[start:]
+        self.wfile.write(body[:len(body) // 2] if fault == "drop" else body)
+        if fault == "drop":
+            self.close_connection = True
 
     def log_message(self, *args):
         pass
+
+
+_SERVERS: dict = {}
 
 
 @pytest.fixture
@@ -177,10 +198,13 @@ def server(tmp_path):
     serve.mkdir()
     handler = lambda *a, **k: _RangeHandler(*a, directory=str(serve), **k)  # noqa: E731
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.requests = []
+    httpd.requests, httpd.faults = [], []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield serve, f"http://127.0.0.1:{httpd.server_address[1]}", httpd.requests
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    _SERVERS[url] = httpd
+    yield serve, url, httpd.requests
+    del _SERVERS[url]
     httpd.shutdown()
 
 
@@ -197,8 +221,67 @@ def test_download_resumes_a_partial_file_and_checks_md5(tmp_path, server):
     with pytest.raises(CorpusError, match="is not the published 0000"):
         download_file(f"{url}/x.tar.gz", tmp_path / "dl" / "y.tar.gz", md5="0" * 32)
     assert (tmp_path / "dl" / "y.tar.gz.bad").exists() and not (tmp_path / "dl" / "y.tar.gz").exists()
-    with pytest.raises(CorpusError, match="cannot download .*rerun to resume"):
+    with pytest.raises(CorpusError, match="cannot download .*HTTP 404"):
         download_file(f"{url}/missing.tar.gz", tmp_path / "dl" / "z.tar.gz")
+
+
+def server_state(server):
+    """The running test server (its ``faults`` and ``requests`` lists)."""
+    return _SERVERS[server[1]]
+
+
+def test_a_whole_part_file_is_finished_not_asked_for_again(tmp_path, server):
+    """Ctrl-C during the long MD5 of a finished .part used to leave a download that never finished:
+    every rerun asked for 'bytes=N-', got 416 and said 'rerun to resume'."""
+    serve, url, requests = server
+    payload = bytes(range(256)) * 1000
+    (serve / "x.tar.gz").write_bytes(payload)
+    dest = tmp_path / "dl" / "x.tar.gz"
+    dest.parent.mkdir()
+    dest.with_name("x.tar.gz.part").write_bytes(payload)
+    assert download_file(f"{url}/x.tar.gz", dest, md5=hashlib.md5(payload).hexdigest()).read_bytes() == payload
+    assert requests == [f"bytes={len(payload)}-"] and not dest.with_name("x.tar.gz.part").exists()
+    longer = tmp_path / "dl" / "w.tar.gz"  # a .part longer than the file is not the file: fetched afresh
+    longer.with_name("w.tar.gz.part").write_bytes(payload + b"junk")
+    assert download_file(f"{url}/x.tar.gz", longer, md5=hashlib.md5(payload).hexdigest(),
+                         backoff=0.01).read_bytes() == payload
+
+
+@pytest.mark.parametrize("faults,expected_requests", [
+    (["drop"], [None, "bytes=128000-"]),  # the connection closes half way: resumed
+    (["stall", None], [None, None]),  # nothing comes for longer than the timeout: asked again
+    (["drop", "drop", "drop"], None),  # every attempt drops: the error says so, the part is kept
+])
+def test_dropped_and_stalled_connections_are_retried_and_resumed(tmp_path, server, faults, expected_requests):
+    serve, url, requests = server
+    payload = bytes(range(256)) * 1000
+    (serve / "x.tar.gz").write_bytes(payload)
+    server_state(server).faults[:] = faults
+    dest = tmp_path / "dl" / "x.tar.gz"
+    md5 = hashlib.md5(payload).hexdigest()
+    if expected_requests is None:
+        with pytest.raises(CorpusError, match="cannot download .*3 attempts.*rerun to resume"):
+            download_file(f"{url}/x.tar.gz", dest, md5=md5, timeout=1.0, attempts=3, backoff=0.01)
+        assert 0 < dest.with_name("x.tar.gz.part").stat().st_size < len(payload)  # kept for the rerun
+        return
+    assert download_file(f"{url}/x.tar.gz", dest, md5=md5, timeout=1.0, backoff=0.01).read_bytes() == payload
+    assert requests == expected_requests
+
+
+def test_a_corrupt_download_is_fetched_again_once_then_reported(tmp_path, server):
+    serve, url, requests = server
+    payload = bytes(range(256)) * 1000
+    (serve / "x.tar.gz").write_bytes(payload)
+    md5 = hashlib.md5(payload).hexdigest()
+    server_state(server).faults[:] = ["corrupt"]
+    dest = tmp_path / "dl" / "x.tar.gz"
+    assert download_file(f"{url}/x.tar.gz", dest, md5=md5, backoff=0.01).read_bytes() == payload
+    assert len(requests) == 2 and not dest.with_name("x.tar.gz.bad").exists()
+    server_state(server).faults[:] = ["corrupt", "corrupt"]
+    again = tmp_path / "dl" / "y.tar.gz"
+    with pytest.raises(CorpusError, match="is not the published .*twice; the file was kept as y.tar.gz.bad"):
+        download_file(f"{url}/x.tar.gz", again, md5=md5, backoff=0.01)
+    assert again.with_name("y.tar.gz.bad").exists() and not again.exists()
 
 
 def test_download_stage_fetches_official_names_and_unpacks(tmp_path, server, monkeypatch):
