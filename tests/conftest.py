@@ -156,17 +156,18 @@ def random_lm_fusion(randint, words: list[str], tokenizer, num_sentences: int):
     return LmFusion(lm, tokenizer, weight=[0.3, 1.0][randint(0, 1)], bonus=[0.0, 1.5, -0.5][randint(0, 2)])
 
 
-def assert_best_agree(fast, slow, with_lm: bool, where: str) -> None:
-    """The batched search found a best hypothesis for the utterances the reference did, with the
-    reference's score (and LM score): the check of the search's property tests."""
+def assert_nbest_agree(fast, slow, with_lm: bool, where: str) -> None:
+    """The batched search's whole n-best equals the reference's: the same hypotheses in the same
+    order, with the same scores (and LM scores). The check of the search's property tests."""
     import math
 
     for utt, (got, want) in enumerate(zip(fast, slow)):
-        assert bool(got) == bool(want), f"{where} utt {utt}"
-        if want:
-            assert math.isclose(got[0].score, want[0].score, rel_tol=1e-5, abs_tol=2e-3), f"{where} utt {utt}"
+        at = f"{where} utt {utt}"
+        assert [h.tokens for h in got] == [h.tokens for h in want], at
+        for g, w in zip(got, want):
+            assert math.isclose(g.score, w.score, rel_tol=1e-5, abs_tol=2e-3), at
             if with_lm:
-                assert math.isclose(got[0].lm_score, want[0].lm_score, abs_tol=2e-3), f"{where} utt {utt}"
+                assert math.isclose(g.lm_score, w.lm_score, abs_tol=2e-3), at
 
 
 HOLD = str(Path(__file__).with_name("hold_until_signal.py"))  # python HOLD EPOCH ASRKIT_ARGS...

@@ -14,7 +14,7 @@ from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
 from asrkit.search.prefix import prefix_beam_search
 from asrkit.tokenizer import CharTokenizer, SentencePieceTokenizer, from_checkpoint, load_tokenizer, train_sentencepiece
 
-from conftest import assert_best_agree, random_ints, random_lm_fusion
+from conftest import assert_nbest_agree, random_ints, random_lm_fusion
 from reference_search import prefix_beam_search_reference
 
 pytest.importorskip("sentencepiece")
@@ -124,7 +124,7 @@ def _case(generator, tokenizer, words, with_lm):
 @pytest.mark.parametrize("with_lexicon", [True, False])
 def test_batched_search_equals_reference_with_sentencepiece_500(sp500, with_lm, with_lexicon):
     """The property test of the character search, on a real 500-piece vocabulary: the batched
-    search's best hypothesis has the reference's tokens and score."""
+    search's whole n-best has the reference's tokens, order and scores."""
     tokenizer, words = sp500
     generator = torch.Generator().manual_seed(31 + 2 * with_lm + with_lexicon)
     starts = tokenizer.boundary.starts
@@ -132,10 +132,10 @@ def test_batched_search_equals_reference_with_sentencepiece_500(sp500, with_lm, 
         lexicon, spelt, lp, lengths, beam, fusion = _case(generator, tokenizer, words, with_lm)
         constraint = dict(lexicon=lexicon) if with_lexicon else {}
         reference_constraint = dict(lexicon=spelt) if with_lexicon else {}
-        fast = prefix_beam_search(lp, lengths, beam=beam, word_starts=starts, lm=fusion, **constraint)
-        slow = prefix_beam_search_reference(lp, lengths, beam=beam, word_starts=starts, lm=fusion,
+        fast = prefix_beam_search(lp, lengths, beam=beam, nbest=beam, word_starts=starts, lm=fusion, **constraint)
+        slow = prefix_beam_search_reference(lp, lengths, beam=beam, nbest=beam, word_starts=starts, lm=fusion,
                                             **reference_constraint)
-        assert_best_agree(fast, slow, with_lm, f"case {case} beam {beam}")
+        assert_nbest_agree(fast, slow, with_lm, f"case {case} beam {beam}")
         for utt, got in enumerate(fast):
             if got and with_lexicon:
                 text = tokenizer.decode(got[0].tokens).split()
