@@ -28,9 +28,23 @@ def test_robustness_benchmark_builds_every_copy_and_prints_every_row(trained_exp
     figures = json.loads(out.read_text())
     assert list(figures) == ["clean", "noise_20db", "noise_10db", "quiet_30db", "loud_20db_clipped",
                              "stereo_silent", "rate_8k", "flac_44k", "ogg"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    reference_words = sum(len(line.split()) - 1 for line in (test / "text").read_text().splitlines())
+    clean = figures["clean"]["wer"]
+    rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[2:]}
     for name, row in figures.items():
-        assert row["words"] > 0 and 0.0 <= row["wer"] and "ratio" in row and "target" in row, name
-        assert name.replace("_", " ")[:5] in done.stdout.lower() or row["target"] > 0
+        target, description = benchmark.CONDITIONS[name]
+        assert row["words"] == reference_words, name  # every copy holds every utterance of the test set
+        assert row["wer"] == row["errors"] / row["words"] and row["target"] == target, name
+        assert row["ratio"] == (row["wer"] / clean if clean > 0 else (float("inf") if row["wer"] > 0 else 1.0))
+        printed = rows[description]  # the printed row says what the JSON says
+        assert printed[0] == f"{100 * row['wer']:.2f}%" and printed[2] == f"{row['ratio']:.2f}x", (name, printed)
+        if name != "clean":
+            assert printed[-1] == ("met" if row["ratio"] <= target else "MISSED"), (name, printed)
     def info(condition):
         copy = DataDir.load(tmp_path / "work" / condition)
         return soundfile.info(next(iter(copy.wav_scp.values())))

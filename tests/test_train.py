@@ -363,3 +363,54 @@ def test_a_stop_inside_an_accumulation_window_restarts_that_window(tone_corpus, 
     monkeypatch.setattr(training, "compute_loss", real)
     assert run_cli(train_args(tone_corpus, config, exp, "--resume", *accum), capsys)[0] == 0
     same_weights(reference / "last.pt", exp / "last.pt")
+
+
+def _trainer(tone_corpus, tmp_path, name: str, *overrides: str):
+    """A Trainer set up as `asrkit train` sets it up (tiny model, no dropout, no augmentation)."""
+    from asrkit.training.trainer import Trainer
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    cfg = load_config(path, list(overrides))
+    torch.manual_seed(0)
+    (tmp_path / name).mkdir()
+    return Trainer(Path(tone_corpus["train"]), None, tmp_path / name, cfg)
+
+
+def _gradient(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 5.0])
+def test_grad_clip_zero_lets_a_large_gradient_through_and_a_limit_clips_it(tone_corpus, tmp_path, monkeypatch,
+                                                                          grad_clip):
+    """A loss scaled up 1000x gives a gradient norm far above 5 (the default limit): with
+    grad_clip 0 the step uses it whole (the logged norm), with grad_clip 5 it is cut to 5."""
+    import asrkit.training.trainer as training
+
+    trainer = _trainer(tone_corpus, tmp_path, "clip", f"train.grad_clip={grad_clip}")
+    real = training.compute_loss
+    monkeypatch.setattr(training, "compute_loss", lambda model, batch, ctc: 1000 * real(model, batch, ctc))
+    batch = next(iter(trainer.train_loader))
+    trainer.step([batch], 0, {"loss": 0.0, "utterances": 0, "audio_seconds": 0.0, "skipped": 0})
+    logged = json.loads((tmp_path / "clip" / "steps.jsonl").read_text().splitlines()[-1])["grad_norm"]
+    used = float(_gradient(trainer.model).norm())
+    assert logged > 50.0
+    assert used == pytest.approx(logged if grad_clip == 0 else grad_clip, rel=1e-4)
+
+
+def test_accum_grad_gives_the_gradient_of_one_batch_k_times_larger(tone_corpus, tmp_path):
+    """accum_grad 2 over two batches of 4 utterances = one batch of the same 8 (the loss is a mean
+    per utterance), within float tolerance; no clipping, so the gradients are compared whole."""
+    from asrkit.data.dataset import collate
+
+    stats = {"loss": 0.0, "utterances": 0, "audio_seconds": 0.0, "skipped": 0}
+    accumulated = _trainer(tone_corpus, tmp_path, "accum", "train.accum_grad=2", "train.grad_clip=0")
+    single = _trainer(tone_corpus, tmp_path, "single", "train.grad_clip=0")
+    for a, b in zip(accumulated.model.state_dict().values(), single.model.state_dict().values()):
+        assert torch.equal(a, b)  # the same starting weights
+    items = [accumulated.train_loader.dataset[i] for i in range(8)]
+    accumulated.step([collate(items[:4]), collate(items[4:])], 0, dict(stats))
+    single.step([collate(items)], 0, dict(stats))
+    assert torch.allclose(_gradient(accumulated.model), _gradient(single.model), rtol=1e-4, atol=1e-6)
+    assert accumulated.state.step == single.state.step == 1
