@@ -38,6 +38,7 @@ CONDITIONS = {
     "quiet_30db": (1.2, "30 dB quieter (16-bit)"),
     "loud_20db_clipped": (1.2, "+20 dB, clipped (16-bit)"),
     "stereo_silent": (1.2, "stereo, second channel silent"),
+    "stereo_antiphase": (1.2, "stereo, channels in anti-phase"),
     "rate_8k": (2.0, "resampled to 8 kHz"),
     "flac_44k": (1.2, "FLAC at 44.1 kHz"),
     "ogg": (1.2, "OGG Vorbis"),
@@ -60,6 +61,8 @@ def alter(condition: str, samples: np.ndarray, rate: int, rng: np.random.Generat
         return np.clip(samples * 10, -1, 1), rate, "wav", "PCM_16"
     if condition == "stereo_silent":
         return np.stack([samples, np.zeros_like(samples)], axis=1), rate, "wav", "PCM_16"
+    if condition == "stereo_antiphase":  # a miswired balanced cable, a phase-inverted channel
+        return np.stack([samples, -samples], axis=1), rate, "wav", "PCM_16"
     if condition == "rate_8k":
         return librosa.resample(samples, orig_sr=rate, target_sr=8000, res_type="soxr_hq"), 8000, "wav", "PCM_16"
     if condition == "flac_44k":

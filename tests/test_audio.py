@@ -51,6 +51,22 @@ def test_stereo_flac_downmix(tmp_path):
     assert np.allclose(samples, 0.375, atol=1e-3)  # two live channels: their mean
 
 
+def test_channels_in_anti_phase_do_not_cancel_to_silence(tmp_path):
+    """A phase-inverted channel (a miswired balanced cable) used to cancel the downmix to silence,
+    and the transcript to nothing; now the louder channel is taken. Channels that merely differ
+    (two microphones, independent noise) are still averaged."""
+    path = tmp_path / "a.wav"
+    voice = (0.3 * np.sin(np.arange(16000) / 7.0)).astype(np.float32)
+    soundfile.write(path, np.stack([voice, -0.9 * voice], axis=1), 16000, subtype="FLOAT")
+    samples, _ = read_audio(path)
+    assert np.allclose(samples, voice, atol=1e-6)
+    rng = np.random.default_rng(0)
+    left, right = (rng.normal(0, 0.1, 16000).astype(np.float32) for _ in range(2))
+    soundfile.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    samples, _ = read_audio(path)
+    assert np.allclose(samples, (left + right) / 2, atol=1e-6)
+
+
 def test_resample_is_logged(tmp_path, caplog, monkeypatch):
     import asrkit.data.audio as audio
 

@@ -27,7 +27,7 @@ def test_robustness_benchmark_builds_every_copy_and_prints_every_row(trained_exp
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     assert list(figures) == ["clean", "noise_20db", "noise_10db", "quiet_30db", "loud_20db_clipped",
-                             "stereo_silent", "rate_8k", "flac_44k", "ogg"]
+                             "stereo_silent", "stereo_antiphase", "rate_8k", "flac_44k", "ogg"]
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")

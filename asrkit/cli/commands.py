@@ -17,6 +17,7 @@ from asrkit.corpora import CORPORA
 from asrkit.data.datadir import DataDir
 from asrkit.errors import AsrkitError, CorpusError
 from asrkit.search.options import SearchOptions
+from asrkit.training.expdir import RESUMABLE_KEYS
 
 log = logging.getLogger("asrkit")
 
@@ -82,8 +83,8 @@ def train(
                                           "--resume, the run's own config.yaml)."),
     override: List[str] = typer.Option([], "--set", help="Override, e.g. model.hidden_size=320 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt. Only "
-                                "train.epochs (more epochs extend a run), train.save_every_steps, "
-                                "train.num_workers and train.device may differ from its config."),
+                                f"{', '.join(RESUMABLE_KEYS)} may differ from its config (more "
+                                "train.epochs extend a run)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this checkpoint's weights "
                                         "and CMVN with a fresh optimizer and schedule (same feature config; "
                                         "new characters get fresh output rows)."),

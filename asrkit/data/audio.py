@@ -121,17 +121,23 @@ def read_audio(path: str | Path, start: float = 0.0, end: float | None = None) -
 
 
 SILENT_CHANNEL_DB = 30.0  # a channel this far below the loudest one is left out of the downmix
+CANCELLED_DB = 10.0  # a mean this far below its channels' mean power has cancelled them out
 
 
 def downmix(samples: np.ndarray) -> np.ndarray:
     """(N, C) -> (N,): the mean of the channels that carry the signal. A channel more than 30 dB
     below the loudest (a silent or unplugged one) is left out, so that it neither halves the level
-    nor adds its hiss; channels of a real stereo recording are averaged as usual."""
+    nor adds its hiss; channels of a real stereo recording are averaged as usual. Where the mean
+    is more than 10 dB below the channels themselves, they cancel (a channel in anti-phase, as a
+    miswired cable gives): the loudest channel is taken alone instead."""
     if samples.shape[1] == 1:
         return samples[:, 0]
     power = np.mean(np.square(samples, dtype=np.float64), axis=0)
     live = power >= power.max() * 10 ** (-SILENT_CHANNEL_DB / 10)
-    return samples[:, live].mean(axis=1) if not live.all() else samples.mean(axis=1)
+    mixed = samples[:, live].mean(axis=1) if not live.all() else samples.mean(axis=1)
+    if np.mean(np.square(mixed, dtype=np.float64)) < power[live].mean() * 10 ** (-CANCELLED_DB / 10):
+        return samples[:, int(np.argmax(power))]
+    return mixed
 
 
 def active_level(samples: np.ndarray, frame: int = 160) -> float:
