@@ -22,11 +22,20 @@ everything written since version 1 loads and decodes as it did:
 - 4: the config has a ``tokenizer`` section; a sentencepiece model's bytes
   are kept as ``sentencepiece`` beside ``tokens``. An older checkpoint is a
   character model (the section's defaults), read as before.
+- 5: the data the run trained on (``train_data``, ``dev_data``: path,
+  utterance count, fingerprint) and its ``world_size``; unknown (None) in
+  older checkpoints.
+
+``Checkpoint`` is what a checkpoint holds, as one typed record: every reader
+takes its fields, none looks up string keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +45,104 @@ from asrkit.config import with_legacy_values
 from asrkit.errors import CheckpointError
 
 FORMAT = "asrkit-checkpoint-v1"  # the marker of every asrkit checkpoint (not its version)
-VERSION = 4
+VERSION = 5
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+@dataclass
+class TrainState:
+    """Runtime state that a resumed run continues from (kept out of the config)."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of the current epoch already consumed (mid-epoch resume)
+    best_dev_wer: float = math.inf
+    best_dev_loss: float = math.inf
+    skipped_batches: int = 0
+    # An extended run (more epochs on resume) decays from ``lr_from`` at step ``lr_from_step``
+    # to the floor at the new end; -1: the plain schedule.
+    lr_from_step: int = -1
+    lr_from: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """A data dir a run trained (or validated) on, as it was: where, how many utterances, and a
+    fingerprint of its contents (``asrkit.data.datadir.DataDir.fingerprint``)."""
+
+    path: str
+    utterances: int
+    fingerprint: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "DataRecord | None":
+        return None if data is None else cls(str(data["path"]), int(data["utterances"]), str(data["fingerprint"]))
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint file holds: the one definition, read by training, resume, ``--init``,
+    averaging and the recognizer (``load_checkpoint``), written by ``save_checkpoint``.
+
+    A training checkpoint has every field; an averaged one (``average_checkpoints``) has no
+    optimizer or scaler state and names its sources in ``averaged_from``. ``train_data``,
+    ``dev_data`` and ``world_size`` are None in checkpoints from before version 5 (unknown)."""
+
+    model_state: dict[str, torch.Tensor]
+    config: dict[str, Any]  # the ExperimentConfig as a dict (config_from_dict rebuilds it)
+    tokens: list[str]  # the token table
+    cmvn: dict[str, Any]  # GlobalCMVN.to_dict()
+    feat_dim: int
+    vocab_size: int
+    train_state: TrainState = field(default_factory=TrainState)
+    sentencepiece: bytes | None = None  # the sentencepiece model's bytes (sentencepiece units)
+    optimizer_state: dict[str, Any] | None = None
+    scaler_state: dict[str, Any] | None = None  # fp16 loss scaling
+    epoch_metrics: dict[str, Any] | None = None  # the last finished epoch's metrics.jsonl row
+    features_external: bool = False  # trained on a feats.scp asrkit did not write
+    train_data: DataRecord | None = None
+    dev_data: DataRecord | None = None
+    world_size: int | None = None  # processes that trained it (torchrun's nproc)
+    averaged_from: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors and containers (what ``torch.load(weights_only=True)`` reads back)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["train_state"] = self.train_state.to_dict()
+        for name in ("train_data", "dev_data"):
+            data[name] = None if data[name] is None else dataclasses.asdict(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, blob: dict[str, Any], where: str = "checkpoint") -> "Checkpoint":
+        """The record of an upgraded checkpoint dict (``CheckpointError`` naming a missing entry)."""
+        missing = [name for name in ("model_state", "config", "tokens", "cmvn", "feat_dim", "vocab_size")
+                   if name not in blob]
+        if missing:
+            raise CheckpointError(f"{where}: incomplete checkpoint (no {', '.join(missing)})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in blob.items() if k in known}
+        values["train_state"] = TrainState.from_dict(blob.get("train_state") or {})
+        values["train_data"] = DataRecord.from_dict(blob.get("train_data"))
+        values["dev_data"] = DataRecord.from_dict(blob.get("dev_data"))
+        values["tokens"] = list(blob["tokens"])
+        values["feat_dim"], values["vocab_size"] = int(blob["feat_dim"]), int(blob["vocab_size"])
+        return cls(**values)
+
+
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({**payload, "format": FORMAT, "version": VERSION}, tmp)
+    torch.save({**checkpoint.to_dict(), "format": FORMAT, "version": VERSION}, tmp)
     os.replace(tmp, path)
 
 
@@ -62,6 +162,8 @@ def _upgrade(blob: dict[str, Any], path: Path) -> dict[str, Any]:
         version = 3
     if version == 3:  # characters, which the tokenizer section's defaults mean
         version = 4
+    if version == 4:  # the data and world size it trained with are unknown
+        version = 5
     blob["version"] = version
     return blob
 
@@ -79,7 +181,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     path = resolve_checkpoint(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -88,10 +190,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not an asrkit checkpoint ({first[:160]})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an asrkit checkpoint (no '{FORMAT}' marker)")
-    return _upgrade(blob, path)
+    return Checkpoint.from_dict(_upgrade(blob, path), str(path))
 
 
-def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+def average_checkpoints(paths: list[Path]) -> Checkpoint:
     """Element-wise mean of the float weights of ``paths``; everything else from the newest.
 
     Averaging the last few epochs smooths out the noise of the final steps; it
@@ -99,24 +201,21 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     """
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    blobs = [load_checkpoint(p) for p in paths]
-    keys = blobs[0]["model_state"].keys()
-    for path, blob in zip(paths[1:], blobs[1:]):
-        if blob["model_state"].keys() != keys or blob["config"]["model"] != blobs[0]["config"]["model"]:
+    records = [load_checkpoint(p) for p in paths]
+    keys = records[0].model_state.keys()
+    for path, record in zip(paths[1:], records[1:]):
+        if record.model_state.keys() != keys or record.config["model"] != records[0].config["model"]:
             raise CheckpointError(f"{path} holds a different model than {paths[0]}; cannot average them")
-    newest = max(blobs, key=lambda b: b["train_state"]["step"])
-    averaged = dict(newest)
-    averaged["model_state"] = {}
-    for key, tensor in newest["model_state"].items():
+    newest = max(records, key=lambda r: r.train_state.step)
+    weights = {}
+    for key, tensor in newest.model_state.items():
         if tensor.is_floating_point():
-            total = sum(b["model_state"][key].double() for b in blobs)
-            averaged["model_state"][key] = (total / len(blobs)).to(tensor.dtype)
+            weights[key] = (sum(r.model_state[key].double() for r in records) / len(records)).to(tensor.dtype)
         else:
-            averaged["model_state"][key] = tensor
-    for key in ("optimizer_state", "scaler_state", "epoch_metrics"):  # an average is for decoding, not resuming
-        averaged.pop(key, None)
-    averaged["averaged_from"] = [str(p) for p in paths]
-    return averaged
+            weights[key] = tensor
+    # an average is for decoding, not resuming: no optimizer, scaler or epoch row
+    return dataclasses.replace(newest, model_state=weights, optimizer_state=None, scaler_state=None,
+                               epoch_metrics=None, averaged_from=[str(p) for p in paths])
 
 
 def select_epochs(exp_dir: Path, num: int, by: str = "dev_loss") -> list[Path]:

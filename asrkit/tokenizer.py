@@ -288,16 +288,17 @@ def read_token_table(path: str | Path) -> list[str]:
     return symbols
 
 
-def from_checkpoint(blob: dict) -> Tokenizer:
-    """The tokenizer a checkpoint was trained with (character checkpoints hold only the table)."""
-    if blob.get("sentencepiece") is not None:
-        tokenizer = SentencePieceTokenizer(blob["sentencepiece"])
-        if tokenizer.symbols != list(blob["tokens"]):
+def from_checkpoint(record) -> Tokenizer:
+    """The tokenizer a checkpoint (``asrkit.checkpoint.Checkpoint``: its ``tokens`` and
+    ``sentencepiece``) was trained with; character checkpoints hold only the table."""
+    if record.sentencepiece is not None:
+        tokenizer = SentencePieceTokenizer(record.sentencepiece)
+        if tokenizer.symbols != list(record.tokens):
             raise CheckpointError(f"its sentencepiece model ({len(tokenizer)} pieces) does not match its token table "
-                                  f"({len(blob['tokens'])} entries): the model and the checkpoint belong to "
+                                  f"({len(record.tokens)} entries): the model and the checkpoint belong to "
                                   "different runs")
         return tokenizer
-    return CharTokenizer(list(blob["tokens"]))
+    return CharTokenizer(list(record.tokens))
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:

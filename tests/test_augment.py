@@ -222,7 +222,7 @@ def test_training_reads_altered_audio_when_drawn(tone_corpus, tmp_path, capsys):
                             config], capsys)
     assert code == 0, err
     assert "augmentation: noise 1 at 10-10 dB SNR (coloured noise), gain 0.5" in (tmp_path / "exp" / "train.log").read_text()
-    saved = load_checkpoint(tmp_path / "exp" / "last.pt")["config"]["train"]["augment"]
+    saved = load_checkpoint(tmp_path / "exp" / "last.pt").config["train"]["augment"]
     assert saved["noise_prob"] == 1.0
 
     from asrkit.data.augment import Augmenter

@@ -57,11 +57,11 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
     from asrkit.cli import main
 
     blob = load_checkpoint(exp / "last.pt")
-    steps_two = blob["train_state"]["step"]
+    steps_two = blob.train_state.step
     solo = tmp_path / "solo"
     assert main(["-q", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
                  "--config", str(config), "--out", str(solo)]) == 0
-    steps_one = load_checkpoint(solo / "last.pt")["train_state"]["step"]
+    steps_one = load_checkpoint(solo / "last.pt").train_state.step
     assert steps_two <= steps_one // 2 + 1  # each rank takes half of each epoch's batches
     assert main(["-q", "decode", str(exp), str(tone_corpus["dev"]), "--out", str(tmp_path / "dec")]) == 0
     # the dev figures of the last epoch came from both ranks' shares of the dev set: one process
@@ -79,15 +79,15 @@ def test_torchrun_two_cpu_processes_agree_on_the_weights(tone_corpus, tmp_path):
     from asrkit.tokenizer import CharTokenizer
     from asrkit.training.loss import validate
 
-    cfg = config_from_dict(blob["config"])
-    model = build_model(cfg.feature.dim, blob["vocab_size"], cfg.model)
-    model.load_state_dict(blob["model_state"])
-    tokenizer = CharTokenizer(blob["tokens"])
+    cfg = config_from_dict(blob.config)
+    model = build_model(cfg.feature.dim, blob.vocab_size, cfg.model)
+    model.load_state_dict(blob.model_state)
+    tokenizer = CharTokenizer(blob.tokens)
     dev = DataDir.load(tone_corpus["dev"])
     store = FeatureStore(tone_corpus["dev"])
     ids = dev.utt_ids()
     dataset = AsrDataset(ids, store, {u: tokenizer.encode(dev.text[u]) for u in ids}, None,
-                         GlobalCMVN.from_dict(blob["cmvn"]), {u: store.num_frames(u) for u in ids})
+                         GlobalCMVN.from_dict(blob.cmvn), {u: store.num_frames(u) for u in ids})
     sampler = BucketBatchSampler(dataset.lengths, cfg.train.max_frames_per_batch, cfg.train.max_utts_per_batch,
                                  shuffle=False)
     assert len(sampler) >= 2  # so that each rank had a share
@@ -110,8 +110,8 @@ def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_rank_0_saves(to
     assert err.count("error: interrupted (SIGTERM)") == 2  # both ranks, each through the clean path
     from asrkit.checkpoint import load_checkpoint
 
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] >= 2 and (saved["batches_done"] > 0 or saved["epoch"] >= 3)
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch >= 2 and (saved.batches_done > 0 or saved.epoch >= 3)
     assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1  # rank 0 alone logs
 
 
@@ -122,9 +122,9 @@ def test_sigterm_to_torchruns_process_group_stops_every_rank_at_one_point(tone_c
     of validation, rank 0 saves, and nobody hangs in a collective or dies of the second signal."""
     import signal
 
-    from conftest import HOLD, signal_when_ready
-
     from asrkit.checkpoint import load_checkpoint
+
+    from conftest import HOLD, signal_when_ready
 
     config, exp, command, env = torchrun_train(tone_corpus, tmp_path, epochs=40)
     script = command.index("-m", 3)
@@ -138,8 +138,8 @@ def test_sigterm_to_torchruns_process_group_stops_every_rank_at_one_point(tone_c
     assert err.count("error: interrupted (SIGTERM)") == 2  # each rank through the clean path
     frames = [line for line in err.splitlines() if line.strip().startswith("File ")]
     assert not any("asrkit" in line for line in frames), err  # no traceback from a rank: torchrun's alone
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] == 2 and saved["batches_done"] > 0
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch == 2 and saved.batches_done > 0
     assert (exp / "train.log").read_text().count("interrupted (SIGTERM)") == 1
 
 

@@ -23,7 +23,7 @@ def test_training_learns(trained):
     for name in ("config.yaml", "tokens.txt", "cmvn.json", "train.log", "best.pt", "last.pt"):
         assert (trained / name).is_file(), name
     blob = load_checkpoint(trained / "last.pt")
-    assert blob["train_state"]["epoch"] == 10 and blob["tokens"][0] == "<blank>"
+    assert blob.train_state.epoch == 10 and blob.tokens[0] == "<blank>"
 
 
 def test_decode_eval_transcribe(trained, tone_corpus, tmp_path, capsys):
@@ -72,11 +72,11 @@ def test_resume_continues_same_run(trained, tone_corpus, tmp_path, capsys):
     steps = [json.loads(line)["step"] for line in (exp / "steps.jsonl").read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1))  # steps after epoch 3 cut back and redone, once each
     original, resumed = load_checkpoint(trained / "last.pt"), load_checkpoint(exp / "last.pt")
-    assert resumed["train_state"]["epoch"] == 10 and resumed["config"]["train"]["epochs"] == 10
-    assert resumed["train_state"]["step"] == original["train_state"]["step"]
-    for key, tensor in original["model_state"].items():
-        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
-    assert resumed["optimizer_state"]["param_groups"][0]["lr"] == original["optimizer_state"]["param_groups"][0]["lr"]
+    assert resumed.train_state.epoch == 10 and resumed.config["train"]["epochs"] == 10
+    assert resumed.train_state.step == original.train_state.step
+    for key, tensor in original.model_state.items():
+        assert torch.allclose(tensor, resumed.model_state[key], atol=1e-5), key
+    assert resumed.optimizer_state["param_groups"][0]["lr"] == original.optimizer_state["param_groups"][0]["lr"]
     code, _, err = run_cli(["-q", "train", "--train", tone_corpus["train"], "--out", exp], capsys)
     assert code == 1 and "already holds a checkpoint" in err
 
@@ -87,10 +87,10 @@ def test_average_checkpoints(trained, tone_corpus, tmp_path, capsys):
     code, out, _ = run_cli(["-q", "average", trained, "-n", "3", "--by", "last", "--out", tmp_path / "avg.pt"], capsys)
     assert code == 0 and "epoch_8, epoch_9, epoch_10" in out
     averaged = load_checkpoint(tmp_path / "avg.pt")
-    parts = [load_checkpoint(trained / f"epoch_{e}.pt")["model_state"] for e in (8, 9, 10)]
-    for key, tensor in averaged["model_state"].items():
+    parts = [load_checkpoint(trained / f"epoch_{e}.pt").model_state for e in (8, 9, 10)]
+    for key, tensor in averaged.model_state.items():
         assert torch.allclose(tensor, sum(p[key] for p in parts) / 3, atol=1e-6), key
-    assert "optimizer_state" not in averaged
+    assert averaged.optimizer_state is None and averaged.averaged_from == [str(trained / f"epoch_{e}.pt") for e in (8, 9, 10)]
     code, out, _ = run_cli(["-q", "transcribe", tmp_path / "avg.pt",
                             sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]], capsys)
     assert code == 0 and out.strip()
@@ -154,22 +154,22 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_run(trained, tone_corpus, tmp
 
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
-    steps_per_epoch = load_checkpoint(trained / "epoch_1.pt")["train_state"]["step"]
+    steps_per_epoch = load_checkpoint(trained / "epoch_1.pt").train_state.step
     stop_at = 3 * steps_per_epoch + 2  # the second batch of epoch 4
     real = interrupt_at_call(monkeypatch, training, "compute_loss", stop_at)
     exp = tmp_path / "exp"
     args = ["-q", "train", "--train", tone_corpus["train"], "--dev", tone_corpus["dev"], "--config", config, "--out", exp]
     code, _, err = run_cli(args, capsys)
     assert code == 130 and "interrupted" in err
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] == 3 and saved["batches_done"] == 1 and saved["step"] == stop_at - 1
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch == 3 and saved.batches_done == 1 and saved.step == stop_at - 1
     monkeypatch.setattr(training, "compute_loss", real)
     code, _, _ = run_cli(args + ["--resume"], capsys)
     assert code == 0
     original, resumed = load_checkpoint(trained / "last.pt"), load_checkpoint(exp / "last.pt")
-    assert resumed["train_state"]["step"] == original["train_state"]["step"]
-    for key, tensor in original["model_state"].items():
-        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
+    assert resumed.train_state.step == original.train_state.step
+    for key, tensor in original.model_state.items():
+        assert torch.allclose(tensor, resumed.model_state[key], atol=1e-5), key
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tone_corpus, tmp_path, capsys):
@@ -196,26 +196,26 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tone_corpus,
     try:
         while time.time() < deadline and process.poll() is None:
             try:
-                state = load_checkpoint(killed / "last.pt")["train_state"]
+                state = load_checkpoint(killed / "last.pt").train_state
             except Exception:  # not written yet
                 state = None
-            if state and state["epoch"] >= 2 and state["batches_done"] > 0:
+            if state and state.epoch >= 2 and state.batches_done > 0:
                 process.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.01)
     finally:
         process.kill()
         process.wait()
-    saved = load_checkpoint(killed / "last.pt")["train_state"]
-    assert saved["epoch"] == 2 and saved["batches_done"] == 1  # the save it waited after
+    saved = load_checkpoint(killed / "last.pt").train_state
+    assert saved.epoch == 2 and saved.batches_done == 1  # the save it waited after
     assert run_cli(["-q", *common, "--out", killed, "--resume"], capsys)[0] == 0
     reference = tmp_path / "reference"
     assert run_cli(["-q", *common, "--out", reference], capsys)[0] == 0
     resumed, original = load_checkpoint(killed / "last.pt"), load_checkpoint(reference / "last.pt")
-    assert resumed["train_state"]["step"] == original["train_state"]["step"]
-    assert resumed["train_state"]["epoch"] == 25
-    for key, tensor in original["model_state"].items():
-        assert torch.allclose(tensor, resumed["model_state"][key], atol=1e-5), key
+    assert resumed.train_state.step == original.train_state.step
+    assert resumed.train_state.epoch == 25
+    for key, tensor in original.model_state.items():
+        assert torch.allclose(tensor, resumed.model_state[key], atol=1e-5), key
 
 
 def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, tiny_config, tmp_path, capsys):
@@ -227,7 +227,7 @@ def test_sentencepiece_model_trains_decodes_and_gives_word_times(tone_corpus, ti
                             "--set", "tokenizer.vocab_size=6", "--set", "train.epochs=12", "--set",
                             "model.ctc_weight=0.5"], capsys)
     assert code == 0, err
-    assert (exp / "tokenizer.model").is_file() and "sentencepiece" in load_checkpoint(exp / "best.pt")
+    assert (exp / "tokenizer.model").is_file() and load_checkpoint(exp / "best.pt").sentencepiece is not None
     code, _, err = run_cli(["-q", "decode", exp, tone_corpus["dev"], "--mode", "rescore", "--beam", "4",
                             "--out", tmp_path / "dec"], capsys)
     assert code == 0, err

@@ -148,7 +148,7 @@ def test_foreign_features_train_decode_and_transcribe_refuses(tone_corpus, tmp_p
     assert (dirs["train"] / "feats.scp").read_text() == scp_before and not (dirs["train"] / "feats.json").exists()
     from asrkit.checkpoint import load_checkpoint
 
-    assert load_checkpoint(exp / "last.pt")["features_external"] is True
+    assert load_checkpoint(exp / "last.pt").features_external is True
     code, _, err = run_cli(["-q", "decode", exp, dirs["dev"], "--out", tmp_path / "dec"], capsys)
     assert code == 0, err
     wav = DataDir.load(dirs["dev"]).wav_scp[DataDir.load(dirs["dev"]).utt_ids()[0]]

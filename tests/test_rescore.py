@@ -158,7 +158,7 @@ def test_joint_model_decodes_with_every_mode_and_an_lm(joint_exp, tone_corpus, t
     from asrkit.checkpoint import load_checkpoint
     from asrkit.scoring import read_text_file, score
 
-    assert "decoder.cell.weight_ih" in load_checkpoint(joint_exp / "best.pt")["model_state"]
+    assert "decoder.cell.weight_ih" in load_checkpoint(joint_exp / "best.pt").model_state
     refs = read_text_file(tone_corpus["dev"] / "text")
     wers = {}
     for mode in ("greedy", "beam", "rescore"):
@@ -227,7 +227,7 @@ def test_pure_ctc_checkpoint_from_before_the_decoder_still_loads(trained_exp, tm
     blob = load_checkpoint(trained_exp / "best.pt")
     for key in ("ctc_weight", "attention", "attention_dim", "decoder_hidden_size", "decoder_embed_dim",
                 "label_smoothing"):
-        blob["config"]["model"].pop(key)
+        blob.config["model"].pop(key)
     old = tmp_path / "old.pt"
     save_checkpoint(old, blob)
     recognizer = Recognizer(old)
@@ -250,7 +250,7 @@ def test_token_table_that_does_not_match_the_model_is_one_line(trained_exp, tone
     from asrkit.checkpoint import load_checkpoint, save_checkpoint
 
     blob = load_checkpoint(trained_exp / "best.pt")
-    blob["tokens"] = list(blob["tokens"])[:-1]
+    blob.tokens = list(blob.tokens)[:-1]
     bad = tmp_path / "bad.pt"
     save_checkpoint(bad, blob)
     code, _, err = run_cli(["decode", bad, tone_corpus["dev"], "--mode", "beam"], capsys)

@@ -1,13 +1,14 @@
 """sentencepiece units: the tokenizer owns the word boundary, and the batched search agrees with
 the reference when words begin at "▁" pieces (with a lexicon and an LM)."""
 
+import dataclasses
 import math
 import random
 
 import pytest
 import torch
 
-from asrkit.checkpoint import load_checkpoint, save_checkpoint
+from asrkit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from asrkit.errors import CheckpointError, DataDirError
 from asrkit.search.lexicon import Lexicon
 from asrkit.search.lm import ArpaLM, LmFusion, build_arpa
@@ -52,10 +53,14 @@ def test_pieces_round_trip_and_the_tokenizer_owns_the_word_boundary(sp500, tmp_p
     # saved beside tokens.txt and in a checkpoint (bytes survive weights_only loading)
     tokenizer.save(tmp_path)
     assert load_tokenizer(tmp_path).symbols == tokenizer.symbols
-    save_checkpoint(tmp_path / "x.pt", {"config": {}, **tokenizer.checkpoint_entries()})
+    entries = tokenizer.checkpoint_entries()
+    record = Checkpoint(model_state={}, config={}, tokens=entries["tokens"], cmvn={}, feat_dim=1,
+                        vocab_size=len(tokenizer), sentencepiece=entries["sentencepiece"])
+    save_checkpoint(tmp_path / "x.pt", record)
     again = from_checkpoint(load_checkpoint(tmp_path / "x.pt"))
     assert isinstance(again, SentencePieceTokenizer) and again.encode(text) == ids
-    assert isinstance(from_checkpoint({"tokens": ["<blank>", "<unk>", "a"]}), CharTokenizer)
+    characters = dataclasses.replace(record, tokens=["<blank>", "<unk>", "a"], sentencepiece=None)
+    assert isinstance(from_checkpoint(characters), CharTokenizer)
 
 
 def test_a_sentencepiece_model_that_does_not_match_the_checkpoint_is_refused_at_load(sp500, tmp_path):
@@ -63,10 +68,11 @@ def test_a_sentencepiece_model_that_does_not_match_the_checkpoint_is_refused_at_
     its output layer): refused when it is loaded, in one line."""
     tokenizer, _ = sp500
     other = train_sentencepiece(["a b c ab bc abc"] * 30, tmp_path / "other", vocab_size=8)
-    blob = {**tokenizer.checkpoint_entries(), "sentencepiece": other.proto}
+    record = Checkpoint(model_state={}, config={}, tokens=tokenizer.symbols, cmvn={}, feat_dim=1, vocab_size=500,
+                        sentencepiece=other.proto)
     with pytest.raises(CheckpointError, match="sentencepiece model \\(8 pieces\\) does not match its token table "
                                               "\\(500 entries\\)"):
-        from_checkpoint(blob)
+        from_checkpoint(record)
 
 
 def test_a_foreign_sentencepiece_model_is_refused(tmp_path):

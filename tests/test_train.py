@@ -27,9 +27,9 @@ def rows(path: Path) -> list[dict]:
 
 def same_weights(a: Path, b: Path) -> None:
     first, second = load_checkpoint(a), load_checkpoint(b)
-    assert first["train_state"]["step"] == second["train_state"]["step"]
-    for key, tensor in first["model_state"].items():
-        assert torch.allclose(tensor, second["model_state"][key], atol=1e-5), key
+    assert first.train_state.step == second.train_state.step
+    for key, tensor in first.model_state.items():
+        assert torch.allclose(tensor, second.model_state[key], atol=1e-5), key
 
 
 @pytest.fixture()
@@ -54,8 +54,8 @@ def test_version_1_checkpoint_loads_and_decodes_identically():
     from asrkit.search.options import SearchOptions
 
     blob = load_checkpoint(DATA / "checkpoint_v1.pt")
-    assert blob["version"] == 4 and blob["train_state"]["lr_from_step"] == -1
-    assert blob["config"]["feature"]["level_norm"] == "none" and not blob["config"]["feature"]["utterance_cmn"]
+    assert blob.train_state.lr_from_step == -1 and blob.train_data is None and blob.world_size is None  # unknown then
+    assert blob.config["feature"]["level_norm"] == "none" and not blob.config["feature"]["utterance_cmn"]
     expected = torch.load(DATA / "checkpoint_v1_expected.pt", weights_only=True)
     recognizer = Recognizer(DATA / "checkpoint_v1.pt")
     feats = compute_features(expected["samples"].numpy(), recognizer.config.feature)
@@ -70,10 +70,10 @@ def test_version_1_checkpoint_loads_and_decodes_identically():
 def test_a_newer_checkpoint_version_is_refused(tmp_path):
     from asrkit.errors import CheckpointError
 
-    blob = load_checkpoint(DATA / "checkpoint_v1.pt")
+    raw = torch.load(DATA / "checkpoint_v1.pt", weights_only=True)
     path = tmp_path / "future.pt"
-    torch.save({**blob, "version": 99}, path)
-    with pytest.raises(CheckpointError, match="version 99; this asrkit reads up to 4"):
+    torch.save({**raw, "version": 99}, path)
+    with pytest.raises(CheckpointError, match="version 99; this asrkit reads up to 5"):
         load_checkpoint(path)
 
 
@@ -84,7 +84,7 @@ def test_one_metrics_row_per_epoch_and_one_steps_row_per_optimizer_step(trained_
     assert [r["epoch"] for r in metrics] == list(range(1, 11))
     assert [r["step"] for r in steps] == list(range(1, metrics[-1]["step"] + 1))
     assert all(r["grad_norm"] > 0 and r["lr"] > 0 for r in steps)
-    assert load_checkpoint(trained_exp / "last.pt")["epoch_metrics"] == metrics[-1]
+    assert load_checkpoint(trained_exp / "last.pt").epoch_metrics == metrics[-1]
 
 
 def test_accumulation_takes_one_step_per_window(tone_corpus, config, tmp_path, capsys):
@@ -92,8 +92,8 @@ def test_accumulation_takes_one_step_per_window(tone_corpus, config, tmp_path, c
     base = ["--set", "train.epochs=2"]
     assert run_cli(train_args(tone_corpus, config, single, *base), capsys)[0] == 0
     assert run_cli(train_args(tone_corpus, config, double, *base, "--set", "train.accum_grad=2"), capsys)[0] == 0
-    per_epoch = load_checkpoint(single / "epoch_1.pt")["train_state"]["step"]
-    assert load_checkpoint(double / "epoch_1.pt")["train_state"]["step"] == math.ceil(per_epoch / 2)
+    per_epoch = load_checkpoint(single / "epoch_1.pt").train_state.step
+    assert load_checkpoint(double / "epoch_1.pt").train_state.step == math.ceil(per_epoch / 2)
     assert len(rows(double / "steps.jsonl")) == 2 * math.ceil(per_epoch / 2)
     assert all(r["utterances"] > 0 for r in rows(double / "steps.jsonl"))
 
@@ -121,8 +121,8 @@ def test_sigterm_saves_last_pt_exits_143_and_resume_matches_an_uninterrupted_run
     returncode, err = signal_when_ready(command, lambda: steps_reached_epoch(exp, 3), signal.SIGTERM)
     assert returncode == 143, err
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] == 2 and saved["batches_done"] == 1  # the step it was on in epoch 3, whole
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch == 2 and saved.batches_done == 1  # the step it was on in epoch 3, whole
     assert "interrupted (SIGTERM)" in (exp / "train.log").read_text()
     assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
     same_weights(trained_exp / "last.pt", exp / "last.pt")
@@ -153,10 +153,10 @@ def test_a_signal_to_the_process_group_with_loader_workers_saves_and_exits_clean
                                         env={**os.environ, "ASRKIT_TEST_GATE": str(gate)}, after=gate.unlink)
     assert returncode == code, err
     assert f"interrupted ({signal.Signals(signum).name})" in err and "Traceback" not in err and "killed" not in err
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] >= 2 and saved["step"] > 0
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch >= 2 and saved.step > 0
     assert run_cli(train_args(tone_corpus, config, exp, "--resume", *workers), capsys)[0] == 0
-    assert load_checkpoint(exp / "last.pt")["train_state"]["epoch"] == 10
+    assert load_checkpoint(exp / "last.pt").train_state.epoch == 10
 
 
 def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained_exp, tone_corpus, config,
@@ -173,8 +173,8 @@ def test_ctrl_c_during_validation_saves_and_resume_finishes_the_same_run(trained
     exp = tmp_path / "val"
     code, _, err = run_cli(train_args(tone_corpus, config, exp), capsys)
     assert code == 130 and "interrupted" in err
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] == 2 and saved["batches_done"] > 0  # epoch 3 trained, not yet validated
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch == 2 and saved.batches_done > 0  # epoch 3 trained, not yet validated
     monkeypatch.setattr(training, "greedy_search", real)
     assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
     same_weights(trained_exp / "last.pt", exp / "last.pt")
@@ -199,12 +199,12 @@ def test_a_kill_between_checkpoint_and_metrics_row_writes_no_row_twice(trained_e
     with pytest.raises(SystemExit):
         run_cli(train_args(tone_corpus, config, exp), capsys)
     assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == [1, 2]
-    assert load_checkpoint(exp / "last.pt")["train_state"]["epoch"] == 3
+    assert load_checkpoint(exp / "last.pt").train_state.epoch == 3
     monkeypatch.setattr(RunLog, "epoch", real)
     assert run_cli(train_args(tone_corpus, config, exp, "--resume"), capsys)[0] == 0
     metrics = rows(exp / "metrics.jsonl")
     assert [r["epoch"] for r in metrics] == list(range(1, 11))
-    assert metrics[2] == load_checkpoint(exp / "epoch_3.pt")["epoch_metrics"]
+    assert metrics[2] == load_checkpoint(exp / "epoch_3.pt").epoch_metrics
     same_weights(trained_exp / "last.pt", exp / "last.pt")
 
 
@@ -225,12 +225,12 @@ def test_resume_with_more_epochs_extends_the_run_without_a_jump_in_the_learning_
     exp = tmp_path / "extended"
     shutil.copytree(trained_exp, exp)
     shutil.copy(exp / "epoch_5.pt", exp / "last.pt")  # half-way through the 10-epoch schedule
-    resumed_at = load_checkpoint(exp / "last.pt")["train_state"]["step"]
+    resumed_at = load_checkpoint(exp / "last.pt").train_state.step
     before = [r["lr"] for r in rows(exp / "steps.jsonl") if r["step"] <= resumed_at]
     code, _, _ = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.epochs=14"), capsys)
     assert code == 0
     blob = load_checkpoint(exp / "last.pt")
-    assert blob["train_state"]["epoch"] == 14 and blob["config"]["train"]["epochs"] == 14
+    assert blob.train_state.epoch == 14 and blob.config["train"]["epochs"] == 14
     assert "epochs: 14" in (exp / "config.yaml").read_text()
     lrs = [r["lr"] for r in rows(exp / "steps.jsonl")]
     after = lrs[resumed_at:]
@@ -254,8 +254,8 @@ def test_fp16_loss_scale_is_saved_and_restored(tone_corpus, config, tmp_path, ca
     exp = tmp_path / "fp16"
     assert run_cli(train_args(tone_corpus, config, exp, "--set", "train.epochs=1"), capsys)[0] == 0
     blob = load_checkpoint(exp / "last.pt")
-    assert blob["scaler_state"]["scale"] == 2.0 ** 16
-    blob["scaler_state"]["scale"] = 1024.0  # as if overflows had lowered it
+    assert blob.scaler_state["scale"] == 2.0 ** 16
+    blob.scaler_state["scale"] = 1024.0  # as if overflows had lowered it
     save_checkpoint(exp / "last.pt", blob)
     seen = {}
     real_run = training.Trainer.run
@@ -283,10 +283,10 @@ def test_init_fine_tunes_with_new_characters_and_the_init_cmvn(trained_exp, tone
                             "--init", trained_exp / "last.pt", "--set", "train.epochs=2"], capsys)
     assert code == 0, err
     source, tuned = load_checkpoint(trained_exp / "last.pt"), load_checkpoint(exp / "last.pt")
-    assert tuned["tokens"] == source["tokens"] + ["c"]
-    assert tuned["cmvn"] == source["cmvn"]
-    assert tuned["model_state"]["ctc_head.weight"].shape[0] == len(source["tokens"]) + 1
-    assert tuned["train_state"]["step"] == 2 * load_checkpoint(trained_exp / "epoch_1.pt")["train_state"]["step"]
+    assert tuned.tokens == source.tokens + ["c"]
+    assert tuned.cmvn == source.cmvn
+    assert tuned.model_state["ctc_head.weight"].shape[0] == len(source.tokens) + 1
+    assert tuned.train_state.step == 2 * load_checkpoint(trained_exp / "epoch_1.pt").train_state.step
     assert "1 new characters (c) get fresh output rows" in (exp / "train.log").read_text()
     assert rows(exp / "steps.jsonl")[0]["lr"] < 0.01 / 5  # a fresh warm-up, not the source's floor
 
@@ -297,12 +297,12 @@ def test_init_weights_copy_old_rows_and_keep_new_ones(trained_exp):
     from asrkit.model import build_model
 
     source = load_checkpoint(trained_exp / "last.pt")
-    cfg = config_from_dict(source["config"])
-    vocab = source["vocab_size"]
+    cfg = config_from_dict(source.config)
+    vocab = source.vocab_size
     model = build_model(cfg.feature.dim, vocab + 2, cfg.model)
     fresh = model.ctc_head.weight[vocab:].detach().clone()
-    transfer_weights(model, source["model_state"], vocab, "x.pt")
-    assert torch.equal(model.ctc_head.weight[:vocab], source["model_state"]["ctc_head.weight"])
+    transfer_weights(model, source.model_state, vocab, "x.pt")
+    assert torch.equal(model.ctc_head.weight[:vocab], source.model_state["ctc_head.weight"])
     assert torch.equal(model.ctc_head.weight[vocab:], fresh)
 
 
@@ -319,12 +319,12 @@ def test_init_with_another_feature_or_model_config_is_one_line_error(trained_exp
 
 def test_max_steps_stops_mid_epoch_without_a_partial_row_and_resume_finishes_the_run(trained_exp, tone_corpus,
                                                                                     config, tmp_path, capsys):
-    per_epoch = load_checkpoint(trained_exp / "epoch_1.pt")["train_state"]["step"]
+    per_epoch = load_checkpoint(trained_exp / "epoch_1.pt").train_state.step
     exp = tmp_path / "smoke"
     code, out, _ = run_cli(train_args(tone_corpus, config, exp, "--set", f"train.max_steps={per_epoch + 2}"), capsys)
     assert code == 0
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["step"] == per_epoch + 2 and saved["epoch"] == 1 and saved["batches_done"] == 2
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.step == per_epoch + 2 and saved.epoch == 1 and saved.batches_done == 2
     assert [r["epoch"] for r in rows(exp / "metrics.jsonl")] == [1]  # no row for the unfinished epoch 2
     assert len(rows(exp / "steps.jsonl")) == per_epoch + 2
     assert "train.max_steps=" in (exp / "train.log").read_text()
@@ -351,15 +351,15 @@ def test_a_stop_inside_an_accumulation_window_restarts_that_window(tone_corpus, 
     monkeypatch.setattr(training, "compute_loss", count)
     reference = tmp_path / "reference"
     assert run_cli(train_args(tone_corpus, config, reference, *accum), capsys)[0] == 0
-    per_epoch = load_checkpoint(reference / "epoch_1.pt")["train_state"]["step"]
+    per_epoch = load_checkpoint(reference / "epoch_1.pt").train_state.step
     batches = calls["n"] // 3
     stop_at = batches + 4  # epoch 2: the second batch of its second window
     interrupt_at_call(monkeypatch, training, "compute_loss", stop_at)
     exp = tmp_path / "stopped"
     code, _, err = run_cli(train_args(tone_corpus, config, exp, *accum), capsys)
     assert code == 130 and "interrupted" in err
-    saved = load_checkpoint(exp / "last.pt")["train_state"]
-    assert saved["epoch"] == 1 and saved["batches_done"] == 2 and saved["step"] == per_epoch + 1
+    saved = load_checkpoint(exp / "last.pt").train_state
+    assert saved.epoch == 1 and saved.batches_done == 2 and saved.step == per_epoch + 1
     monkeypatch.setattr(training, "compute_loss", real)
     assert run_cli(train_args(tone_corpus, config, exp, "--resume", *accum), capsys)[0] == 0
     same_weights(reference / "last.pt", exp / "last.pt")

@@ -12,12 +12,11 @@ from rich.table import Table
 
 from asrkit.cli.app import ALLOW_PIPES, app, fail
 from asrkit.cli.search_options import search_options
-from asrkit.config import load_config
+from asrkit.config import RESUMABLE_KEYS, load_config
 from asrkit.corpora import CORPORA
 from asrkit.data.datadir import DataDir
 from asrkit.errors import AsrkitError, CorpusError
 from asrkit.search.options import SearchOptions
-from asrkit.training.expdir import RESUMABLE_KEYS
 
 log = logging.getLogger("asrkit")
 

@@ -47,19 +47,19 @@ class Recognizer:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         self.path = resolve_checkpoint(checkpoint)
-        blob = load_checkpoint(self.path)
+        record = load_checkpoint(self.path)
         try:
-            self.config = config_from_dict(blob["config"], str(self.path))
-            self.tokenizer = from_checkpoint(blob)
-            self.cmvn = GlobalCMVN.from_dict(blob["cmvn"])
-            self.model = build_model(int(blob["feat_dim"]), int(blob["vocab_size"]), self.config.model)
-            self.model.load_state_dict(blob["model_state"])
+            self.config = config_from_dict(record.config, str(self.path))
+            self.tokenizer = from_checkpoint(record)
+            self.cmvn = GlobalCMVN.from_dict(record.cmvn)
+            self.model = build_model(record.feat_dim, record.vocab_size, self.config.model)
+            self.model.load_state_dict(record.model_state)
         except (DataDirError, CheckpointError) as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None
         # trained on a feats.scp asrkit did not write (e.g. Kaldi's): it cannot make them from audio
-        self.external_features = bool(blob.get("features_external", False))
+        self.external_features = record.features_external
         if len(self.tokenizer) != self.model.vocab_size:
             raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
         self.device = torch.device(device)

@@ -1,4 +1,5 @@
-"""An experiment dir's records: the run's state, its config on resume, ``metrics.jsonl`` and ``steps.jsonl``.
+"""An experiment dir's records: its config on resume, ``metrics.jsonl`` and ``steps.jsonl`` (the run's state is
+``asrkit.checkpoint.TrainState``, inside its checkpoints).
 
 ``metrics.jsonl`` has exactly one row per finished epoch (written after the
 epoch's checkpoints; the row also travels inside them, so a run killed between
@@ -10,45 +11,18 @@ written twice.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrkit.config import ExperimentConfig, load_config
+from asrkit.checkpoint import TrainState
+from asrkit.config import RESUMABLE_KEYS, ExperimentConfig, load_config
 from asrkit.errors import TrainingError
 
-# What a resumed run may change; anything else would make it another run.
-RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.save_every_steps", "train.num_workers", "train.device")
 METRICS_FILE = "metrics.jsonl"
 STEPS_FILE = "steps.jsonl"
-
-
-@dataclass
-class TrainState:
-    """Runtime state that a resumed run continues from (kept out of the config)."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # epochs completed
-    batches_done: int = 0  # batches of the current epoch already consumed (mid-epoch resume)
-    best_dev_wer: float = math.inf
-    best_dev_loss: float = math.inf
-    skipped_batches: int = 0
-    # An extended run (more epochs on resume) decays from ``lr_from`` at step ``lr_from_step``
-    # to the floor at the new end; -1: the plain schedule.
-    lr_from_step: int = -1
-    lr_from: float = 0.0
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -146,4 +120,4 @@ class RunLog:
             self._steps = None
 
 
-__all__ = ["RESUMABLE_KEYS", "RunLog", "TrainState", "check_resumable", "config_changes", "resolve_config"]
+__all__ = ["RunLog", "check_resumable", "config_changes", "resolve_config"]

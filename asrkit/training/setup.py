@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from asrkit.checkpoint import Checkpoint
 from asrkit.config import ExperimentConfig, FeatureConfig
 from asrkit.data.augment import Augmenter
 from asrkit.data.datadir import DataDir
@@ -42,12 +43,12 @@ def features_for_training(data: DataDir, cfg: ExperimentConfig, info: DistInfo, 
 
 
 def tokens_and_cmvn(cfg: ExperimentConfig, train_data: DataDir, train_feats: FeatureStore, out_dir: Path,
-                    info: DistInfo, checkpoint: dict | None, init: dict | None,
+                    info: DistInfo, checkpoint: Checkpoint | None, init: Checkpoint | None,
                     init_path: str) -> tuple[Tokenizer, GlobalCMVN]:
     """From the checkpoint on resume; from the --init model (plus the training text's new
     characters) when fine-tuning; else built from the training set (``tokenizer`` config)."""
     if checkpoint is not None:
-        return from_checkpoint(checkpoint), GlobalCMVN.from_dict(checkpoint["cmvn"])
+        return from_checkpoint(checkpoint), GlobalCMVN.from_dict(checkpoint.cmvn)
     if init is None:
         streamed = (train_feats[u] for u in track(train_data.utt_ids(), "CMVN statistics"))
         return new_tokenizer(cfg, train_data, out_dir, info), GlobalCMVN.from_features(streamed)
@@ -55,12 +56,12 @@ def tokens_and_cmvn(cfg: ExperimentConfig, train_data: DataDir, train_feats: Fea
     if not isinstance(old, CharTokenizer):
         log.info("--init %s: weights, CMVN and sentencepiece units from it, fresh optimizer and schedule",
                  init_path)
-        return old, GlobalCMVN.from_dict(init["cmvn"])
+        return old, GlobalCMVN.from_dict(init.cmvn)
     tokenizer = old.extended(train_data.text.values())
     added = tokenizer.symbols[len(old):]
     log.info("--init %s: weights and CMVN from it, fresh optimizer and schedule; %d new characters%s",
              init_path, len(added), f" ({' '.join(added)}) get fresh output rows" if added else "")
-    return tokenizer, GlobalCMVN.from_dict(init["cmvn"])
+    return tokenizer, GlobalCMVN.from_dict(init.cmvn)
 
 
 def new_tokenizer(cfg: ExperimentConfig, train_data: DataDir, out_dir: Path, info: DistInfo) -> Tokenizer:

@@ -25,6 +25,7 @@ that was cut short.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -37,7 +38,7 @@ import torch
 from rich.progress import TextColumn
 from torch.nn.parallel import DistributedDataParallel
 
-from asrkit.checkpoint import load_checkpoint, save_checkpoint, transfer_weights
+from asrkit.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint, transfer_weights
 from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_config
 from asrkit.data.augment import Augmenter
 from asrkit.data.datadir import DataDir
@@ -47,7 +48,7 @@ from asrkit.model import build_model
 from asrkit.progress import make_progress
 from asrkit.training import distributed
 from asrkit.training.distributed import DistInfo
-from asrkit.training.expdir import RunLog, TrainState, check_resumable, config_changes
+from asrkit.training.expdir import RunLog, check_resumable, config_changes
 from asrkit.training.interrupt import Interrupted, StopSignals
 from asrkit.training.loss import autocast, compute_loss, dev_figures, validation_sums
 from asrkit.training.setup import features_for_training, make_loaders, tokens_and_cmvn
@@ -117,7 +118,7 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
     """Train a CTC model on ``train_dir``; evaluate on ``dev_dir`` after every epoch.
 
     ``resume`` continues the run in ``out_dir`` from its ``last.pt``: ``cfg`` may
-    differ from the stored config only in ``expdir.RESUMABLE_KEYS`` (more
+    differ from the stored config only in ``config.RESUMABLE_KEYS`` (more
     epochs extend the run). ``init`` starts from another model's weights and
     CMVN with a fresh optimizer and schedule (fine-tuning).
     """
@@ -156,12 +157,12 @@ class Trainer:
     ``interrupted``; ``run`` strings them together."""
 
     def __init__(self, train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
-                 checkpoint: dict | None = None, init: dict | None = None, init_path: str = "",
+                 checkpoint: Checkpoint | None = None, init: Checkpoint | None = None, init_path: str = "",
                  info: DistInfo = DistInfo()) -> None:
         self.out_dir, self.info = out_dir, info
         saved_cfg = None
         if checkpoint is not None:
-            saved_cfg = config_from_dict(checkpoint["config"], str(out_dir / "last.pt"))
+            saved_cfg = config_from_dict(checkpoint.config, str(out_dir / "last.pt"))
             for key in check_resumable(saved_cfg, cfg, str(out_dir / "last.pt")):
                 log.info("resume: %s changed from %s to %s", key, _dotted(saved_cfg, key), _dotted(cfg, key))
         self.cfg, tcfg = cfg, cfg.train
@@ -176,7 +177,7 @@ class Trainer:
                      "nccl" if device.type == "cuda" else "gloo", info.rank)
 
         if init is not None:  # before any feature is computed for a config that cannot be used
-            changed = [k for k in config_changes(config_from_dict(init["config"], init_path), cfg)
+            changed = [k for k in config_changes(config_from_dict(init.config, init_path), cfg)
                        if k.startswith("feature.")]
             if changed:
                 raise TrainingError(f"--init {init_path}: its features differ from this config's in "
@@ -207,14 +208,14 @@ class Trainer:
         self.scaler = grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
         self.state = TrainState()
         if checkpoint is not None:
-            model.load_state_dict(checkpoint["model_state"])
-            self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-            if checkpoint.get("scaler_state"):
-                self.scaler.load_state_dict(checkpoint["scaler_state"])
-            self.state = TrainState.from_dict(checkpoint["train_state"])
+            model.load_state_dict(checkpoint.model_state)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            if checkpoint.scaler_state:
+                self.scaler.load_state_dict(checkpoint.scaler_state)
+            self.state = dataclasses.replace(checkpoint.train_state)  # a copy: the record stays as read
             log.info("resuming %s from epoch %d, step %d", out_dir, self.state.epoch, self.state.step)
         elif init is not None:
-            transfer_weights(model, init["model_state"], int(init["vocab_size"]), init_path)
+            transfer_weights(model, init.model_state, init.vocab_size, init_path)
         self.train_model: torch.nn.Module = model
         if info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
             self.train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -228,7 +229,7 @@ class Trainer:
             self._extend(saved_cfg)
         self.ctc_loss = torch.nn.CTCLoss(blank=self.tokenizer.blank_id, reduction="sum", zero_infinity=True)
         self.runlog = RunLog(out_dir)
-        self.epoch_row = checkpoint.get("epoch_metrics") if checkpoint else None
+        self.epoch_row = checkpoint.epoch_metrics if checkpoint else None
         if info.is_main:
             self.runlog.reconcile(self.state, self.epoch_row)
         self.stops = StopSignals()
@@ -410,11 +411,11 @@ class Trainer:
                "dev_wer": dev_wer, "lr": lr_at(state.step, tcfg, self.total_steps, state), "seconds": elapsed,
                "audio_seconds_per_second": audio / elapsed}
         self.epoch_row = row
-        blob = self.payload()
-        save_checkpoint(self.out_dir / f"epoch_{epoch + 1}.pt", blob)  # kept for averaging and for going back
-        save_checkpoint(self.out_dir / "last.pt", blob)
+        record = self.payload()
+        save_checkpoint(self.out_dir / f"epoch_{epoch + 1}.pt", record)  # kept for averaging and for going back
+        save_checkpoint(self.out_dir / "last.pt", record)
         if improved:
-            save_checkpoint(self.out_dir / "best.pt", blob)
+            save_checkpoint(self.out_dir / "best.pt", record)
         self.runlog.epoch(row)
         log.info("epoch %d/%d: train loss %.4f, dev loss %.4f, dev WER %.2f%%, %.1f s, %.0f audio-s/s%s",
                  epoch + 1, tcfg.epochs, train_loss, dev_loss, 100 * dev_wer, elapsed, audio / elapsed,
@@ -430,16 +431,17 @@ class Trainer:
                     name, epoch + 1, self.state.step, self.out_dir / "last.pt")
 
     # ------------------------------------------------------------------ saving
-    def payload(self) -> dict:
-        """Everything a checkpoint holds; ``epoch_metrics`` is the last finished epoch's row, so
-        that a run killed between an epoch's checkpoints and its row gets the row back on resume."""
-        return {
-            "model_state": self.model.state_dict(), "optimizer_state": self.optimizer.state_dict(),
-            "scaler_state": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "config": self.cfg.to_dict(), **self.tokenizer.checkpoint_entries(), "cmvn": self.cmvn.to_dict(),
-            "feat_dim": self.cfg.feature.dim, "vocab_size": len(self.tokenizer), "train_state": self.state.to_dict(),
-            "epoch_metrics": self.epoch_row, "features_external": self.external_features,
-        }
+    def payload(self) -> Checkpoint:
+        """The checkpoint of the run as it stands; ``epoch_metrics`` is the last finished epoch's row,
+        so that a run killed between an epoch's checkpoints and its row gets the row back on resume."""
+        entries = self.tokenizer.checkpoint_entries()
+        return Checkpoint(
+            model_state=self.model.state_dict(), config=self.cfg.to_dict(), tokens=entries["tokens"],
+            cmvn=self.cmvn.to_dict(), feat_dim=self.cfg.feature.dim, vocab_size=len(self.tokenizer),
+            train_state=dataclasses.replace(self.state), sentencepiece=entries.get("sentencepiece"),
+            optimizer_state=self.optimizer.state_dict(),
+            scaler_state=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            epoch_metrics=self.epoch_row, features_external=self.external_features)
 
     def save_last(self) -> None:
         if self.info.is_main:
