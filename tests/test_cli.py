@@ -274,7 +274,7 @@ def test_a_usage_error_is_a_message_and_exit_code_2_whatever_typer_carries(capsy
     code, _, err = run_cli(["no-such-command"], capsys)
     assert code == 2 and "No such command" in err and "Traceback" not in err
     code, _, err = run_cli(["train"], capsys)
-    assert code == 2 and "Missing option '--train'" in err
+    assert code == 2 and "Missing option '--out'" in err
 
 
 def test_decode_and_transcribe_share_one_declaration_of_the_search_options(capsys):

@@ -414,3 +414,62 @@ def test_accum_grad_gives_the_gradient_of_one_batch_k_times_larger(tone_corpus, 
     single.step([collate(items)], 0, dict(stats))
     assert torch.allclose(_gradient(accumulated.model), _gradient(single.model), rtol=1e-4, atol=1e-6)
     assert accumulated.state.step == single.state.step == 1
+
+
+def test_resume_takes_config_and_data_from_the_run_and_extends_a_finished_run_at_the_floor_rate(
+        trained_exp, tone_corpus, config, tmp_path, capsys):
+    """`asrkit train --out EXP --resume --set train.epochs=12` is the whole command: the config, the
+    train and the dev data come from the run's record (so best.pt goes on meaning the best on the same
+    dev set), and the two added epochs of the finished 10-epoch run train at the floor rate."""
+    exp = tmp_path / "more"
+    shutil.copytree(trained_exp, exp)
+    record = load_checkpoint(exp / "last.pt")
+    assert record.train_data.path == str(Path(tone_corpus["train"]).resolve()) and record.world_size == 1
+    assert record.dev_data.utterances == 12 and len(record.train_data.fingerprint) == 64
+    code, _, err = run_cli(["train", "--out", exp, "--resume", "--set", "train.epochs=12"], capsys)
+    assert code == 0, err
+    metrics = rows(exp / "metrics.jsonl")
+    assert [r["epoch"] for r in metrics] == list(range(1, 13)) and all(r["dev_loss"] == r["dev_loss"] for r in metrics)
+    assert f"resume: dev set {record.dev_data.path}, as the run recorded it" in (exp / "train.log").read_text()
+    cfg = load_config(config)
+    floor = cfg.train.lr * cfg.train.final_lr_ratio
+    added = [r["lr"] for r in rows(exp / "steps.jsonl") if r["epoch"] > 10]
+    assert added and all(lr == pytest.approx(floor) for lr in added)
+
+
+def test_resume_with_other_data_or_another_world_size_is_refused_unless_accepted(trained_exp, tone_corpus, config,
+                                                                                 tmp_path, capsys):
+    from asrkit.data.datadir import DataDir
+
+    exp = tmp_path / "changed"
+    shutil.copytree(trained_exp, exp)
+    shutil.copy(exp / "epoch_5.pt", exp / "last.pt")
+    other = tmp_path / "train_less"
+    data = DataDir.load(tone_corpus["train"])
+    data.subset(data.utt_ids()[:-4]).save(other)  # the same data dir but four utterances
+    code, _, err = run_cli(["-q", "train", "--train", other, "--out", exp, "--resume"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "training data differ" in err and "had 48 utterances" in err and "has 44" in err and "--accept-changes" in err
+    record = load_checkpoint(exp / "last.pt")
+    record.world_size = 2  # as if torchrun had trained it on two processes
+    save_checkpoint(exp / "last.pt", record)
+    code, _, err = run_cli(["train", "--out", exp, "--resume"], capsys)
+    assert code == 1 and "the run had 2 processes, this one 1" in err and "training data" not in err
+    code, _, err = run_cli(["train", "--train", other, "--out", exp, "--resume", "--accept-changes",
+                            "--set", "train.epochs=6"], capsys)
+    assert code == 0, err
+    log = (exp / "train.log").read_text()
+    assert "accepted (--accept-changes): epoch 6 restarts from its first batch" in log
+    assert load_checkpoint(exp / "last.pt").train_data.utterances == 44
+
+
+def test_resume_of_a_checkpoint_without_a_data_record_needs_train(trained_exp, tmp_path, capsys):
+    exp = tmp_path / "old"
+    shutil.copytree(trained_exp, exp)
+    record = load_checkpoint(exp / "last.pt")
+    record.train_data = record.dev_data = record.world_size = None  # as version 4 wrote it
+    save_checkpoint(exp / "last.pt", record)
+    code, _, err = run_cli(["train", "--out", exp, "--resume"], capsys)
+    assert code == 1 and "--train is needed" in err and "predates" in err
+    code, _, err = run_cli(["train", "--out", tmp_path / "new"], capsys)
+    assert code == 1 and "--train is needed" in err

@@ -75,15 +75,23 @@ def features(
 
 @app.command()
 def train(
-    train_dir: Path = typer.Option(..., "--train", help="Training data dir."),
-    dev_dir: Optional[Path] = typer.Option(None, "--dev", help="Dev data dir (dev loss and greedy WER per epoch)."),
+    train_dir: Optional[Path] = typer.Option(None, "--train", help="Training data dir (on --resume: the run's own "
+                                             "unless given)."),
+    dev_dir: Optional[Path] = typer.Option(None, "--dev", help="Dev data dir (dev loss and greedy WER per epoch; on "
+                                           "--resume: the run's own unless given)."),
     out: Path = typer.Option(..., "--out", help="Experiment dir, e.g. exp/bilstm."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (defaults when absent; on "
                                           "--resume, the run's own config.yaml)."),
     override: List[str] = typer.Option([], "--set", help="Override, e.g. model.hidden_size=320 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt. Only "
-                                f"{', '.join(RESUMABLE_KEYS)} may differ from its config (more "
-                                "train.epochs extend a run)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt, with its "
+                                "config, train and dev data (asrkit train --out EXP --resume is the whole command). "
+                                f"Only {', '.join(RESUMABLE_KEYS)} may differ from its config. More train.epochs "
+                                "extend a run: the rate goes on from where it is and decays to the floor "
+                                "(lr x final_lr_ratio) by the new end, so a finished run trains its added epochs "
+                                "at the floor (for a new schedule, fine-tune with --init)."),
+    accept_changes: bool = typer.Option(False, "--accept-changes", help="--resume with data that differ from the "
+                                        "run's record, or another number of processes: the interrupted epoch "
+                                        "restarts from its first batch with the new batch plan (else refused)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Fine-tune: start from this checkpoint's weights "
                                         "and CMVN with a fresh optimizer and schedule (same feature config; "
                                         "new characters get fresh output rows)."),
@@ -96,7 +104,7 @@ def train(
 
     cfg = resolve_config(config, override, out, resume)
     try:
-        state = run_training(train_dir, dev_dir, out, cfg, resume=resume, init=init)
+        state = run_training(train_dir, dev_dir, out, cfg, resume=resume, init=init, accept_changes=accept_changes)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: last.pt is saved
         saved = f"; {out / 'last.pt'} saved, continue with --resume" if (out / "last.pt").exists() else ""
         raise Stopped(exc, saved) from None

@@ -11,6 +11,7 @@ errors name the file, the line and the utterance.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 from collections import defaultdict
@@ -235,6 +236,19 @@ class DataDir:
             out.append(Utterance(utt, audio_path, self.text[utt], self.utt2spk[utt], start, seg_end,
                                  self.utt2dur.get(utt)))
         return out
+
+    def fingerprint(self, features: dict[str, str] | None = None) -> str:
+        """sha256 of what the data dir says: each utterance's transcript and audio (wav.scp entry
+        and segment), and, when given, its feature entries (a foreign feats.scp, which is the data
+        then). The same data gives the same fingerprint wherever it lies and however its files
+        are laid out."""
+        digest = hashlib.sha256()
+        for utt in self.utt_ids():
+            rec, start, end = self.segments[utt] if self.segments is not None else (utt, 0.0, -1.0)
+            digest.update(f"{utt}\t{self.text[utt]}\t{self.wav_scp[rec]}\t{start:.3f}\t{end:.3f}\n".encode())
+            if features is not None:
+                digest.update(f"{features.get(utt, '')}\n".encode())
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.text)

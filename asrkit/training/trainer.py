@@ -38,7 +38,7 @@ import torch
 from rich.progress import TextColumn
 from torch.nn.parallel import DistributedDataParallel
 
-from asrkit.checkpoint import Checkpoint, TrainState, load_checkpoint, save_checkpoint, transfer_weights
+from asrkit.checkpoint import Checkpoint, DataRecord, TrainState, load_checkpoint, save_checkpoint, transfer_weights
 from asrkit.config import ExperimentConfig, TrainConfig, config_from_dict, save_config
 from asrkit.data.augment import Augmenter
 from asrkit.data.datadir import DataDir
@@ -113,14 +113,17 @@ def _setup_file_log(out_dir: Path) -> logging.Handler:
     return handler
 
 
-def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path, cfg: ExperimentConfig,
-          resume: bool = False, init: str | Path | None = None) -> TrainState:
+def train(train_dir: str | Path | None, dev_dir: str | Path | None, out_dir: str | Path, cfg: ExperimentConfig,
+          resume: bool = False, init: str | Path | None = None, accept_changes: bool = False) -> TrainState:
     """Train a CTC model on ``train_dir``; evaluate on ``dev_dir`` after every epoch.
 
     ``resume`` continues the run in ``out_dir`` from its ``last.pt``: ``cfg`` may
     differ from the stored config only in ``config.RESUMABLE_KEYS`` (more
-    epochs extend the run). ``init`` starts from another model's weights and
-    CMVN with a fresh optimizer and schedule (fine-tuning).
+    epochs extend the run); the train and dev data default to the ones the
+    checkpoint records, and data that differ from them, or another number of
+    processes, are refused unless ``accept_changes`` (the interrupted epoch
+    then restarts with the new batch plan). ``init`` starts from another
+    model's weights and CMVN with a fresh optimizer and schedule (fine-tuning).
     """
     out_dir = Path(out_dir)
     last_path = out_dir / "last.pt"
@@ -129,6 +132,8 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         checkpoint = load_checkpoint(last_path)
     elif last_path.exists():
         raise TrainingError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose a new --out")
+    if train_dir is None and checkpoint is None:
+        raise TrainingError("--train is needed (only --resume takes it from the run's last.pt)")
     init_blob = load_checkpoint(init) if init is not None and checkpoint is None else None
     info = distributed.from_env()
     handler, level = None, log.level
@@ -139,8 +144,10 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         log.setLevel(logging.WARNING)
     trainer = None
     try:
+        if checkpoint is not None:
+            train_dir, dev_dir = _recorded_data(checkpoint, train_dir, dev_dir, last_path)
         trainer = Trainer(Path(train_dir), Path(dev_dir) if dev_dir else None, out_dir, cfg, checkpoint,
-                          init_blob, str(init), info)
+                          init_blob, str(init), info, accept_changes)
         return trainer.run()
     finally:
         if trainer is not None:
@@ -152,13 +159,31 @@ def train(train_dir: str | Path, dev_dir: str | Path | None, out_dir: str | Path
         distributed.shutdown(info)
 
 
+def _recorded_data(checkpoint: Checkpoint, train_dir, dev_dir, where: Path):
+    """A resume's data dirs: those given, else the ones the checkpoint records."""
+    if train_dir is None:
+        if checkpoint.train_data is None:
+            raise TrainingError(f"--train is needed: {where} predates the record of a run's data (version 5)")
+        train_dir = checkpoint.train_data.path
+    if dev_dir is None and checkpoint.dev_data is not None:
+        dev_dir = checkpoint.dev_data.path  # so that best.pt goes on meaning the best on the same dev set
+        log.info("resume: dev set %s, as the run recorded it", dev_dir)
+    return train_dir, dev_dir
+
+
+def data_record(data: DataDir, feats) -> DataRecord:
+    """What the checkpoint records of a data dir: its path, size and fingerprint (with the feature
+    entries when they are foreign: then they are the data)."""
+    return DataRecord(str(data.path.resolve()), len(data), data.fingerprint(feats.entries if feats.external else None))
+
+
 class Trainer:
     """One training run, one method per event: set-up (``__init__``), ``step``, ``end_epoch``,
     ``interrupted``; ``run`` strings them together."""
 
     def __init__(self, train_dir: Path, dev_dir: Path | None, out_dir: Path, cfg: ExperimentConfig,
                  checkpoint: Checkpoint | None = None, init: Checkpoint | None = None, init_path: str = "",
-                 info: DistInfo = DistInfo()) -> None:
+                 info: DistInfo = DistInfo(), accept_changes: bool = False) -> None:
         self.out_dir, self.info = out_dir, info
         saved_cfg = None
         if checkpoint is not None:
@@ -192,6 +217,9 @@ class Trainer:
             raise TrainingError(f"{dev_dir} and {train_dir}: one has features asrkit wrote, the other a foreign "
                                 "feats.scp; train and dev need the same kind")
         self.external_features = train_feats.external
+        self.train_record = data_record(train_data, train_feats)
+        self.dev_record = data_record(dev_data, dev_feats) if dev_data is not None else None
+        restart_epoch = checkpoint is not None and self._changes_since(checkpoint, accept_changes)
 
         self.tokenizer, self.cmvn = tokens_and_cmvn(cfg, train_data, train_feats, out_dir, info, checkpoint, init,
                                                     init_path)
@@ -203,26 +231,7 @@ class Trainer:
                                dev_feats, self.augmenter)
         self.sampler, self.train_loader, self.dev_loader = loaders.sampler, loaders.train, loaders.dev
 
-        self.model = model = build_model(cfg.feature.dim, len(self.tokenizer), cfg.model).to(device)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        self.scaler = grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
-        self.state = TrainState()
-        if checkpoint is not None:
-            model.load_state_dict(checkpoint.model_state)
-            self.optimizer.load_state_dict(checkpoint.optimizer_state)
-            if checkpoint.scaler_state:
-                self.scaler.load_state_dict(checkpoint.scaler_state)
-            self.state = dataclasses.replace(checkpoint.train_state)  # a copy: the record stays as read
-            log.info("resuming %s from epoch %d, step %d", out_dir, self.state.epoch, self.state.step)
-        elif init is not None:
-            transfer_weights(model, init.model_state, init.vocab_size, init_path)
-        self.train_model: torch.nn.Module = model
-        if info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
-            self.train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        num_params = sum(p.numel() for p in model.parameters())
-        log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
-                 len(self.tokenizer), device, f" ({tcfg.amp_dtype} autocast)" if self.use_amp else "")
-
+        self._set_up_model(checkpoint, init, init_path, restart_epoch)
         self.steps_per_epoch = math.ceil(len(self.sampler) / tcfg.accum_grad)
         self.total_steps = tcfg.epochs * self.steps_per_epoch
         if saved_cfg is not None and saved_cfg.train.epochs != tcfg.epochs:
@@ -235,6 +244,56 @@ class Trainer:
         self.stops = StopSignals()
 
     # ------------------------------------------------------------------ set-up
+    def _set_up_model(self, checkpoint: Checkpoint | None, init: Checkpoint | None, init_path: str,
+                      restart_epoch: bool) -> None:
+        """The model, optimizer, loss scaler and run state: fresh, from the resumed checkpoint (its
+        epoch from the first batch when ``restart_epoch``), or with ``--init`` weights."""
+        cfg, tcfg, device = self.cfg, self.cfg.train, self.device
+        self.model = model = build_model(cfg.feature.dim, len(self.tokenizer), cfg.model).to(device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        self.scaler = grad_scaler(device, self.use_amp, tcfg.amp_dtype)  # kept across epochs and resumes
+        self.state = TrainState()
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint.model_state)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            if checkpoint.scaler_state:
+                self.scaler.load_state_dict(checkpoint.scaler_state)
+            self.state = dataclasses.replace(checkpoint.train_state)  # a copy: the record stays as read
+            if restart_epoch:
+                self.state.batches_done = 0
+            log.info("resuming %s from epoch %d, step %d", self.out_dir, self.state.epoch, self.state.step)
+        elif init is not None:
+            transfer_weights(model, init.model_state, init.vocab_size, init_path)
+        self.train_model: torch.nn.Module = model
+        if self.info.enabled:  # gradients averaged across processes; every process starts from rank 0's weights
+            self.train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        num_params = sum(p.numel() for p in model.parameters())
+        log.info("model: %s, %.2fM parameters, %d tokens, device %s%s", cfg.model.rnn_type, num_params / 1e6,
+                 len(self.tokenizer), device, f" ({tcfg.amp_dtype} autocast)" if self.use_amp else "")
+
+    def _changes_since(self, checkpoint: Checkpoint, accept: bool) -> bool:
+        """Whether the data or the number of processes differ from the run's record (which would put
+        a mid-epoch resume in another batch plan): an error naming them, or with ``accept`` a warning
+        and True (the epoch restarts). A record from before version 5 is not checked."""
+        changes = []
+        for name, old, new in (("training data", checkpoint.train_data, self.train_record),
+                               ("dev data", checkpoint.dev_data, self.dev_record)):
+            if old is not None and (new is None or (old.utterances, old.fingerprint) != (new.utterances,
+                                                                                          new.fingerprint)):
+                now = "none" if new is None else f"{new.path} has {new.utterances} ({new.fingerprint[:8]})"
+                changes.append(f"{name} differ: {old.path} had {old.utterances} utterances ({old.fingerprint[:8]}), "
+                               f"{now}")
+        if checkpoint.world_size is not None and checkpoint.world_size != self.info.world_size:
+            changes.append(f"the run had {checkpoint.world_size} processes, this one {self.info.world_size}")
+        if changes and not accept:
+            raise TrainingError(f"--resume: {'; '.join(changes)}; the run would go on with another batch plan: "
+                                "pass --accept-changes to go on anyway (the interrupted epoch restarts from its "
+                                "first batch)")
+        if changes:
+            log.warning("resume: %s; accepted (--accept-changes): epoch %d restarts from its first batch with the "
+                        "new batch plan", "; ".join(changes), checkpoint.train_state.epoch + 1)
+        return bool(changes)
+
     def _extend(self, saved_cfg: ExperimentConfig) -> None:
         """More (or fewer) epochs on resume: the rate goes on from where it is and decays to the
         floor by the new end, instead of jumping back up the longer cosine."""
@@ -441,7 +500,8 @@ class Trainer:
             train_state=dataclasses.replace(self.state), sentencepiece=entries.get("sentencepiece"),
             optimizer_state=self.optimizer.state_dict(),
             scaler_state=self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            epoch_metrics=self.epoch_row, features_external=self.external_features)
+            epoch_metrics=self.epoch_row, features_external=self.external_features,
+            train_data=self.train_record, dev_data=self.dev_record, world_size=self.info.world_size)
 
     def save_last(self) -> None:
         if self.info.is_main:
