@@ -1,3 +1,0 @@
-from asrkit.cli import run
-
-run()
