@@ -85,8 +85,8 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
 def plot_attention(recognizer, audio_path: str | Path, out: str | Path, search=None) -> Path:
     """The attention decoder's weights over encoder frames for each output token of the best hypothesis."""
 
-    if recognizer.model.decoder is None:
-        raise AsrkitError(f"{recognizer.path} has no attention decoder (trained with model.ctc_weight=1)")
+    if not recognizer.has_decoder:
+        raise AsrkitError(f"{recognizer.path} has no attention decoder (trained with model.ctc_weight=1, or a bundle)")
     plt = _pyplot()
     samples = load_audio(audio_path, recognizer.sample_rate)
     feats = compute_features(samples, recognizer.config.feature)
@@ -186,6 +186,8 @@ def plot_gradients(recognizer, data_dir: str | Path, out: str | Path, num_utts: 
     ‖∂s/∂h_t‖₂ against the distance from the last frame, log scale, on the ``num_utts``
     longest utterances of ``data_dir``."""
     cfg = recognizer.config.model
+    if recognizer.model is None:
+        raise AsrkitError(f"{recognizer.path} is an export bundle; gradients need the checkpoint it came from")
     if cfg.rnn_type not in ("lstm", "gru", "rnn", "jordan"):
         raise AsrkitError(f"plot gradients supports rnn_type lstm, gru, rnn and jordan, not {cfg.rnn_type!r}")
     data = DataDir.load(data_dir)

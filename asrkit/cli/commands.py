@@ -134,6 +134,22 @@ def average(
 
 
 @app.command()
+def export(
+    exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file, e.g. exp/NAME/avg_10.pt."),
+    out: Path = typer.Option(..., "--out", help="The bundle folder to write (must not exist)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of the "
+                                           "matrix products (smaller and faster on the CPU)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset of the graph."),
+) -> None:
+    """Export a model as a bundle ONNX Runtime runs: encoder.onnx (features -> CTC log-probs), the tokenizer,
+    CMVN, config and a manifest with every file's sha256. transcribe and decode take the bundle folder."""
+    from asrkit.recognize.bundle import export_bundle
+
+    bundle = export_bundle(exp, out, opset, quantize)
+    typer.echo(f"{bundle}: encoder.onnx{' (int8)' if quantize else ''}, tokenizer, CMVN, config, manifest.json")
+
+
+@app.command()
 @search_options()
 def decode(
     exp: Path = typer.Argument(..., help="Experiment dir (uses best.pt) or a checkpoint file."),

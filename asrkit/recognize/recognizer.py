@@ -20,6 +20,7 @@ from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError
 from asrkit.model import build_model
 from asrkit.progress import track
 from asrkit.recognize.align import WordSpan, forced_align, word_spans
+from asrkit.recognize.bundle import OnnxBackend, is_bundle, load_bundle
 from asrkit.recognize.longform import split_on_silence
 from asrkit.search.ctc import search_batch
 from asrkit.search.lexicon import Lexicon
@@ -43,9 +44,16 @@ log = logging.getLogger("asrkit")
 
 
 class Recognizer:
-    """Everything needed to decode, rebuilt from one checkpoint: no model flags repeated."""
+    """Everything needed to decode, rebuilt from one checkpoint or one export bundle: no model flags
+    repeated. The acoustic model is the one seam between the two (``_acoustic``): a torch model, or
+    a bundle's graph on ONNX Runtime; features, search, alignment and formats are common."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        self._search_cache: dict = {}
+        self.backend: OnnxBackend | None = None
+        if is_bundle(checkpoint):
+            self._load_bundle(Path(checkpoint))
+            return
         self.path = resolve_checkpoint(checkpoint)
         record = load_checkpoint(self.path)
         try:
@@ -64,7 +72,28 @@ class Recognizer:
             raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self._search_cache: dict = {}
+
+    def _load_bundle(self, path: Path) -> None:
+        bundle = load_bundle(path)
+        self.path, self.config, self.tokenizer, self.cmvn = path, bundle.config, bundle.tokenizer, bundle.cmvn
+        self.model, self.external_features, self.device = None, False, torch.device("cpu")
+        self.backend = OnnxBackend(bundle)
+        if len(self.tokenizer) != int(bundle.manifest["vocab_size"]):
+            raise CheckpointError(f"{path}: token table has {len(self.tokenizer)} entries, the graph "
+                                  f"{bundle.manifest['vocab_size']}")
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.model is not None and self.model.decoder is not None
+
+    def _acoustic(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """(log_probs (B, T', V), out_lens (B,), encoder output or None) for CMVN-normalised padded
+        features: the torch model, or the bundle's graph (which keeps no encoder output)."""
+        if self.backend is not None:
+            log_probs, out_lens = self.backend.run(feats.cpu().numpy(), feat_lens.cpu().numpy())
+            return torch.from_numpy(log_probs), torch.from_numpy(out_lens), None
+        enc, out_lens = self.model.encode(feats, feat_lens)
+        return self.model.ctc_log_probs(enc), out_lens, enc
 
     def lm_fusion(self, search: SearchOptions):
         """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
@@ -112,7 +141,7 @@ class Recognizer:
     def log_probs(self, feats: np.ndarray) -> torch.Tensor:
         """CTC log-posteriors (T', V) of one utterance's raw (un-normalised) features."""
         x = torch.from_numpy(self.cmvn(feats).astype(np.float32))[None].to(self.device)
-        log_probs, _ = self.model(x, torch.tensor([x.size(1)], device=self.device))
+        log_probs, _, _ = self._acoustic(x, torch.tensor([x.size(1)], device=self.device))
         return log_probs[0].float().cpu()
 
     def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: torch.Tensor | None = None) -> list[WordSpan]:
@@ -130,7 +159,10 @@ class Recognizer:
         ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
         input order, for alignment without running the model again."""
         search = search or SearchOptions()
-        if search.mode == "rescore" and self.model.decoder is None:
+        if search.mode == "rescore" and self.backend is not None:
+            raise DecodeError(f"{self.path} is an export bundle without the attention decoder: use --mode greedy "
+                              "or beam (or decode with the checkpoint)")
+        if search.mode == "rescore" and not self.has_decoder:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
                               "use --mode greedy or beam, or train with model.ctc_weight < 1")
         fusion, lexicon = self.word_resources(search)
@@ -142,8 +174,7 @@ class Recognizer:
             tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
             padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
             lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
-            enc, out_lens = self.model.encode(padded, lens)
-            log_probs = self.model.ctc_log_probs(enc)
+            log_probs, out_lens, enc = self._acoustic(padded, lens)
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
                                  boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
             if search.mode == "rescore":
