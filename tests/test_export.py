@@ -90,8 +90,21 @@ def test_a_trained_models_bundle_transcribes_as_the_checkpoint(trained_exp, tone
     for source, out_dir in ((trained_exp, tmp_path / "d1"), (bundle, tmp_path / "d2")):
         assert run_cli(["-q", "decode", source, tone_corpus["dev"], "--out", out_dir, "--mode", "beam"], capsys)[0] == 0
     assert (tmp_path / "d1" / "hyp").read_text() == (tmp_path / "d2" / "hyp").read_text()
+    files = sorted(p.name for p in bundle.iterdir())
+    assert run_cli(["-q", "decode", bundle, tone_corpus["dev"]], capsys)[0] == 0  # beside the bundle, not in it
+    assert run_cli(["-q", "align", bundle, tone_corpus["dev"]], capsys)[0] == 0
+    assert sorted(p.name for p in bundle.iterdir()) == files
+    assert (tmp_path / "decode_dev_greedy_bundle" / "hyp").is_file()
+    ctm = (tmp_path / "align_dev_bundle" / "ctm").read_text()
+    assert ctm == run_cli_ctm(trained_exp, tone_corpus, tmp_path, capsys)
     code, _, err = run_cli(["transcribe", bundle, wavs[0], "--mode", "rescore"], capsys)
     assert code == 1 and "without the attention decoder" in err
+
+
+def run_cli_ctm(exp, tone_corpus, tmp_path, capsys) -> str:
+    out = tmp_path / "ref_ctm"
+    assert run_cli(["-q", "align", exp, tone_corpus["dev"], "--out", out], capsys)[0] == 0
+    return out.read_text()
 
 
 def test_int8_bundle_runs_and_stays_close(trained_exp, tone_corpus, tmp_path, capsys):

@@ -166,9 +166,11 @@ def decode(
     recognizer = Recognizer(exp, device)
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     hyps = recognizer.decode_data_dir(data_dir, search)
-    # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt -> exp/NAME/decode_test_greedy_avg_10
-    default = exp / f"decode_{data_dir.name}_{search.mode}" if exp.is_dir() else \
-        exp.parent / f"decode_{data_dir.name}_{search.mode}_{exp.stem}"
+    # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt (or a bundle folder, which stays as
+    # exported) -> exp/NAME/decode_test_greedy_avg_10
+    inside = exp.is_dir() and recognizer.backend is None
+    default = exp / f"decode_{data_dir.name}_{search.mode}" if inside else \
+        exp.parent / f"decode_{data_dir.name}_{search.mode}_{exp.name if exp.is_dir() else exp.stem}"
     out = out or default
     write_hyp({u: recognizer.tokenizer.decode(h[0].tokens) for u, h in hyps.items()}, out / "hyp")
     if search.mode != "greedy":
@@ -238,6 +240,8 @@ def align(
     recognizer = Recognizer(exp, device)
     data = DataDir.load(data_dir)
     feats = recognizer.features_of(data)
+    if recognizer.backend is not None:  # a bundle folder stays as exported: beside it
+        out = out or exp.parent / f"align_{data_dir.name}_{exp.name}" / "ctm"
     out = out or ((exp if exp.is_dir() else exp.parent) / f"align_{data_dir.name}" / "ctm")
     lines, failed, unknown = [], [], 0
     for utt in track(data.utt_ids(), "aligning"):
