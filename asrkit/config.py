@@ -22,7 +22,6 @@ import yaml
 
 from asrkit.errors import ConfigError
 
-
 # What a resumed run may change (``asrkit train --resume --set ...``); anything else would make it another run.
 RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.save_every_steps", "train.num_workers", "train.device")
 

@@ -99,6 +99,24 @@ def tiny_config(tmp_path) -> Path:
     return path
 
 
+JOINT_CONFIG = TINY_CONFIG.replace("model: {num_layers: 1, hidden_size: 32, dropout: 0.0}",
+                                   "model: {num_layers: 1, hidden_size: 32, dropout: 0.0, ctc_weight: 0.5, "
+                                   "attention_dim: 16, decoder_hidden_size: 32, decoder_embed_dim: 8}")
+
+
+@pytest.fixture(scope="session")
+def joint_exp(tone_corpus, tmp_path_factory):
+    """A tiny joint CTC/attention model (it has a decoder, for rescoring), trained once per session."""
+    from asrkit.cli import main
+
+    root = tmp_path_factory.mktemp("joint")
+    (root / "joint.yaml").write_text(JOINT_CONFIG.replace("epochs: 10", "epochs: 14"))
+    exp = root / "exp"
+    assert main(["-q", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
+                 "--config", str(root / "joint.yaml"), "--out", str(exp)]) == 0
+    return exp
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     from asrkit.cli import main
 

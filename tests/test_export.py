@@ -98,7 +98,39 @@ def test_a_trained_models_bundle_transcribes_as_the_checkpoint(trained_exp, tone
     ctm = (tmp_path / "align_dev_bundle" / "ctm").read_text()
     assert ctm == run_cli_ctm(trained_exp, tone_corpus, tmp_path, capsys)
     code, _, err = run_cli(["transcribe", bundle, wavs[0], "--mode", "rescore"], capsys)
-    assert code == 1 and "without the attention decoder" in err
+    assert code == 1 and "has no attention decoder" in err  # a pure CTC model: none to export
+
+
+def test_a_joint_models_bundle_rescores_as_the_checkpoint(joint_exp, tone_corpus, tmp_path, capsys):
+    """The attention decoder as two graphs (keys, one teacher-forced step looped by the runtime): its
+    logits are torch's, and rescoring decodes the dev set to the same n-best."""
+    from asrkit.recognize.recognizer import Recognizer
+
+    bundle = tmp_path / "joint"
+    assert run_cli(["-q", "export", joint_exp, "--out", bundle], capsys)[0] == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["decoder"] and {"decoder_keys.onnx", "decoder_step.onnx"} <= set(manifest["files"])
+    torch_side, onnx_side = Recognizer(joint_exp), Recognizer(bundle)
+    generator = torch.Generator().manual_seed(2)
+    feats = torch.randn(3, 60, torch_side.config.feature.dim, generator=generator)
+    lens = torch.tensor([60, 17, 41])
+    with torch.no_grad():
+        _, enc_lens, enc = torch_side._acoustic(feats, lens)
+        ys_in = torch.randint(1, len(torch_side.tokenizer), (3, 5), generator=generator)
+        want = torch_side.decoder(enc, enc_lens, ys_in)
+    _, onnx_lens, onnx_enc = onnx_side._acoustic(feats, lens)
+    assert torch.allclose(onnx_enc[0], enc[0], atol=1e-4)  # the encoder output the decoder reads
+    got = onnx_side.decoder(enc, enc_lens, ys_in)
+    assert torch.allclose(got, want, atol=1e-4)
+    for source, out in ((joint_exp, tmp_path / "r1"), (bundle, tmp_path / "r2")):
+        assert run_cli(["-q", "decode", source, tone_corpus["dev"], "--mode", "rescore", "--beam", "4", "--nbest", "2",
+                        "--out", out], capsys)[0] == 0
+    assert (tmp_path / "r1" / "hyp").read_text() == (tmp_path / "r2" / "hyp").read_text()
+    first = [line.split(" ", 3) for line in (tmp_path / "r1" / "nbest").read_text().splitlines()]
+    second = [line.split(" ", 3) for line in (tmp_path / "r2" / "nbest").read_text().splitlines()]
+    assert [(u, r, text) for u, r, _, text in first] == [(u, r, text) for u, r, _, text in second]
+    for (*_, score_a, _), (*_, score_b, _) in zip(first, second):
+        assert abs(float(score_a) - float(score_b)) < 1e-2
 
 
 def run_cli_ctm(exp, tone_corpus, tmp_path, capsys) -> str:

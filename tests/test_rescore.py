@@ -11,11 +11,7 @@ from asrkit.model.decoder import decoder_io, sequence_log_probs
 from asrkit.search.rescore import attention_rescore
 from asrkit.search.types import Hypothesis
 
-from conftest import TINY_CONFIG, run_cli
-
-JOINT_CONFIG = TINY_CONFIG.replace("model: {num_layers: 1, hidden_size: 32, dropout: 0.0}",
-                                   "model: {num_layers: 1, hidden_size: 32, dropout: 0.0, ctc_weight: 0.5, "
-                                   "attention_dim: 16, decoder_hidden_size: 32, decoder_embed_dim: 8}")
+from conftest import run_cli
 
 
 def test_decoder_inputs_and_outputs():
@@ -140,18 +136,6 @@ def test_attention_rescore_reranks_all_hypotheses_in_one_batch():
     # rows beyond max_rows go in further batches with the same result
     again = attention_rescore(decoder, enc, lens, nbest, ctc_weight=0.5, max_rows=1)
     assert [[h.tokens for h in hyps] for hyps in again] == [[h.tokens for h in hyps] for hyps in rescored]
-
-
-@pytest.fixture(scope="module")
-def joint_exp(tone_corpus, tmp_path_factory):
-    from asrkit.cli import main
-
-    root = tmp_path_factory.mktemp("joint")
-    (root / "joint.yaml").write_text(JOINT_CONFIG.replace("epochs: 10", "epochs: 14"))
-    exp = root / "exp"
-    assert main(["-q", "train", "--train", str(tone_corpus["train"]), "--dev", str(tone_corpus["dev"]),
-                 "--config", str(root / "joint.yaml"), "--out", str(exp)]) == 0
-    return exp
 
 
 def test_joint_model_decodes_with_every_mode_and_an_lm(joint_exp, tone_corpus, tmp_path, capsys):

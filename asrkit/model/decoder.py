@@ -26,6 +26,7 @@ class Attention(nn.Module):
         self.dec_proj = nn.Linear(dec_dim, att_dim, bias=False)
         self.score = nn.Linear(att_dim, 1, bias=False)
         self.location = location
+        self.fold_location = True  # False: the plain convolution + projection (what an ONNX graph can hold)
         if location:
             self.conv = nn.Conv1d(1, channels, kernel, padding=kernel // 2, bias=False)
             self.loc_proj = nn.Linear(channels, att_dim, bias=False)
@@ -45,7 +46,11 @@ class Attention(nn.Module):
         into one (A, K) matrix applied to each frame's window of ``previous``: one matmul
         instead of a 10-channel convolution, a transpose and a K=10 matmul at every decoder
         step (attention forward + backward ~30% faster on the CPU, the whole AN4 1a training
-        step 2-5%); the same parameters, so checkpoints are unchanged."""
+        step 2-5%); the same parameters, so checkpoints are unchanged. With ``fold_location`` off it
+        is the plain form, a convolution then the projection: an exported graph cannot hold ``unfold``
+        over a length it does not know."""
+        if not self.fold_location:
+            return energy + self.loc_proj(self.conv(previous[:, None, :]).transpose(1, 2))
         folded = self.loc_proj.weight @ self.conv.weight[:, 0, :]  # (A, channels) @ (channels, K)
         kernel = folded.size(1)
         windows = F.pad(previous, (kernel // 2, kernel // 2)).unfold(1, kernel, 1)  # (B, T, K)

@@ -19,6 +19,7 @@ length it saw: it is refused.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -27,21 +28,53 @@ from torch import nn
 
 from asrkit.errors import CheckpointError
 from asrkit.model.asr_model import AsrModel
+from asrkit.model.decoder import AttentionDecoder
 from asrkit.model.jordan import JordanLayer, JordanRNN
 
 OPSET = 17
 
 
 class _CtcGraph(nn.Module):
-    """forward(feats: (B, T, F), feat_lens: (B,)) -> (log_probs: (B, T', V), out_lens: (B,)), on the CPU path."""
+    """forward(feats: (B, T, F), feat_lens: (B,)) -> (log_probs: (B, T', V), out_lens: (B,)[, enc: (B, T', D)]),
+    on the CPU path; the encoder output too when the model has a decoder (rescoring reads it)."""
 
     def __init__(self, model: AsrModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_probs, out_lens = self.model(feats, feat_lens)
-        return log_probs, out_lens
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        enc, out_lens = self.model.encode(feats, feat_lens)
+        if self.model.decoder is None:
+            return self.model.ctc_log_probs(enc), out_lens
+        return self.model.ctc_log_probs(enc), out_lens, enc
+
+
+class _DecoderKeys(nn.Module):
+    """forward(enc: (N, T, D)) -> keys: (N, T, A), the attention's projection of the encoder output,
+    computed once per batch of hypotheses."""
+
+    def __init__(self, decoder: AttentionDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, enc: torch.Tensor) -> torch.Tensor:
+        return self.decoder.attention.enc_proj(enc)
+
+
+class _DecoderStep(nn.Module):
+    """One step of the attention decoder under teacher forcing, as ``AttentionDecoder.forward`` takes
+    it: (enc, keys, mask, token, h, c, context, weights) -> (logits (N, V), h, c, context, weights)."""
+
+    def __init__(self, decoder: AttentionDecoder) -> None:
+        super().__init__()
+        self.decoder = copy.deepcopy(decoder)
+        self.decoder.attention.fold_location = False  # the same sums, in a form ONNX holds (no dynamic unfold)
+
+    def forward(self, enc, keys, mask, token, h, c, context, weights):
+        decoder = self.decoder
+        h, c = decoder.cell(torch.cat([decoder.embed(token), context], -1), (h, c))
+        context, weights = decoder.attention(enc, keys, mask, h, weights)
+        return decoder.output(torch.cat([h, context], -1)), h, c, context, weights
 
 
 def min_input_frames(model: AsrModel) -> int:
@@ -67,13 +100,45 @@ def export_ctc(model: AsrModel, path: str | Path, opset: int = OPSET) -> Path:
     feats = torch.randn(2, frames, model.feat_dim)
     feat_lens = torch.tensor([frames, frames // 2])
     path = Path(path)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's notes on traced shapes and its own deprecation
-        torch.onnx.export(_CtcGraph(model), (feats, feat_lens), str(path), dynamo=False, opset_version=opset,
-                          input_names=["feats", "feat_lens"], output_names=["log_probs", "out_lens"],
-                          dynamic_axes={"feats": {0: "batch", 1: "frames"}, "feat_lens": {0: "batch"},
-                                        "log_probs": {0: "batch", 1: "out_frames"}, "out_lens": {0: "batch"}})
+    outputs = ["log_probs", "out_lens"] + (["enc"] if model.decoder is not None else [])
+    axes = {"feats": {0: "batch", 1: "frames"}, "feat_lens": {0: "batch"}, "log_probs": {0: "batch", 1: "out_frames"},
+            "out_lens": {0: "batch"}, "enc": {0: "batch", 1: "out_frames"}}
+    _export(_CtcGraph(model), (feats, feat_lens), path, ["feats", "feat_lens"], outputs, axes, opset)
     return path
 
 
-__all__ = ["OPSET", "export_ctc", "min_input_frames"]
+def export_decoder(model: AsrModel, folder: str | Path, opset: int = OPSET) -> list[Path]:
+    """Write the attention decoder as two graphs in ``folder``: ``decoder_keys.onnx`` (enc -> keys) and
+    ``decoder_step.onnx`` (one teacher-forced step); the runtime loops over the steps
+    (``asrkit.recognize.bundle.OnnxDecoder``), so hypotheses of any length run on one graph."""
+    decoder = model.decoder.cpu().eval()
+    folder = Path(folder)
+    hypotheses, frames, enc_dim = 3, 11, model.encoder.output_dim
+    enc = torch.randn(hypotheses, frames, enc_dim)
+    keys = decoder.attention.enc_proj(enc).detach()
+    mask = torch.arange(frames)[None, :] < torch.tensor([11, 7, 3])[:, None]
+    hidden = decoder.cell.hidden_size
+    state = (torch.zeros(hypotheses, hidden), torch.zeros(hypotheses, hidden), torch.zeros(hypotheses, enc_dim),
+             mask.float() / mask.sum(1, keepdim=True))
+    step_inputs = ["enc", "keys", "mask", "token", "h", "c", "context", "weights"]
+    step_outputs = ["logits", "h_out", "c_out", "context_out", "weights_out"]
+    by_hypothesis = {name: {0: "hypotheses"} for name in step_inputs + step_outputs}
+    for name in ("enc", "keys", "mask", "weights", "weights_out"):
+        by_hypothesis[name] = {0: "hypotheses", 1: "frames"}
+    _export(_DecoderKeys(decoder), (enc,), folder / "decoder_keys.onnx", ["enc"], ["keys"],
+            {"enc": {0: "hypotheses", 1: "frames"}, "keys": {0: "hypotheses", 1: "frames"}}, opset)
+    _export(_DecoderStep(decoder), (enc, keys, mask, torch.zeros(hypotheses, dtype=torch.long), *state),
+            folder / "decoder_step.onnx", step_inputs, step_outputs, by_hypothesis, opset)
+    return [folder / "decoder_keys.onnx", folder / "decoder_step.onnx"]
+
+
+def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str],
+            axes: dict, opset: int) -> None:
+    axes = {name: value for name, value in axes.items() if name in input_names + output_names}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on traced shapes and its own deprecation
+        torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=axes)
+
+
+__all__ = ["OPSET", "export_ctc", "export_decoder", "min_input_frames"]

@@ -2,7 +2,10 @@
 
 ``export_bundle`` turns a checkpoint into a self-contained folder::
 
-    encoder.onnx    features and lengths in, CTC log-probs and lengths out (asrkit.model.onnx)
+    encoder.onnx    features and lengths in, CTC log-probs and lengths out (asrkit.model.onnx), and
+                    the encoder output where the model has an attention decoder
+    decoder_keys.onnx, decoder_step.onnx
+                    the attention decoder (one teacher-forced step; ``OnnxDecoder`` loops), if any
     tokens.txt      the token table (and tokenizer.model for sentencepiece units)
     cmvn.json       global CMVN statistics
     config.yaml     the run's config (the feature config is what audio goes through)
@@ -34,7 +37,7 @@ from asrkit.config import ExperimentConfig, config_from_dict, load_config, save_
 from asrkit.data.features import GlobalCMVN
 from asrkit.errors import CheckpointError
 from asrkit.model import build_model
-from asrkit.model.onnx import OPSET, export_ctc, min_input_frames
+from asrkit.model.onnx import OPSET, export_ctc, export_decoder, min_input_frames
 from asrkit.tokenizer import Tokenizer, from_checkpoint, load_tokenizer
 
 FORMAT = "asrkit-bundle"
@@ -74,9 +77,12 @@ def export_bundle(checkpoint: str | Path, out: str | Path, opset: int = OPSET, q
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        export_ctc(model, tmp / "encoder.onnx", opset)
+        graphs = [export_ctc(model, tmp / "encoder.onnx", opset)]
+        if model.decoder is not None:
+            graphs += export_decoder(model, tmp, opset)
         if quantize == "int8":
-            _quantize(tmp / "encoder.onnx")
+            for graph in graphs:
+                _quantize(graph)
         from_checkpoint(record).save(tmp)
         GlobalCMVN.from_dict(record.cmvn).save(tmp / "cmvn.json")
         save_config(cfg, tmp / "config.yaml")
@@ -92,7 +98,7 @@ def _quantize(path: Path) -> None:
     """Dynamic int8 quantization of the graph's matrix products (weights int8, activations on the fly)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32 = path.with_name("encoder.fp32.onnx")
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
     path.rename(fp32)
     root = logging.getLogger()
     level = root.level
@@ -116,7 +122,7 @@ def _write_manifest(folder: Path, cfg: ExperimentConfig, record, min_frames: int
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset, "quantize": quantize,
         "source": str(source), "feat_dim": record.feat_dim, "vocab_size": record.vocab_size,
         "seconds_per_frame": cfg.feature.frame_shift_ms / 1000 * cfg.model.time_reduction,
-        "min_frames": min_frames, "decoder": False, "files": files,
+        "min_frames": min_frames, "decoder": "decoder_step.onnx" in files, "files": files,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
@@ -153,29 +159,63 @@ def load_bundle(path: str | Path) -> Bundle:
                   GlobalCMVN.load(path / "cmvn.json"))
 
 
+def _session(path: Path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    # its worker threads sleep between calls instead of spinning: the features and the search run in
+    # between on the same cores, and spinning threads took them (2 threads on 2 cores: 0.6x torch)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxBackend:
     """A bundle's acoustic model on ONNX Runtime: ``run(feats (B, T, F), feat_lens (B,))`` ->
     (log_probs (B, T', V), out_lens (B,)) as numpy arrays, the CMVN-normalised features in."""
 
     def __init__(self, bundle: Bundle, threads: int = 0) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
-        # its worker threads sleep between calls instead of spinning: the features and the search run in
-        # between on the same cores, and spinning threads took them (2 threads on 2 cores: 0.6x torch)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(bundle.path / "encoder.onnx"), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = _session(bundle.path / "encoder.onnx", threads)
         self.min_frames = int(bundle.manifest["min_frames"])
 
-    def run(self, feats: np.ndarray, feat_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, feats: np.ndarray, feat_lens: np.ndarray):
+        """(log_probs, out_lens, enc or None): enc, the encoder output, where the bundle has a decoder."""
         if feats.shape[1] < self.min_frames:  # what the eager encoder does for itself
             feats = np.pad(feats, ((0, 0), (0, self.min_frames - feats.shape[1]), (0, 0)))
-        log_probs, out_lens = self.session.run(None, {"feats": np.ascontiguousarray(feats, dtype=np.float32),
-                                                      "feat_lens": np.asarray(feat_lens, dtype=np.int64)})
-        return log_probs, out_lens
+        outputs = self.session.run(None, {"feats": np.ascontiguousarray(feats, dtype=np.float32),
+                                          "feat_lens": np.asarray(feat_lens, dtype=np.int64)})
+        return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
 
 
-__all__ = ["Bundle", "OnnxBackend", "export_bundle", "is_bundle", "load_bundle"]
+class OnnxDecoder:
+    """A bundle's attention decoder with ``AttentionDecoder``'s teacher-forcing call:
+    ``(enc (N, T, D), enc_lens (N,), ys_in (N, L)) -> logits (N, L, V)`` (torch tensors), the
+    steps looped over here, so that ``asrkit.search.rescore.attention_rescore`` takes it as it is."""
+
+    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+        self.keys = _session(bundle.path / "decoder_keys.onnx", threads)
+        self.step = _session(bundle.path / "decoder_step.onnx", threads)
+        self.hidden = next(i.shape[1] for i in self.step.get_inputs() if i.name == "h")
+
+    def __call__(self, enc, enc_lens, ys_in):
+        import torch
+
+        enc_np = enc.detach().float().cpu().numpy()
+        lens = enc_lens.cpu().numpy()
+        count, frames, dim = enc_np.shape
+        (keys,) = self.keys.run(None, {"enc": enc_np})
+        mask = np.arange(frames)[None, :] < lens[:, None]
+        state = {"h": np.zeros((count, self.hidden), np.float32), "c": np.zeros((count, self.hidden), np.float32),
+                 "context": np.zeros((count, dim), np.float32),
+                 "weights": (mask / np.maximum(lens, 1)[:, None]).astype(np.float32)}  # uniform start, as in torch
+        tokens = ys_in.cpu().numpy().astype(np.int64)
+        logits = []
+        for step in range(tokens.shape[1]):
+            out, state["h"], state["c"], state["context"], state["weights"] = self.step.run(
+                None, {"enc": enc_np, "keys": keys, "mask": mask, "token": tokens[:, step], **state})
+            logits.append(out)
+        return torch.from_numpy(np.stack(logits, 1))
+
+
+__all__ = ["Bundle", "OnnxBackend", "OnnxDecoder", "export_bundle", "is_bundle", "load_bundle"]

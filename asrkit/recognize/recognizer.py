@@ -20,7 +20,7 @@ from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError
 from asrkit.model import build_model
 from asrkit.progress import track
 from asrkit.recognize.align import WordSpan, forced_align, word_spans
-from asrkit.recognize.bundle import OnnxBackend, is_bundle, load_bundle
+from asrkit.recognize.bundle import OnnxBackend, OnnxDecoder, is_bundle, load_bundle
 from asrkit.recognize.longform import split_on_silence
 from asrkit.search.ctc import search_batch
 from asrkit.search.lexicon import Lexicon
@@ -51,6 +51,7 @@ class Recognizer:
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         self._search_cache: dict = {}
         self.backend: OnnxBackend | None = None
+        self.onnx_decoder: OnnxDecoder | None = None
         if is_bundle(checkpoint):
             self._load_bundle(Path(checkpoint))
             return
@@ -78,20 +79,26 @@ class Recognizer:
         self.path, self.config, self.tokenizer, self.cmvn = path, bundle.config, bundle.tokenizer, bundle.cmvn
         self.model, self.external_features, self.device = None, False, torch.device("cpu")
         self.backend = OnnxBackend(bundle)
+        self.onnx_decoder = OnnxDecoder(bundle) if bundle.manifest.get("decoder") else None
         if len(self.tokenizer) != int(bundle.manifest["vocab_size"]):
             raise CheckpointError(f"{path}: token table has {len(self.tokenizer)} entries, the graph "
                                   f"{bundle.manifest['vocab_size']}")
 
     @property
     def has_decoder(self) -> bool:
-        return self.model is not None and self.model.decoder is not None
+        return self.decoder is not None
+
+    @property
+    def decoder(self):
+        """The attention decoder that rescoring calls: the torch module, or the bundle's graphs."""
+        return self.model.decoder if self.model is not None else self.onnx_decoder
 
     def _acoustic(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         """(log_probs (B, T', V), out_lens (B,), encoder output or None) for CMVN-normalised padded
         features: the torch model, or the bundle's graph (which keeps no encoder output)."""
         if self.backend is not None:
-            log_probs, out_lens = self.backend.run(feats.cpu().numpy(), feat_lens.cpu().numpy())
-            return torch.from_numpy(log_probs), torch.from_numpy(out_lens), None
+            log_probs, out_lens, enc = self.backend.run(feats.cpu().numpy(), feat_lens.cpu().numpy())
+            return torch.from_numpy(log_probs), torch.from_numpy(out_lens), None if enc is None else torch.from_numpy(enc)
         enc, out_lens = self.model.encode(feats, feat_lens)
         return self.model.ctc_log_probs(enc), out_lens, enc
 
@@ -159,9 +166,6 @@ class Recognizer:
         ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
         input order, for alignment without running the model again."""
         search = search or SearchOptions()
-        if search.mode == "rescore" and self.backend is not None:
-            raise DecodeError(f"{self.path} is an export bundle without the attention decoder: use --mode greedy "
-                              "or beam (or decode with the checkpoint)")
         if search.mode == "rescore" and not self.has_decoder:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
                               "use --mode greedy or beam, or train with model.ctc_weight < 1")
@@ -178,7 +182,7 @@ class Recognizer:
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
                                  boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
             if search.mode == "rescore":
-                found = attention_rescore(self.model.decoder, enc, out_lens, found, search.ctc_weight)
+                found = attention_rescore(self.decoder, enc, out_lens, found, search.ctc_weight)
                 found = [hyps[:search.nbest] for hyps in found]
             for row, (i, nbest) in enumerate(zip(idx, found)):
                 hyps[i] = nbest
