@@ -7,7 +7,8 @@ MODEL is a checkpoint (an exp dir or a .pt file); the fp32 and int8 bundles are 
 into --work (kept between runs). Each row runs in a fresh process, so its peak RSS is its
 own: the model loaded, the files transcribed, nothing of the other rows. The real-time
 factor is the wall time of transcription (model loaded, files read and decoded, greedy
-search) over the seconds of audio. Also printed: each bundle's WER against the data dir's
+search) over the seconds of audio. Also printed: where the time goes (features, the acoustic
+model, the search, the rest), each bundle's WER against the data dir's
 text, beside torch's, and the speed-up of each row over torch eager at the same threads.
 """
 
@@ -31,12 +32,29 @@ def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
     from asrkit.data.audio import audio_duration
     from asrkit.recognize.recognizer import Recognizer
 
+    import asrkit.recognize.recognizer as module
+
+    stages = {"features": 0.0, "acoustic": 0.0, "search": 0.0}
+
+    def timed(stage, function):  # where the time goes: each stage's wall time, summed
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stages[stage] += time.perf_counter() - started
+        return wrapper
+
+    module.compute_features = timed("features", module.compute_features)
+    module.search_batch = timed("search", module.search_batch)
     recognizer = Recognizer(model)
+    recognizer._acoustic = timed("acoustic", recognizer._acoustic)
     if recognizer.backend is not None:  # the bundle's session, with the same thread count as torch
         from asrkit.recognize.bundle import OnnxBackend, load_bundle
 
         recognizer.backend = OnnxBackend(load_bundle(model), threads=threads)
     recognizer.transcribe_files(files[:1])  # warm-up: first-call allocations and kernel choices
+    stages.update(dict.fromkeys(stages, 0.0))
     started = time.perf_counter()
     if per_file:
         texts = {f: recognizer.transcribe_files([f])[0].text for f in files}
@@ -44,7 +62,7 @@ def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
         texts = {r.key: r.text for r in recognizer.transcripts(files)}
     seconds = time.perf_counter() - started
     audio = sum(audio_duration(f) for f in files)
-    return {"rtf": seconds / audio, "seconds": seconds, "audio": audio, "texts": texts,
+    return {"rtf": seconds / audio, "seconds": seconds, "audio": audio, "texts": texts, "stages": stages,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -80,7 +98,8 @@ def main() -> None:
         models[name] = str(bundle)
     print(f"model {args.model}, {len(files)} files of {args.data_dir}; {platform.machine()}, "
           f"{platform.python_version()}, greedy search")
-    print(f"{'backend':12s} {'threads':>7s} {'calls':>9s} {'RTF':>8s} {'x torch':>8s} {'peak RSS':>9s} {'WER':>7s}")
+    print(f"{'backend':12s} {'threads':>7s} {'calls':>9s} {'RTF':>8s} {'x torch':>8s} {'peak RSS':>9s} {'WER':>7s}"
+          "  time in features / acoustic model / search / the rest (reading audio, joining)")
     for threads in [int(t) for t in args.threads.split(",")]:
         for per_file in (True, False):
             base = None
@@ -92,8 +111,11 @@ def main() -> None:
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 base = base or row["rtf"]
                 wer = score(refs, row["texts"]).wer
+                shares = [row["stages"][s] / row["seconds"] for s in ("features", "acoustic", "search")]
+                shares.append(1 - sum(shares))
                 print(f"{name:12s} {threads:7d} {'one each' if per_file else 'all once':>9s} {row['rtf']:8.4f} "
-                      f"{base / row['rtf']:7.2f}x {row['peak_rss_mb']:7.0f}MB {100 * wer:6.2f}%", flush=True)
+                      f"{base / row['rtf']:7.2f}x {row['peak_rss_mb']:7.0f}MB {100 * wer:6.2f}%  "
+                      + " / ".join(f"{100 * s:.0f}%" for s in shares), flush=True)
 
 
 if __name__ == "__main__":
