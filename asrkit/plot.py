@@ -84,9 +84,10 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
 @torch.no_grad()
 def plot_attention(recognizer, audio_path: str | Path, out: str | Path, search=None) -> Path:
     """The attention decoder's weights over encoder frames for each output token of the best hypothesis."""
-
+    if recognizer.model is None:
+        raise AsrkitError(f"{recognizer.path} is an export bundle; the attention plot needs the checkpoint it came from")
     if not recognizer.has_decoder:
-        raise AsrkitError(f"{recognizer.path} has no attention decoder (trained with model.ctc_weight=1, or a bundle)")
+        raise AsrkitError(f"{recognizer.path} has no attention decoder (trained with model.ctc_weight=1)")
     plt = _pyplot()
     samples = load_audio(audio_path, recognizer.sample_rate)
     feats = compute_features(samples, recognizer.config.feature)

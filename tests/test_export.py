@@ -122,6 +122,9 @@ def test_a_joint_models_bundle_rescores_as_the_checkpoint(joint_exp, tone_corpus
     assert torch.allclose(onnx_enc[0], enc[0], atol=1e-4)  # the encoder output the decoder reads
     got = onnx_side.decoder(enc, enc_lens, ys_in)
     assert torch.allclose(got, want, atol=1e-4)
+    wav = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]
+    code, _, err = run_cli(["plot", "attention", bundle, wav, "--out", tmp_path / "a.png"], capsys)
+    assert code == 1 and "is an export bundle; the attention plot needs the checkpoint" in err
     for source, out in ((joint_exp, tmp_path / "r1"), (bundle, tmp_path / "r2")):
         assert run_cli(["-q", "decode", source, tone_corpus["dev"], "--mode", "rescore", "--beam", "4", "--nbest", "2",
                         "--out", out], capsys)[0] == 0
