@@ -48,8 +48,8 @@ def main() -> int:
         padded = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
         lens = torch.tensor([len(b) for b in batch])
         with torch.no_grad():
-            want, want_lens, _ = checkpoint._acoustic(padded, lens)
-        got, got_lens, _ = exported._acoustic(padded, lens)
+            want, want_lens, _ = checkpoint.acoustic(padded, lens)
+        got, got_lens, _ = exported.acoustic(padded, lens)
         assert got_lens.tolist() == want_lens.tolist()
         for row, n in enumerate(want_lens.tolist()):
             worst = max(worst, float((got[row, :n] - want[row, :n]).abs().max()))

@@ -48,7 +48,7 @@ def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
     module.compute_features = timed("features", module.compute_features)
     module.search_batch = timed("search", module.search_batch)
     recognizer = Recognizer(model)
-    recognizer._acoustic = timed("acoustic", recognizer._acoustic)
+    recognizer.acoustic = timed("acoustic", recognizer.acoustic)
     if recognizer.backend is not None:  # the bundle's session, with the same thread count as torch
         from asrkit.recognize.bundle import OnnxBackend, load_bundle
 

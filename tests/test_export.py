@@ -57,8 +57,8 @@ def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path):
     feats = torch.randn(len(lengths), max(lengths), dim, generator=generator)
     lens = torch.tensor(lengths)
     with torch.no_grad():
-        want, want_lens, _ = torch_side._acoustic(feats, lens)
-    got, got_lens, _ = onnx_side._acoustic(feats, lens)
+        want, want_lens, _ = torch_side.acoustic(feats, lens)
+    got, got_lens, _ = onnx_side.acoustic(feats, lens)
     assert got_lens.tolist() == want_lens.tolist()
     for row, n in enumerate(want_lens.tolist()):
         assert torch.allclose(got[row, :n], want[row, :n], atol=1e-4), (config.name, row)
@@ -115,10 +115,10 @@ def test_a_joint_models_bundle_rescores_as_the_checkpoint(joint_exp, tone_corpus
     feats = torch.randn(3, 60, torch_side.config.feature.dim, generator=generator)
     lens = torch.tensor([60, 17, 41])
     with torch.no_grad():
-        _, enc_lens, enc = torch_side._acoustic(feats, lens)
+        _, enc_lens, enc = torch_side.acoustic(feats, lens)
         ys_in = torch.randint(1, len(torch_side.tokenizer), (3, 5), generator=generator)
         want = torch_side.decoder(enc, enc_lens, ys_in)
-    _, onnx_lens, onnx_enc = onnx_side._acoustic(feats, lens)
+    _, onnx_lens, onnx_enc = onnx_side.acoustic(feats, lens)
     assert torch.allclose(onnx_enc[0], enc[0], atol=1e-4)  # the encoder output the decoder reads
     got = onnx_side.decoder(enc, enc_lens, ys_in)
     assert torch.allclose(got, want, atol=1e-4)

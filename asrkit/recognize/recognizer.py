@@ -45,7 +45,7 @@ log = logging.getLogger("asrkit")
 
 class Recognizer:
     """Everything needed to decode, rebuilt from one checkpoint or one export bundle: no model flags
-    repeated. The acoustic model is the one seam between the two (``_acoustic``): a torch model, or
+    repeated. The acoustic model is the one seam between the two (``acoustic``): a torch model, or
     a bundle's graph on ONNX Runtime; features, search, alignment and formats are common."""
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
@@ -93,9 +93,10 @@ class Recognizer:
         """The attention decoder that rescoring calls: the torch module, or the bundle's graphs."""
         return self.model.decoder if self.model is not None else self.onnx_decoder
 
-    def _acoustic(self, feats: torch.Tensor, feat_lens: torch.Tensor):
-        """(log_probs (B, T', V), out_lens (B,), encoder output or None) for CMVN-normalised padded
-        features: the torch model, or the bundle's graph (which keeps no encoder output)."""
+    def acoustic(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """(log_probs (B, T', V), out_lens (B,), encoder output (B, T', D) or None) for CMVN-normalised
+        padded features (B, T, F) and lengths (B,): the torch model, or the bundle's graph (whose
+        encoder output comes only where it has a decoder to read it). The one seam between the two."""
         if self.backend is not None:
             log_probs, out_lens, enc = self.backend.run(feats.cpu().numpy(), feat_lens.cpu().numpy())
             return torch.from_numpy(log_probs), torch.from_numpy(out_lens), None if enc is None else torch.from_numpy(enc)
@@ -148,7 +149,7 @@ class Recognizer:
     def log_probs(self, feats: np.ndarray) -> torch.Tensor:
         """CTC log-posteriors (T', V) of one utterance's raw (un-normalised) features."""
         x = torch.from_numpy(self.cmvn(feats).astype(np.float32))[None].to(self.device)
-        log_probs, _, _ = self._acoustic(x, torch.tensor([x.size(1)], device=self.device))
+        log_probs, _, _ = self.acoustic(x, torch.tensor([x.size(1)], device=self.device))
         return log_probs[0].float().cpu()
 
     def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: torch.Tensor | None = None) -> list[WordSpan]:
@@ -178,7 +179,7 @@ class Recognizer:
             tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
             padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
             lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
-            log_probs, out_lens, enc = self._acoustic(padded, lens)
+            log_probs, out_lens, enc = self.acoustic(padded, lens)
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
                                  boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
             if search.mode == "rescore":
