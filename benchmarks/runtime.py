@@ -29,10 +29,9 @@ def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    import asrkit.recognize.recognizer as module
     from asrkit.data.audio import audio_duration
     from asrkit.recognize.recognizer import Recognizer
-
-    import asrkit.recognize.recognizer as module
 
     stages = {"features": 0.0, "acoustic": 0.0, "search": 0.0}
 

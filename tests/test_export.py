@@ -41,14 +41,14 @@ def small_checkpoint(config: Path, path: Path, seed: int = 0) -> Path:
 
 
 @pytest.mark.parametrize("config", SHIPPED, ids=[f"{p.parent.parent.name}/{p.name}" for p in SHIPPED])
-def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path):
+def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path, capsys):
     """Log-probs within 1e-4 of torch's on a batch whose lengths are unsorted and differ 4x and more
     (what breaks packed-sequence exports), and the same lengths, for every recipe's model."""
     from asrkit.recognize.recognizer import Recognizer
 
     checkpoint = small_checkpoint(config, tmp_path / "model.pt")
     bundle = tmp_path / "bundle"
-    code = run_cli_quiet(["export", checkpoint, "--out", bundle])
+    code, _, _ = run_cli(["-q", "export", checkpoint, "--out", bundle], capsys)
     assert code == 0
     torch_side, onnx_side = Recognizer(checkpoint), Recognizer(bundle)
     dim = torch_side.config.feature.dim
@@ -62,12 +62,6 @@ def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path):
     assert got_lens.tolist() == want_lens.tolist()
     for row, n in enumerate(want_lens.tolist()):
         assert torch.allclose(got[row, :n], want[row, :n], atol=1e-4), (config.name, row)
-
-
-def run_cli_quiet(args) -> int:
-    from asrkit.cli import main
-
-    return main(["-q", *[str(a) for a in args]])
 
 
 def test_a_trained_models_bundle_transcribes_as_the_checkpoint(trained_exp, tone_corpus, tmp_path, capsys):

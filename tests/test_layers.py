@@ -14,7 +14,7 @@ PACKAGE = Path(asrkit.__file__).resolve().parent
 
 # A module may import from its own unit and from units of a lower rank, nothing else.
 RANKS = {
-    "errors": 0, "progress": 0,
+    "errors": 0, "progress": 0, "digest": 0,
     "config": 1, "tokenizer": 1,
     "checkpoint": 2,
     "data": 3, "model": 3,

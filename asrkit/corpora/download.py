@@ -11,17 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from asrkit.digest import file_digest
 from asrkit.errors import CorpusError
 
 log = logging.getLogger("asrkit")
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

@@ -21,7 +21,6 @@ the recognizer does the rest as it does for a checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from asrkit import __version__
 from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
 from asrkit.config import ExperimentConfig, config_from_dict, load_config, save_config
 from asrkit.data.features import GlobalCMVN
+from asrkit.digest import file_digest
 from asrkit.errors import CheckpointError
 from asrkit.model import build_model
 from asrkit.model.onnx import OPSET, export_ctc, export_decoder, min_input_frames
@@ -48,14 +48,6 @@ QUANTIZE = ("int8",)
 
 def is_bundle(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_bundle(checkpoint: str | Path, out: str | Path, opset: int = OPSET, quantize: str | None = None) -> Path:
@@ -116,7 +108,7 @@ def _write_manifest(folder: Path, cfg: ExperimentConfig, record, min_frames: int
     import onnxruntime
     import torch
 
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    files = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
     manifest = {
         "format": FORMAT, "version": VERSION, "asrkit": __version__, "torch": torch.__version__,
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset, "quantize": quantize,
@@ -153,7 +145,7 @@ def load_bundle(path: str | Path) -> Bundle:
     for name, digest in manifest.get("files", {}).items():
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: {name} is missing (the manifest lists it)")
-        if _sha256(path / name) != digest:
+        if file_digest(path / name) != digest:
             raise CheckpointError(f"{path / name}: its sha256 is not the manifest's (changed or damaged)")
     return Bundle(path, manifest, load_config(path / "config.yaml", saved=True), load_tokenizer(path),
                   GlobalCMVN.load(path / "cmvn.json"))
