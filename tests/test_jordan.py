@@ -8,7 +8,8 @@ import torch
 from asrkit.config import ModelConfig
 from asrkit.errors import ConfigError
 from asrkit.model import build_model
-from asrkit.model.jordan import JordanDirection, JordanLayer, JordanRNN, reverse_padded
+from asrkit.model.jordan import JordanDirection, JordanLayer, JordanRNN
+from asrkit.model.recurrent import reverse_within_length as reverse_padded
 
 
 def test_two_steps_follow_the_equations_written_out():

@@ -16,14 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def reverse_padded(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of (B, T, D) within its own length; padding stays at the end."""
-    batch, frames = x.shape[:2]
-    steps = torch.arange(frames, device=x.device)[None, :]
-    index = (lens.to(x.device)[:, None] - 1 - steps) % frames  # valid part reversed, padding after it
-    index = torch.where(steps < lens.to(x.device)[:, None], index, steps)
-    return x.gather(1, index[:, :, None].expand_as(x))
+from asrkit.model.recurrent import reverse_within_length
 
 
 class JordanDirection(nn.Module):
@@ -63,7 +56,7 @@ class JordanLayer(nn.Module):
         mask = (torch.arange(x.size(1), device=x.device)[None, :] < lens.to(x.device)[:, None])[:, :, None]
         out = self.forward_direction(x)
         if self.backward_direction is not None:
-            backward = reverse_padded(self.backward_direction(reverse_padded(x, lens)), lens)
+            backward = reverse_within_length(self.backward_direction(reverse_within_length(x, lens)), lens)
             out = torch.cat([out, backward], -1)
         return out * mask
 
@@ -88,4 +81,4 @@ class JordanRNN(nn.Module):
         return x
 
 
-__all__ = ["JordanRNN", "JordanLayer", "JordanDirection", "reverse_padded"]
+__all__ = ["JordanRNN", "JordanLayer", "JordanDirection"]
