@@ -54,14 +54,14 @@ def plot_utterance(recognizer, audio_path: str | Path, out: str | Path, search=N
     words = recognizer.align_words(feats, tokens, log_probs)
     shift = recognizer.config.feature.frame_shift_ms / 1000
     seconds = feats.shape[0] * shift
-    posteriors = log_probs.exp().numpy().T  # (V, T')
+    posteriors = np.exp(log_probs).T  # (V, T')
     used = sorted(set(tokens) | {recognizer.tokenizer.blank_id})
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, seconds * 2.5), 7.5), sharex=True,
                              gridspec_kw={"height_ratios": [3, 2, 1]})
     axes[0].imshow(feats.T, origin="lower", aspect="auto", extent=(0, seconds, 0, feats.shape[1]), cmap="magma")
     axes[0].set_ylabel(f"{recognizer.config.feature.kind} bin")
     axes[0].set_title(f"{Path(audio_path).name}: {recognizer.tokenizer.decode(tokens)!r}")
-    end = log_probs.size(0) * recognizer.seconds_per_frame
+    end = log_probs.shape[0] * recognizer.seconds_per_frame
     axes[1].imshow(posteriors[used], origin="lower", aspect="auto", extent=(0, end, -0.5, len(used) - 0.5),
                    cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     axes[1].set_yticks(range(len(used)))

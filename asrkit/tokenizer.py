@@ -30,6 +30,7 @@ from typing import Iterable
 from asrkit.errors import CheckpointError, ConfigError, DataDirError
 
 BLANK = "<blank>"
+SOS_EOS = 0  # the attention decoder's start and end symbol: the blank's id (never a label)
 UNK = "<unk>"
 SPACE = "<space>"
 WORD_START = "\u2581"  # sentencepiece's "▁", which marks a piece that begins a word

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from asrkit.data.datadir import DataDir
-from asrkit.recognize.bundle import export_bundle
+from asrkit.recognize.export import export_bundle
 from asrkit.recognize.recognizer import Recognizer
 from asrkit.scoring import score
 from asrkit.search.options import SearchOptions
@@ -44,15 +44,16 @@ def main() -> int:
     feats = checkpoint.features_of(data)
     worst = 0.0
     for start in range(0, len(ids), 32):  # the log-probs of every utterance, in batches of unequal lengths
-        batch = [torch.from_numpy(checkpoint.cmvn(feats[u]).astype(np.float32)) for u in ids[start:start + 32]]
-        padded = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
-        lens = torch.tensor([len(b) for b in batch])
-        with torch.no_grad():
-            want, want_lens, _ = checkpoint.acoustic(padded, lens)
+        batch = [checkpoint.cmvn(feats[u]).astype(np.float32) for u in ids[start:start + 32]]
+        lens = np.array([len(b) for b in batch])
+        padded = np.zeros((len(batch), lens.max(), batch[0].shape[1]), np.float32)
+        for row, matrix in enumerate(batch):
+            padded[row, :len(matrix)] = matrix
+        want, want_lens, _ = checkpoint.acoustic(padded, lens)
         got, got_lens, _ = exported.acoustic(padded, lens)
         assert got_lens.tolist() == want_lens.tolist()
         for row, n in enumerate(want_lens.tolist()):
-            worst = max(worst, float((got[row, :n] - want[row, :n]).abs().max()))
+            worst = max(worst, float(np.abs(got[row, :n] - want[row, :n]).max()))
     print(f"{args.model} -> {bundle}; {len(ids)} utterances of {args.data_dir}; {platform.machine()}, "
           f"torch {torch.__version__}")
     print(f"largest log-prob difference: {worst:.2e}")

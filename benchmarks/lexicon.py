@@ -59,8 +59,8 @@ def posteriors(recognizer: Recognizer, sets: list[Path]):
             ids.append(key)
             refs[key] = text[utt]
             rows.append(recognizer.log_probs(feats[utt]))
-    lengths = torch.tensor([r.size(0) for r in rows])
-    return ids, refs, torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths
+    lengths = torch.tensor([r.shape[0] for r in rows])
+    return ids, refs, torch.nn.utils.rnn.pad_sequence([torch.from_numpy(r) for r in rows], batch_first=True), lengths
 
 
 def run_asrkit(log_probs, lengths, beam, space_id, lexicon=None):

@@ -25,10 +25,14 @@ from pathlib import Path
 
 
 def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
-    """One row, in this process: load, warm up on the first file, then time the transcriptions."""
-    import torch
+    """One row, in this process: load, warm up on the first file, then time the transcriptions. A
+    bundle's row never imports torch (its peak RSS is the runtime's alone)."""
+    from asrkit.recognize.bundle import OnnxBackend, is_bundle
 
-    torch.set_num_threads(threads)
+    if not is_bundle(model):
+        import torch
+
+        torch.set_num_threads(threads)
     import asrkit.recognize.recognizer as module
     from asrkit.data.audio import audio_duration
     from asrkit.recognize.recognizer import Recognizer
@@ -47,11 +51,9 @@ def child(model: str, files: list[str], threads: int, per_file: bool) -> dict:
     module.compute_features = timed("features", module.compute_features)
     module.search_batch = timed("search", module.search_batch)
     recognizer = Recognizer(model)
+    if recognizer.is_bundle:  # the bundle's session, with the same thread count as torch
+        recognizer.backend = OnnxBackend.open(model, threads=threads)
     recognizer.acoustic = timed("acoustic", recognizer.acoustic)
-    if recognizer.backend is not None:  # the bundle's session, with the same thread count as torch
-        from asrkit.recognize.bundle import OnnxBackend, load_bundle
-
-        recognizer.backend = OnnxBackend(load_bundle(model), threads=threads)
     recognizer.transcribe_files(files[:1])  # warm-up: first-call allocations and kernel choices
     stages.update(dict.fromkeys(stages, 0.0))
     started = time.perf_counter()
@@ -81,7 +83,7 @@ def main() -> None:
     if args.model is None or args.data_dir is None:
         parser.error("MODEL and DATA_DIR are needed")
     from asrkit.data.datadir import DataDir
-    from asrkit.recognize.bundle import export_bundle
+    from asrkit.recognize.export import export_bundle
     from asrkit.scoring import score
 
     data = DataDir.load(args.data_dir)

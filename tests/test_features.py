@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from asrkit.config import FeatureConfig, SpecAugmentConfig
-from asrkit.data.features import GlobalCMVN, compute_features, spec_augment
+from asrkit.data.dataset import spec_augment
+from asrkit.data.features import GlobalCMVN, compute_features
 
 
 def test_fbank_and_mfcc_shapes():

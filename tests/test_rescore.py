@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,25 +88,29 @@ def test_joint_loss_is_the_weighted_sum():
     assert pure.decoder is None
 
 
-class ReadsEncoder(torch.nn.Module):
-    """A stand-in decoder that favours the token sequence written in each row's encoder output
-    (channel 0 of frame s holds token s, -1 ends it; frames past the row's length are not read),
-    so rescoring must hand every hypothesis its own utterance's encoder output and length."""
+class ReadsEncoder:
+    """A stand-in decoder (a ``SequenceScorer``) that favours the token sequence written in each
+    row's encoder output (channel 0 of frame s holds token s, -1 ends it; frames past the row's
+    length are not read), so rescoring must hand every hypothesis its own utterance's encoder
+    output and length."""
 
     def __init__(self, vocab: int = 6) -> None:
-        super().__init__()
         self.vocab, self.calls = vocab, 0
 
-    def forward(self, enc, enc_lens, ys_in):
+    def score_sequences(self, enc, enc_lens, rows, tokens):
         self.calls += 1
-        logits = torch.zeros(ys_in.size(0), ys_in.size(1), self.vocab)
-        for row in range(ys_in.size(0)):
-            written = [int(x) for x in enc[row, :int(enc_lens[row]), 0].tolist()]
-            target = written[:written.index(-1)] if -1 in written else written
-            for step, token in enumerate(target + [0]):
-                if step < ys_in.size(1):
-                    logits[row, step, token] = 5.0
-        return logits
+        enc, scores = np.asarray(enc), []
+        for row, seq in zip(rows, tokens):
+            written = [int(x) for x in enc[row, :int(enc_lens[row]), 0]]
+            favourite = (written[:written.index(-1)] if -1 in written else written) + [0]
+            total = 0.0
+            for step, token in enumerate(seq + [0]):
+                logits = np.zeros(self.vocab)
+                if step < len(favourite):
+                    logits[favourite[step]] = 5.0
+                total += logits[token] - np.log(np.exp(logits).sum())
+            scores.append(total)
+        return np.array(scores)
 
 
 def encoder_output(*favourites: list[int], frames: int = 4) -> torch.Tensor:

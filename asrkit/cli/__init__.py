@@ -25,6 +25,15 @@ from asrkit.cli.app import app, fail
 from asrkit.data.audio import allow_pipes
 from asrkit.errors import AsrkitError
 
+# What a command needs that an install may lack, and how to get it.
+MISSING = {
+    "torch": "PyTorch, which this install lacks (one without it runs export bundles: transcribe, decode and "
+             "align a bundle folder); pip install torch",
+    "onnxruntime": "ONNX Runtime: pip install 'asrkit[runtime]'",
+    "onnx": "the onnx package: pip install 'asrkit[export]'",
+    "matplotlib": "matplotlib: pip install 'asrkit[plot]'",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (``asrkit`` the console script exits with it)."""
@@ -43,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         fail("interrupted")
         return 130
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in MISSING:
+            raise
+        fail(f"this command needs {MISSING[root]}")
+        return 1
 
 
 def run() -> None:

@@ -143,7 +143,7 @@ def export(
 ) -> None:
     """Export a model as a bundle ONNX Runtime runs: encoder.onnx (features -> CTC log-probs), the tokenizer,
     CMVN, config and a manifest with every file's sha256. transcribe and decode take the bundle folder."""
-    from asrkit.recognize.bundle import export_bundle
+    from asrkit.recognize.export import export_bundle
 
     bundle = export_bundle(exp, out, opset, quantize)
     typer.echo(f"{bundle}: encoder.onnx{' (int8)' if quantize else ''}, tokenizer, CMVN, config, manifest.json")
@@ -168,7 +168,7 @@ def decode(
     hyps = recognizer.decode_data_dir(data_dir, search)
     # exp/NAME -> exp/NAME/decode_test_greedy; exp/NAME/avg_10.pt (or a bundle folder, which stays as
     # exported) -> exp/NAME/decode_test_greedy_avg_10
-    inside = exp.is_dir() and recognizer.backend is None
+    inside = exp.is_dir() and not recognizer.is_bundle
     default = exp / f"decode_{data_dir.name}_{search.mode}" if inside else \
         exp.parent / f"decode_{data_dir.name}_{search.mode}_{exp.name if exp.is_dir() else exp.stem}"
     out = out or default
@@ -240,7 +240,7 @@ def align(
     recognizer = Recognizer(exp, device)
     data = DataDir.load(data_dir)
     feats = recognizer.features_of(data)
-    if recognizer.backend is not None:  # a bundle folder stays as exported: beside it
+    if recognizer.is_bundle:  # a bundle folder stays as exported: beside it
         out = out or exp.parent / f"align_{data_dir.name}_{exp.name}" / "ctm"
     out = out or ((exp if exp.is_dir() else exp.parent) / f"align_{data_dir.name}" / "ctm")
     lines, failed, unknown = [], [], 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Iterator, Mapping
 
@@ -11,7 +12,29 @@ from torch.utils.data import Dataset, Sampler
 
 from asrkit.config import SpecAugmentConfig
 from asrkit.data.audio import load_audio
-from asrkit.data.features import compute_features, spec_augment
+from asrkit.data.features import compute_features
+
+
+def spec_augment(feats: torch.Tensor, cfg: SpecAugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Frequency and time masks (Park et al., 2019) on a (T, F) normalised tensor; masks set to 0."""
+    if not cfg.enabled:
+        return feats
+    feats = feats.clone()
+    num_frames, dim = feats.shape
+
+    def randint(high: int) -> int:
+        return int(torch.randint(0, max(high, 1), (1,), generator=generator))
+
+    for _ in range(cfg.num_freq_masks):
+        width = randint(cfg.max_freq_width + 1)
+        start = randint(dim - width + 1)
+        feats[:, start:start + width] = 0.0
+    max_width = int(math.floor(cfg.max_time_ratio * num_frames))
+    for _ in range(cfg.num_time_masks):
+        width = randint(max_width + 1)
+        start = randint(num_frames - width + 1)
+        feats[start:start + width, :] = 0.0
+    return feats
 
 
 class AsrDataset(Dataset):

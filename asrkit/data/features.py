@@ -1,4 +1,5 @@
-"""Acoustic features (librosa): log-mel fbank and MFCC; global CMVN; SpecAugment.
+"""Acoustic features (librosa): log-mel fbank and MFCC; global CMVN (numpy: no torch here, so that an
+export bundle computes them without PyTorch; SpecAugment, which training alone runs, is in ``dataset``).
 
 Features are (num_frames, dim) float32 arrays at one frame per
 ``frame_shift_ms``. Two steps make them independent of the recording level
@@ -18,15 +19,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 
-from asrkit.config import FeatureConfig, SpecAugmentConfig
+from asrkit.config import FeatureConfig
 from asrkit.data.audio import active_level, load_audio
 from asrkit.data.datadir import Utterance
 from asrkit.errors import AudioError, DataDirError
@@ -150,25 +149,3 @@ class GlobalCMVN:
     @classmethod
     def load(cls, path: str | Path) -> "GlobalCMVN":
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def spec_augment(feats: torch.Tensor, cfg: SpecAugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Frequency and time masks (Park et al., 2019) on a (T, F) normalised tensor; masks set to 0."""
-    if not cfg.enabled:
-        return feats
-    feats = feats.clone()
-    num_frames, dim = feats.shape
-
-    def randint(high: int) -> int:
-        return int(torch.randint(0, max(high, 1), (1,), generator=generator))
-
-    for _ in range(cfg.num_freq_masks):
-        width = randint(cfg.max_freq_width + 1)
-        start = randint(dim - width + 1)
-        feats[:, start:start + width] = 0.0
-    max_width = int(math.floor(cfg.max_time_ratio * num_frames))
-    for _ in range(cfg.num_time_masks):
-        width = randint(max_width + 1)
-        start = randint(num_frames - width + 1)
-        feats[start:start + width, :] = 0.0
-    return feats

@@ -12,8 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from asrkit.config import ModelConfig
-
-SOS_EOS = 0
+from asrkit.tokenizer import SOS_EOS
 
 
 class Attention(nn.Module):
@@ -92,6 +91,21 @@ class AttentionDecoder(nn.Module):
         if return_attention:
             return logits, torch.stack(attentions, 1)
         return logits
+
+    @torch.no_grad()
+    def score_sequences(self, enc: torch.Tensor, enc_lens, rows: list[int], tokens: list[list[int]]):
+        """log P(tokens[i] + <eos> | enc[rows[i]]) for every i, teacher-forced in one batch: a numpy
+        array (the ``SequenceScorer`` that ``asrkit.search.rescore.attention_rescore`` calls)."""
+        device = enc.device
+        index = torch.tensor(rows, device=device)
+        lens = torch.tensor([len(t) for t in tokens], device=device)
+        targets = torch.zeros((len(tokens), max(max(len(t) for t in tokens), 1)), dtype=torch.long, device=device)
+        for i, seq in enumerate(tokens):
+            targets[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        ys_in, ys_out = decoder_io(targets, lens)
+        enc_lens = torch.as_tensor(enc_lens, device=device)
+        logits = self(enc.index_select(0, index), enc_lens.index_select(0, index), ys_in)
+        return sequence_log_probs(logits, ys_out).cpu().numpy()
 
 
 def decoder_io(targets: torch.Tensor, target_lens: torch.Tensor, ignore_id: int = -1):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from asrkit.errors import DecodeError
+from asrkit.search.types import as_array
 
 
 @dataclass
@@ -32,39 +33,41 @@ class WordSpan:
     confidence: float  # geometric mean of its tokens' frame posteriors, in [0, 1]
 
 
-def forced_align(log_probs: torch.Tensor, tokens: list[int], blank_id: int = 0) -> tuple[list[TokenSpan], float]:
-    """Best CTC alignment of ``tokens`` to ``log_probs`` (T, V): the token spans and the path's log-probability.
+def forced_align(log_probs, tokens: list[int], blank_id: int = 0) -> tuple[list[TokenSpan], float]:
+    """Best CTC alignment of ``tokens`` to ``log_probs`` (T, V) (a numpy array or a torch tensor):
+    the token spans and the path's log-probability.
 
     Raises DecodeError when the label cannot fit (T shorter than the tokens plus
     the blanks needed between repeats).
     """
-    lp = log_probs.detach().float().cpu()
-    num_frames = lp.size(0)
-    if torch.isnan(lp).any():
+    lp = as_array(log_probs, np.float32)
+    num_frames = lp.shape[0]
+    if np.isnan(lp).any():
         raise DecodeError("log-probabilities contain NaN")
     needed = len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
     if needed > num_frames:
         raise DecodeError(f"{len(tokens)} tokens need {needed} frames, the utterance has {num_frames}")
     if not tokens:
         return [], float(lp[:, blank_id].sum())
-    states = torch.full((2 * len(tokens) + 1,), blank_id, dtype=torch.long)
-    states[1::2] = torch.tensor(tokens, dtype=torch.long)
-    num_states = states.numel()
+    states = np.full(2 * len(tokens) + 1, blank_id, dtype=np.int64)
+    states[1::2] = tokens
+    num_states = states.size
     # a skip from s-2 to s is allowed into a token that differs from the token two states back
-    can_skip = torch.zeros(num_states, dtype=torch.bool)
+    can_skip = np.zeros(num_states, dtype=bool)
     can_skip[3::2] = states[3::2] != states[1:-2:2]
-    neg_inf = torch.tensor(-math.inf)
-    score = torch.full((num_states,), -math.inf)
+    score = np.full(num_states, -math.inf, dtype=np.float32)
     score[0] = lp[0, blank_id]
     score[1] = lp[0, states[1]]
-    back = torch.zeros((num_frames, num_states), dtype=torch.int8)  # 0 stay, 1 step, 2 skip
+    back = np.zeros((num_frames, num_states), dtype=np.int8)  # 0 stay, 1 step, 2 skip
     emit = lp[:, states]  # (T, S)
+    moves = np.full((3, num_states), -math.inf, dtype=np.float32)
     for t in range(1, num_frames):
-        step = torch.cat([neg_inf.view(1), score[:-1]])
-        skip = torch.where(can_skip, torch.cat([neg_inf.expand(2), score[:-2]]), neg_inf)
-        best, choice = torch.stack([score, step, skip]).max(0)
-        back[t] = choice.to(torch.int8)
-        score = best + emit[t]
+        moves[0] = score
+        moves[1, 1:] = score[:-1]
+        moves[2, 2:] = np.where(can_skip[2:], score[:-2], -math.inf)
+        choice = moves.argmax(0)
+        back[t] = choice
+        score = moves[choice, np.arange(num_states)] + emit[t]
     # end in the last token or the final blank
     final = 2 * len(tokens) if score[-1] >= score[-2] else 2 * len(tokens) - 1
     total = float(score[final])

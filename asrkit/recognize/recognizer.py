@@ -1,4 +1,7 @@
-"""Loading a trained model from its checkpoint alone, and running it on audio or data dirs."""
+"""Loading a trained model from its checkpoint or export bundle alone, and running it on audio or data dirs.
+
+Torch-free: a checkpoint's model comes through ``asrkit.recognize.torch_backend``, imported only
+when a checkpoint is given, so that a bundle is transcribed with no PyTorch installed."""
 
 from __future__ import annotations
 
@@ -8,19 +11,15 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
-from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
-from asrkit.config import config_from_dict
 from asrkit.data.audio import input_warnings, read_audio, resample
 from asrkit.data.datadir import DataDir
 from asrkit.data.featstore import FeatureStore, compute_missing, is_foreign
-from asrkit.data.features import GlobalCMVN, compute_features
-from asrkit.errors import AudioError, CheckpointError, DataDirError, DecodeError, LmError
-from asrkit.model import build_model
+from asrkit.data.features import compute_features
+from asrkit.errors import AudioError, CheckpointError, DecodeError, LmError
 from asrkit.progress import track
 from asrkit.recognize.align import WordSpan, forced_align, word_spans
-from asrkit.recognize.bundle import OnnxBackend, OnnxDecoder, is_bundle, load_bundle
+from asrkit.recognize.bundle import OnnxBackend, is_bundle
 from asrkit.recognize.longform import split_on_silence
 from asrkit.search.ctc import search_batch
 from asrkit.search.lexicon import Lexicon
@@ -28,7 +27,7 @@ from asrkit.search.lm import ArpaLM, LmFusion
 from asrkit.search.options import SearchOptions
 from asrkit.search.rescore import attention_rescore
 from asrkit.search.types import Hypothesis
-from asrkit.tokenizer import Tokenizer, from_checkpoint
+from asrkit.tokenizer import Tokenizer
 
 
 @dataclass
@@ -50,39 +49,28 @@ class Recognizer:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         self._search_cache: dict = {}
-        self.backend: OnnxBackend | None = None
-        self.onnx_decoder: OnnxDecoder | None = None
-        if is_bundle(checkpoint):
-            self._load_bundle(Path(checkpoint))
-            return
-        self.path = resolve_checkpoint(checkpoint)
-        record = load_checkpoint(self.path)
-        try:
-            self.config = config_from_dict(record.config, str(self.path))
-            self.tokenizer = from_checkpoint(record)
-            self.cmvn = GlobalCMVN.from_dict(record.cmvn)
-            self.model = build_model(record.feat_dim, record.vocab_size, self.config.model)
-            self.model.load_state_dict(record.model_state)
-        except (DataDirError, CheckpointError) as exc:
-            raise CheckpointError(f"{self.path}: {exc}") from None
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{self.path}: incomplete or mismatched checkpoint ({str(exc).splitlines()[0][:160]})") from None
-        # trained on a feats.scp asrkit did not write (e.g. Kaldi's): it cannot make them from audio
-        self.external_features = record.features_external
-        if len(self.tokenizer) != self.model.vocab_size:
-            raise CheckpointError(f"{self.path}: token table has {len(self.tokenizer)} entries, model {self.model.vocab_size}")
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        if not Path(checkpoint).exists():  # before torch is needed to say so
+            raise CheckpointError(f"checkpoint {checkpoint} does not exist")
+        self.is_bundle = is_bundle(checkpoint)
+        if self.is_bundle:  # ONNX Runtime's CPU provider, whatever ``device`` says
+            self.backend = OnnxBackend.open(checkpoint)
+        else:
+            from asrkit.recognize.torch_backend import TorchBackend
 
-    def _load_bundle(self, path: Path) -> None:
-        bundle = load_bundle(path)
-        self.path, self.config, self.tokenizer, self.cmvn = path, bundle.config, bundle.tokenizer, bundle.cmvn
-        self.model, self.external_features, self.device = None, False, torch.device("cpu")
-        self.backend = OnnxBackend(bundle)
-        self.onnx_decoder = OnnxDecoder(bundle) if bundle.manifest.get("decoder") else None
-        if len(self.tokenizer) != int(bundle.manifest["vocab_size"]):
-            raise CheckpointError(f"{path}: token table has {len(self.tokenizer)} entries, the graph "
-                                  f"{bundle.manifest['vocab_size']}")
+            self.backend = TorchBackend(checkpoint, device)
+        self.path, self.config = self.backend.path, self.backend.config
+        self.tokenizer, self.cmvn = self.backend.tokenizer, self.backend.cmvn
+        self.external_features = self.backend.external_features
+
+    @property
+    def model(self):
+        """The torch model of a checkpoint (None for a bundle)."""
+        return self.backend.model
+
+    @property
+    def device(self):
+        """Where a checkpoint's model runs (a torch device; "cpu" for a bundle)."""
+        return getattr(self.backend, "device", "cpu")
 
     @property
     def has_decoder(self) -> bool:
@@ -91,17 +79,13 @@ class Recognizer:
     @property
     def decoder(self):
         """The attention decoder that rescoring calls: the torch module, or the bundle's graphs."""
-        return self.model.decoder if self.model is not None else self.onnx_decoder
+        return self.backend.decoder
 
-    def acoustic(self, feats: torch.Tensor, feat_lens: torch.Tensor):
-        """(log_probs (B, T', V), out_lens (B,), encoder output (B, T', D) or None) for CMVN-normalised
-        padded features (B, T, F) and lengths (B,): the torch model, or the bundle's graph (whose
-        encoder output comes only where it has a decoder to read it). The one seam between the two."""
-        if self.backend is not None:
-            log_probs, out_lens, enc = self.backend.run(feats.cpu().numpy(), feat_lens.cpu().numpy())
-            return torch.from_numpy(log_probs), torch.from_numpy(out_lens), None if enc is None else torch.from_numpy(enc)
-        enc, out_lens = self.model.encode(feats, feat_lens)
-        return self.model.ctc_log_probs(enc), out_lens, enc
+    def acoustic(self, feats: np.ndarray, feat_lens: np.ndarray):
+        """(log_probs (B, T', V) and out_lens (B,), numpy arrays; the encoder output, in the form the
+        decoder reads: a tensor, or a numpy array from a bundle) for CMVN-normalised padded
+        features (B, T, F) and lengths (B,): the one seam between a checkpoint and a bundle."""
+        return self.backend.run(feats, feat_lens)
 
     def lm_fusion(self, search: SearchOptions):
         """The LM scorer for ``search`` (None without --lm), loaded once per file and weights."""
@@ -145,21 +129,19 @@ class Recognizer:
         """Duration of one encoder frame (the CTC output rate)."""
         return self.config.feature.frame_shift_ms / 1000 * self.config.model.time_reduction
 
-    @torch.no_grad()
-    def log_probs(self, feats: np.ndarray) -> torch.Tensor:
+    def log_probs(self, feats: np.ndarray) -> np.ndarray:
         """CTC log-posteriors (T', V) of one utterance's raw (un-normalised) features."""
-        x = torch.from_numpy(self.cmvn(feats).astype(np.float32))[None].to(self.device)
-        log_probs, _, _ = self.acoustic(x, torch.tensor([x.size(1)], device=self.device))
-        return log_probs[0].float().cpu()
+        x = self.cmvn(feats).astype(np.float32)[None]
+        log_probs, out_lens, _ = self.acoustic(x, np.array([x.shape[1]]))
+        return log_probs[0, :int(out_lens[0])]
 
-    def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: torch.Tensor | None = None) -> list[WordSpan]:
+    def align_words(self, feats: np.ndarray, tokens: list[int], log_probs: np.ndarray | None = None) -> list[WordSpan]:
         """Word start/end times (seconds) and confidences: CTC forced alignment of ``tokens``
         (to ``log_probs`` when the model has already run on ``feats``)."""
         log_probs = self.log_probs(feats) if log_probs is None else log_probs
         spans, _ = forced_align(log_probs, tokens, self.tokenizer.blank_id)
         return word_spans(spans, self.tokenizer, self.seconds_per_frame)
 
-    @torch.no_grad()
     def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
                         batch_size: int = 32, keep_log_probs: list | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order.
@@ -173,12 +155,14 @@ class Recognizer:
         fusion, lexicon = self.word_resources(search)
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
         hyps: list[list[Hypothesis] | None] = [None] * len(feats)
-        kept: list[torch.Tensor | None] = [None] * len(feats)
+        kept: list[np.ndarray | None] = [None] * len(feats)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            tensors = [torch.from_numpy(self.cmvn(feats[i]).astype(np.float32)) for i in idx]
-            padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(self.device)
-            lens = torch.tensor([t.shape[0] for t in tensors], device=self.device)
+            matrices = [self.cmvn(feats[i]).astype(np.float32) for i in idx]
+            lens = np.array([m.shape[0] for m in matrices], dtype=np.int64)
+            padded = np.zeros((len(matrices), int(lens.max()), matrices[0].shape[1]), dtype=np.float32)
+            for row, matrix in enumerate(matrices):
+                padded[row, :len(matrix)] = matrix
             log_probs, out_lens, enc = self.acoustic(padded, lens)
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
                                  boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
@@ -188,7 +172,7 @@ class Recognizer:
             for row, (i, nbest) in enumerate(zip(idx, found)):
                 hyps[i] = nbest
                 if keep_log_probs is not None:
-                    kept[i] = log_probs[row, :int(out_lens[row])].float().cpu()
+                    kept[i] = log_probs[row, :int(out_lens[row])]
         if keep_log_probs is not None:
             keep_log_probs.extend(kept)
         return hyps  # type: ignore[return-value]
@@ -253,7 +237,7 @@ class Recognizer:
         if not files:
             return
         feats = [f for _, segments, _ in files for f in segments]
-        log_probs: list[torch.Tensor] = []
+        log_probs: list[np.ndarray] = []
         hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None)
         first = 0
         for key, segments, offsets in files:

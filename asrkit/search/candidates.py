@@ -7,63 +7,82 @@ lexicon (``shared_candidates``), split into word-start and other tokens under
 LM fusion with sentencepiece units (``split_candidates``), or the children of
 each prefix's lexicon trie node (``lexicon_candidates``, with the root's
 children chosen once per utterance by ``root_candidates``). Token pruning
-(``token_prune``, ``token_min_logp``) is applied by ``pruned``.
+(``token_prune``, ``token_min_logp``) is applied by ``pruned``. Arrays are
+numpy's; ``topk`` is the one selection they all use.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
 from asrkit.search.types import WordConstraint
 
 
-def pruned(values: torch.Tensor, frame: torch.Tensor, token_prune: int | None,
-            token_min_logp: float | None) -> torch.Tensor:
-    """``values`` (log-probs taken from ``frame`` (n, V), any shape (n, ...)) with -inf where the
+def topk(values: np.ndarray, k: int, axis: int = -1, ordered: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the ``k`` largest entries along ``axis``, best first when ``ordered``
+    (ties in index order); in any order otherwise (a partition, cheaper)."""
+    size = values.shape[axis]
+    if k >= size:
+        index = np.argsort(-values, axis=axis, kind="stable") if ordered else \
+            np.broadcast_to(np.arange(size).reshape([-1 if a == axis % values.ndim else 1
+                                                     for a in range(values.ndim)]), values.shape)
+    else:
+        index = np.argpartition(-values, k - 1, axis=axis)
+        index = np.take(index, np.arange(k), axis=axis)
+        if ordered:
+            inner = np.argsort(-np.take_along_axis(values, index, axis), axis=axis, kind="stable")
+            index = np.take_along_axis(index, inner, axis)
+    return np.take_along_axis(values, index, axis), index
+
+
+def pruned(values: np.ndarray, frame: np.ndarray, token_prune: int | None,
+           token_min_logp: float | None) -> np.ndarray:
+    """``values`` (log-probs taken from ``frame`` (n, V), shape (n, ...)) with -inf where the
     frame's pruning drops the token: outside its ``token_prune`` most probable, below ``token_min_logp``."""
-    if token_prune is not None and token_prune < frame.size(1):
-        values = values.masked_fill(values < frame.topk(token_prune, dim=1).values[:, -1:], -math.inf)
+    if token_prune is not None and token_prune < frame.shape[1]:
+        kth = -np.partition(-frame, token_prune - 1, axis=1)[:, token_prune - 1:token_prune]
+        values = np.where(values < kth, -math.inf, values)
     if token_min_logp is not None:
-        values = values.masked_fill(values < token_min_logp, -math.inf)
+        values = np.where(values < token_min_logp, -math.inf, values)
     return values
 
 
-def prune_frame(frame: torch.Tensor, blank_id: int, token_prune: int | None,
-                 token_min_logp: float | None) -> torch.Tensor:
+def prune_frame(frame: np.ndarray, blank_id: int, token_prune: int | None,
+                token_min_logp: float | None) -> np.ndarray:
     """A frame's token log-probs with -inf where a token may not extend a prefix: the blank and
     what pruning drops."""
-    allowed = pruned(frame.clone(), frame, token_prune, token_min_logp)
+    allowed = np.array(pruned(frame, frame, token_prune, token_min_logp))  # a copy
     allowed[:, blank_id] = -math.inf
     return allowed
 
 
-def token_log_probs(frame_pad: torch.Tensor, tokens: torch.Tensor, token_prune: int | None,
-                     token_min_logp: float | None) -> torch.Tensor:
+def token_log_probs(frame_pad: np.ndarray, tokens: np.ndarray, token_prune: int | None,
+                    token_min_logp: float | None) -> np.ndarray:
     """Log-probs of ``tokens`` (n, K) in a padded frame (n, V + 1), -inf where pruning drops them."""
-    return pruned(frame_pad.gather(1, tokens), frame_pad[:, :-1], token_prune, token_min_logp)
+    return pruned(np.take_along_axis(frame_pad, tokens, 1), frame_pad[:, :-1], token_prune, token_min_logp)
 
 
-def split_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
-                      token_min_logp: float | None, starts: torch.Tensor, num_starts: int):
+def split_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune: int | None,
+                     token_min_logp: float | None, starts: np.ndarray, num_starts: int):
     """Under LM fusion with word-start tokens: the ``limit`` best word-start tokens and the
     ``limit`` best others. A word-start token adds the score of the word it ends, the same for
     every such token of a prefix, so each class ranks as in ``shared_candidates``."""
     allowed = prune_frame(frame, blank_id, token_prune, token_min_logp)
     tokens, token_lp = [], []
-    vocab = frame.size(1)
+    vocab = frame.shape[1]
     for mask, size in ((starts[:-1], num_starts), (~starts[:-1], vocab - num_starts)):
-        count = min(size, limit)  # sizes known up front: no device sync per frame
+        count = min(size, limit)
         if count:
-            lp, tok = allowed.masked_fill(~mask, -math.inf).topk(count, dim=1)
+            lp, tok = topk(np.where(mask, allowed, -math.inf), count, axis=1)
             tokens.append(tok)
             token_lp.append(lp)
-    return torch.cat(tokens, 1)[:, None], torch.cat(token_lp, 1)[:, None], False
+    return np.concatenate(tokens, 1)[:, None], np.concatenate(token_lp, 1)[:, None], False
 
 
-def shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prune: int | None,
-                       token_min_logp: float | None, keep_id: int | None, all_tokens: torch.Tensor):
+def shared_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune: int | None,
+                      token_min_logp: float | None, keep_id: int | None):
     """Tokens that may extend the prefixes of each utterance at this frame, the same for all of them.
 
     frame: (n, V). Only the ``limit`` (2·beam+2) most probable tokens can extend a prefix into
@@ -76,47 +95,48 @@ def shared_candidates(frame: torch.Tensor, limit: int, blank_id: int, token_prun
     n, vocab = frame.shape
     if keep_id is not None:  # the others by rank, the separator in a column of its own
         allowed = prune_frame(frame, blank_id, token_prune, token_min_logp)
-        others = torch.cat([allowed[:, :keep_id], allowed[:, keep_id + 1:]], 1)  # no column twice
-        token_lp, tokens = others.topk(min(vocab - 1, limit), dim=1)
-        tokens += tokens >= keep_id
-        tokens = torch.cat([tokens, torch.full((n, 1), keep_id, dtype=tokens.dtype, device=tokens.device)], 1)
-        token_lp = torch.cat([token_lp, allowed[:, keep_id, None]], 1)
+        others = np.concatenate([allowed[:, :keep_id], allowed[:, keep_id + 1:]], 1)  # no column twice
+        token_lp, tokens = topk(others, min(vocab - 1, limit), axis=1)
+        tokens = tokens + (tokens >= keep_id)
+        tokens = np.concatenate([tokens, np.full((n, 1), keep_id, dtype=tokens.dtype)], 1)
+        token_lp = np.concatenate([token_lp, allowed[:, keep_id, None]], 1)
         return tokens[:, None], token_lp[:, None], False
     width = min(vocab, token_prune or vocab, limit)
     if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
         width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
     if width < vocab:
-        token_lp, tokens = frame.topk(width, dim=1)
+        token_lp, tokens = topk(frame, width, axis=1)
     else:
-        tokens, token_lp = all_tokens[:n], frame
-    token_lp = token_lp.masked_fill(tokens == blank_id, -math.inf)
+        tokens, token_lp = np.broadcast_to(np.arange(vocab), (n, vocab)), frame
+    token_lp = np.where(tokens == blank_id, -math.inf, token_lp)
     if token_min_logp is not None:
-        token_lp.masked_fill_(token_lp < token_min_logp, -math.inf)
+        token_lp = np.where(token_lp < token_min_logp, -math.inf, token_lp)
     return tokens[:, None], token_lp[:, None], width == vocab
 
 
-def lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, limit: int,
-                        blank_id: int, token_prune: int | None, token_min_logp: float | None,
-                        space_id: int | None, starts: torch.Tensor | None):
+def lexicon_candidates(frame: np.ndarray, lexicon: WordConstraint, nodes: np.ndarray, limit: int,
+                       blank_id: int, token_prune: int | None, token_min_logp: float | None,
+                       space_id: int | None, starts: np.ndarray | None):
     """Tokens that may legally extend each prefix: the children of its trie node (the ``limit``
     most probable of them, as in ``shared_candidates``), and the separator when the node ends a
     word; with word-start tokens, the children of the root (the first tokens of the words) where
     the node ends a word or no word has begun. frame: (n, V); nodes: (n, K). Returns tokens,
     log-probs and next nodes, each (n, K, w)."""
     n, beam = nodes.shape
-    allowed = torch.nn.functional.pad(prune_frame(frame, blank_id, token_prune, token_min_logp), (0, 1),
-                                      value=-math.inf)  # the last column is the padding token's
+    allowed = np.pad(prune_frame(frame, blank_id, token_prune, token_min_logp), ((0, 0), (0, 1)),
+                     constant_values=-math.inf)  # the last column is the padding token's
 
-    def legal(at: torch.Tensor, closed: torch.Tensor | None):
+    def legal(at: np.ndarray, closed: np.ndarray | None):
         tokens, next_nodes = lexicon.children(at)
-        token_lp = allowed.gather(1, tokens.view(n, -1)).view(tokens.shape)
+        token_lp = np.take_along_axis(allowed, tokens.reshape(n, -1), 1).reshape(tokens.shape)
         if closed is not None:  # a padding column, so that no row holds a token twice (merging finds one)
-            token_lp = token_lp.masked_fill(closed[:, :, None], -math.inf)
-            tokens = tokens.masked_fill(closed[:, :, None], lexicon.pad_token)
-            next_nodes = next_nodes.masked_fill(closed[:, :, None], 0)
-        if tokens.size(2) > limit:
-            token_lp, column = token_lp.topk(limit, dim=2)
-            tokens, next_nodes = tokens.gather(2, column), next_nodes.gather(2, column)
+            shut = closed[:, :, None]
+            token_lp = np.where(shut, -math.inf, token_lp)
+            tokens = np.where(shut, lexicon.pad_token, tokens)
+            next_nodes = np.where(shut, 0, next_nodes)
+        if tokens.shape[2] > limit:
+            token_lp, column = topk(token_lp, limit, axis=2)
+            tokens, next_nodes = np.take_along_axis(tokens, column, 2), np.take_along_axis(next_nodes, column, 2)
         return tokens, token_lp, next_nodes
 
     if starts is None:
@@ -125,33 +145,31 @@ def lexicon_candidates(frame: torch.Tensor, lexicon: WordConstraint, nodes: torc
         at_root = nodes == 0
         inner = legal(nodes, at_root)
         fresh = root_candidates(allowed, lexicon, nodes, ~(at_root | lexicon.is_word(nodes)), limit)
-        tokens, token_lp, next_nodes = (torch.cat([a, b], 2) for a, b in zip(inner, fresh))
+        tokens, token_lp, next_nodes = (np.concatenate([a, b], 2) for a, b in zip(inner, fresh))
     if space_id is not None:
-        space_lp = allowed[:, space_id, None].expand(n, beam).masked_fill(~lexicon.is_word(nodes), -math.inf)
-        tokens = torch.cat([tokens, torch.full((n, beam, 1), space_id, dtype=tokens.dtype, device=tokens.device)], 2)
-        token_lp = torch.cat([token_lp, space_lp[:, :, None]], 2)
-        next_nodes = torch.cat([next_nodes, torch.zeros_like(next_nodes[:, :, :1])], 2)
+        space_lp = np.where(lexicon.is_word(nodes), allowed[:, space_id, None], -math.inf)
+        tokens = np.concatenate([tokens, np.full((n, beam, 1), space_id, dtype=tokens.dtype)], 2)
+        token_lp = np.concatenate([token_lp, space_lp[:, :, None]], 2)
+        next_nodes = np.concatenate([next_nodes, np.zeros_like(next_nodes[:, :, :1])], 2)
     return tokens, token_lp, next_nodes
 
 
-def root_candidates(allowed: torch.Tensor, lexicon: WordConstraint, nodes: torch.Tensor, closed: torch.Tensor,
-                     limit: int):
+def root_candidates(allowed: np.ndarray, lexicon: WordConstraint, nodes: np.ndarray, closed: np.ndarray,
+                    limit: int):
     """The first tokens of the lexicon's words, the ``limit`` best of each utterance's frame, for
     every prefix (padding where ``closed``): the same for all the prefixes of an utterance, so
     chosen once per utterance, not per prefix (a large lexicon has thousands of first pieces)."""
     n, beam = nodes.shape
-    tokens, next_nodes = lexicon.children(torch.zeros(1, dtype=torch.long, device=nodes.device))
-    tokens, next_nodes = tokens.expand(n, -1), next_nodes.expand(n, -1)
-    token_lp = allowed.gather(1, tokens)
-    if tokens.size(1) > limit:
-        token_lp, column = token_lp.topk(limit, dim=1)
-        tokens, next_nodes = tokens.gather(1, column), next_nodes.gather(1, column)
-    shape = (n, beam, tokens.size(1))
+    tokens, next_nodes = lexicon.children(np.zeros(1, dtype=np.int64))
+    tokens, next_nodes = np.broadcast_to(tokens, (n, tokens.shape[1])), np.broadcast_to(next_nodes, (n, tokens.shape[1]))
+    token_lp = np.take_along_axis(allowed, tokens, 1)
+    if tokens.shape[1] > limit:
+        token_lp, column = topk(token_lp, limit, axis=1)
+        tokens, next_nodes = np.take_along_axis(tokens, column, 1), np.take_along_axis(next_nodes, column, 1)
     shut = closed[:, :, None]
-    return (tokens[:, None].expand(shape).masked_fill(shut, lexicon.pad_token),
-            token_lp[:, None].expand(shape).masked_fill(shut, -math.inf),
-            next_nodes[:, None].expand(shape).masked_fill(shut, 0))
+    return (np.where(shut, lexicon.pad_token, tokens[:, None]), np.where(shut, -math.inf, token_lp[:, None]),
+            np.where(shut, 0, next_nodes[:, None]))
 
 
 __all__ = ["lexicon_candidates", "prune_frame", "pruned", "root_candidates", "shared_candidates",
-           "split_candidates", "token_log_probs"]
+           "split_candidates", "token_log_probs", "topk"]

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import torch
-
 from asrkit.search.greedy import greedy_search
 from asrkit.search.options import SearchOptions
 from asrkit.search.prefix import prefix_beam_search
 from asrkit.search.types import Hypothesis, WordConstraint, WordScorer
 
 
-def search_batch(log_probs: torch.Tensor, lengths: torch.Tensor, options: SearchOptions, *, blank_id: int = 0,
+def search_batch(log_probs, lengths, options: SearchOptions, *, blank_id: int = 0,
                  boundary=None, lm: WordScorer | None = None,
                  lexicon: WordConstraint | None = None) -> list[list[Hypothesis]]:
-    """The search ``options`` names over log_probs (B, T, V) with lengths (B,): per utterance its
+    """The search ``options`` names over log_probs (B, T, V) with lengths (B,) (numpy arrays or torch
+    tensors): per utterance its
     hypotheses, best first (one for greedy; ``options.beam_keeps`` for beam and rescore).
 
     ``boundary`` is the tokenizer's word boundary (``Tokenizer.boundary``: a separator token or

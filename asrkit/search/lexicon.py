@@ -4,7 +4,7 @@ A lexicon file has one word per line, the word first and anything after it
 ignored, so a pronunciation dictionary works as it is: CMU/Sphinx ``.dic``
 (``WORD(2)`` alternative pronunciations count once), Kaldi ``lexicon.txt``, or a
 plain word list. ``Lexicon`` turns the spellable words into a trie of token ids
-kept as tensors: the search follows one trie node per prefix, and the tokens
+kept as arrays: the search follows one trie node per prefix, and the tokens
 that may extend a prefix are that node's children (plus the word separator,
 or the first tokens of the words, when the node ends a word). Each word is
 spelt by the model's tokenizer (``spell``): its characters, or the pieces the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from asrkit.errors import DecodeError
 from asrkit.tokenizer import Tokenizer
@@ -51,7 +51,7 @@ def read_lexicon(path: str | Path) -> list[str]:
 
 
 class Lexicon:
-    """The words a hypothesis may contain, as a trie of token ids held in tensors.
+    """The words a hypothesis may contain, as a trie of token ids held in numpy arrays.
 
     Node 0 is the empty word. ``children(nodes)`` gives, for a batch of nodes,
     the tokens that may follow (padded with ``pad_token``, the vocabulary size)
@@ -89,31 +89,22 @@ class Lexicon:
         self.size = len(ends)
         self.pad_token = len(tokenizer)
         width = max(len(c) for c in children)
-        tokens = torch.full((len(children), width), self.pad_token, dtype=torch.long)
-        nodes = torch.zeros((len(children), width), dtype=torch.long)
+        self._tokens = np.full((len(children), width), self.pad_token, dtype=np.int64)
+        self._nodes = np.zeros((len(children), width), dtype=np.int64)
         for node, table in enumerate(children):
             for column, (token, child) in enumerate(sorted(table.items())):
-                tokens[node, column], nodes[node, column] = token, child
-        self._tables = {"tokens": tokens, "nodes": nodes,
-                        "ends": torch.tensor([n in ends for n in range(len(children))])}
-        self._on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
+                self._tokens[node, column], self._nodes[node, column] = token, child
+        self._ends = np.array([n in ends for n in range(len(children))], dtype=bool)
 
     @classmethod
     def load(cls, path: str | Path, tokenizer: Tokenizer) -> "Lexicon":
         return cls(read_lexicon(path), tokenizer, f"lexicon {path}")
 
-    def _on(self, device: torch.device) -> dict[str, torch.Tensor]:
-        tables = self._on_device.get(device)
-        if tables is None:  # copied to the search's device once, not at every frame
-            tables = self._on_device[device] = {k: v.to(device) for k, v in self._tables.items()}
-        return tables
-
-    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def children(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, next nodes), each ``nodes.shape + (C,)``: what may follow each node (padding:
         ``pad_token`` leading to node 0)."""
-        tables = self._on(nodes.device)
-        return tables["tokens"][nodes], tables["nodes"][nodes]
+        return self._tokens[nodes], self._nodes[nodes]
 
-    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
+    def is_word(self, nodes: np.ndarray) -> np.ndarray:
         """Whether each node ends a lexicon word."""
-        return self._on(nodes.device)["ends"][nodes]
+        return self._ends[nodes]

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
 
-import torch
+import numpy as np
 
 from asrkit.errors import LmError
 from asrkit.search.arpa import BOS, EOS, UNK, ArpaLM
@@ -49,8 +49,8 @@ class LmFusion:
             keys.append(sequence_key(tokens))
             ids.append(word_id)
         order = sorted(range(len(keys)), key=keys.__getitem__)
-        self._keys = torch.tensor([keys[i] for i in order] or [-1], dtype=torch.long)
-        self._ids = torch.tensor([ids[i] for i in order] or [-1], dtype=torch.long)
+        self._keys = np.array([keys[i] for i in order] or [-1], dtype=np.int64)
+        self._ids = np.array([ids[i] for i in order] or [-1], dtype=np.int64)
         self._states: list[tuple[int, ...]] = []
         self._state_ids: dict[tuple[int, ...], int] = {}
         self._memo: dict[tuple[int, int], tuple[float, int]] = {}
@@ -64,12 +64,12 @@ class LmFusion:
             self._states.append(history)
         return state
 
-    def _word_ids(self, word_keys: torch.Tensor) -> torch.Tensor:
-        keys = word_keys.cpu()
-        position = torch.searchsorted(self._keys, keys).clamp(max=len(self._keys) - 1)
+    def _word_ids(self, word_keys: np.ndarray) -> np.ndarray:
+        keys = np.asarray(word_keys, dtype=np.int64)
+        position = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         found = self._keys[position] == keys
         unknown = self.lm.unk if self.lm.unk is not None else -1
-        return torch.where(found, self._ids[position], unknown)
+        return np.where(found, self._ids[position], unknown)
 
     def _step(self, state: int, word: int) -> tuple[float, int]:
         item = self._memo.get((state, word))
@@ -78,18 +78,18 @@ class LmFusion:
             item = self._memo[(state, word)] = (self.weight * LN10 * logp + self.bonus, self._state(history))
         return item
 
-    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def word_scores(self, states: np.ndarray, word_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         words = self._word_ids(word_keys).tolist()
-        scored = [self._step(s, w) for s, w in zip(states.tolist(), words)]  # memoised: a dict lookup each
-        delta = torch.tensor([d for d, _ in scored], dtype=torch.float32)
-        nxt = torch.tensor([n for _, n in scored], dtype=torch.long)
-        return delta.to(states.device), nxt.to(states.device)
+        scored = [self._step(s, w) for s, w in zip(np.asarray(states).tolist(), words)]  # memoised: a dict lookup
+        delta = np.array([d for d, _ in scored], dtype=np.float32)
+        nxt = np.array([n for _, n in scored], dtype=np.int64)
+        return delta, nxt
 
-    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
+    def final_scores(self, states: np.ndarray, word_keys: np.ndarray) -> np.ndarray:
         words = self._word_ids(word_keys).tolist()
         out = []
         eos = self.lm.eos if self.lm.eos is not None else -1
-        for state, key, word in zip(states.tolist(), word_keys.tolist(), words):
+        for state, key, word in zip(np.asarray(states).tolist(), np.asarray(word_keys).tolist(), words):
             total = 0.0
             if key != 0:
                 delta, state = self._step(state, word)
@@ -98,7 +98,7 @@ class LmFusion:
                 logp, _ = self.lm.score(self._states[state], eos)
                 total += self.weight * LN10 * logp
             out.append(total)
-        return torch.tensor(out, dtype=torch.float32, device=states.device)
+        return np.array(out, dtype=np.float32)
 
 
 def build_arpa(sentences: Iterable[list[str]], order: int = 3) -> str:

@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Protocol
 
-from asrkit.model.decoder import decoder_io, sequence_log_probs
+import numpy as np
+
 from asrkit.search.types import Hypothesis
 
 
-@torch.no_grad()
-def attention_rescore(decoder: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor,
-                      nbest: list[list[Hypothesis]], ctc_weight: float = 0.5,
-                      max_rows: int = 256) -> list[list[Hypothesis]]:
+class SequenceScorer(Protocol):
+    """What rescoring asks of an attention decoder: the torch module
+    (``asrkit.model.decoder.AttentionDecoder``) or an export bundle's graphs
+    (``asrkit.recognize.bundle.OnnxDecoder``), each reading the encoder output it was given."""
+
+    def score_sequences(self, enc, enc_lens, rows: list[int], tokens: list[list[int]]) -> np.ndarray:
+        """log P(tokens[i] + <eos> | enc[rows[i]]) for every i."""
+
+
+def attention_rescore(decoder: SequenceScorer, enc, enc_lens, nbest: list[list[Hypothesis]],
+                      ctc_weight: float = 0.5, max_rows: int = 256) -> list[list[Hypothesis]]:
     """Rerank each utterance's CTC n-best with the attention decoder (as WeNet's attention_rescoring).
 
-    enc: (B, T, D) and enc_lens: (B,), the encoder output computed once; nbest[b]
-    the hypotheses of utterance b. Every hypothesis is scored under teacher
-    forcing, all of them in one batch (``max_rows`` at a time):
-    ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score``.
+    enc: (B, T, D) and enc_lens: (B,), the encoder output computed once, in the form the decoder
+    reads (a torch tensor for the torch decoder, a numpy array for a bundle's); nbest[b] the
+    hypotheses of utterance b. Every hypothesis is scored under teacher forcing, ``max_rows``
+    at a time: ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score``.
     """
     rows = [(b, hyp) for b, hyps in enumerate(nbest) for hyp in hyps]
     att_scores: list[float] = []
     for start in range(0, len(rows), max_rows):
         chunk = rows[start:start + max_rows]
-        index = torch.tensor([b for b, _ in chunk], device=enc.device)
-        lens = torch.tensor([len(h.tokens) for _, h in chunk], device=enc.device)
-        targets = torch.zeros((len(chunk), max(int(lens.max()), 1)), dtype=torch.long, device=enc.device)
-        for i, (_, hyp) in enumerate(chunk):
-            targets[i, :len(hyp.tokens)] = torch.tensor(hyp.tokens, dtype=torch.long)
-        ys_in, ys_out = decoder_io(targets, lens)
-        logits = decoder(enc.index_select(0, index), enc_lens.index_select(0, index), ys_in)
-        att_scores.extend(sequence_log_probs(logits, ys_out).tolist())
+        scores = decoder.score_sequences(enc, enc_lens, [b for b, _ in chunk], [h.tokens for _, h in chunk])
+        att_scores.extend(np.asarray(scores, dtype=np.float64).tolist())
     results: list[list[Hypothesis]] = [[] for _ in nbest]
     for (b, hyp), att in zip(rows, att_scores):
         ctc = hyp.ctc_score if hyp.ctc_score is not None else hyp.score
@@ -41,4 +43,4 @@ def attention_rescore(decoder: torch.nn.Module, enc: torch.Tensor, enc_lens: tor
     return results
 
 
-__all__ = ["attention_rescore"]
+__all__ = ["SequenceScorer", "attention_rescore"]

@@ -2,7 +2,8 @@
 and the keys that identify a token sequence.
 
 ``Hypothesis`` is the result of every search (greedy, prefix beam, rescoring);
-``check_log_probs`` validates their common input; ``WordConstraint`` (a lexicon
+``as_array`` takes their input (numpy arrays, or a model's torch tensors) and
+``check_log_probs`` validates it; ``WordConstraint`` (a lexicon
 trie, ``asrkit.search.lexicon.Lexicon``) and ``WordScorer`` (a word LM,
 ``asrkit.search.lm.LmFusion``) are what the prefix beam search needs from the
 word-level parts; ``extend_key`` and ``sequence_key`` hash a token sequence the
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import torch
+import numpy as np
 
 from asrkit.errors import DecodeError
 
@@ -29,14 +30,26 @@ class Hypothesis:
     att_score: float | None = None  # log P(tokens + <eos>) under the attention decoder (rescoring)
 
 
-def check_log_probs(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
-    if log_probs.dim() != 3 or lengths.dim() != 1 or lengths.numel() != log_probs.size(0):
+def as_array(values, dtype=None) -> np.ndarray:
+    """``values`` as a numpy array: a numpy array or a list as it is, a torch tensor detached and
+    copied to the CPU (floats as float32), so that a model's output goes straight into a search.
+    Tensors are recognised by their methods: this package never imports torch."""
+    if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
+        values = values.detach()
+        if values.is_floating_point():
+            values = values.float()
+        values = values.cpu().numpy()
+    return np.asarray(values, dtype=dtype)
+
+
+def check_log_probs(log_probs: np.ndarray, lengths: np.ndarray) -> None:
+    if log_probs.ndim != 3 or lengths.ndim != 1 or lengths.size != log_probs.shape[0]:
         raise DecodeError(f"log-probabilities must be (B, T, V) with (B,) lengths, got {tuple(log_probs.shape)} "
                           f"and {tuple(lengths.shape)}")
-    if torch.isnan(log_probs).any():
+    if np.isnan(log_probs).any():
         raise DecodeError("log-probabilities contain NaN")
-    if lengths.numel() and (int(lengths.max()) > log_probs.size(1) or int(lengths.min()) < 0):
-        raise DecodeError(f"lengths must lie in [0, {log_probs.size(1)}]")
+    if lengths.size and (int(lengths.max()) > log_probs.shape[1] or int(lengths.min()) < 0):
+        raise DecodeError(f"lengths must lie in [0, {log_probs.shape[1]}]")
 
 
 # Prefixes are identified by a polynomial hash of their tokens modulo a prime
@@ -49,7 +62,7 @@ _NO_PREFIX, _NO_PARENT, _ROOT_PARENT = -1, -2, -3
 
 
 def extend_key(key, token):
-    """Key of a token sequence with ``token`` appended (ints or int64 tensors); the empty sequence is 0."""
+    """Key of a token sequence with ``token`` appended (ints or int64 arrays); the empty sequence is 0."""
     return (key * _BASE + (token + 1)) % _MODULUS
 
 
@@ -62,14 +75,14 @@ def sequence_key(tokens) -> int:
 
 class WordConstraint(Protocol):
     """What ``prefix_beam_search`` needs from a lexicon (see ``asrkit.search.lexicon.Lexicon``): a trie
-    of token ids, one node per prefix's word being spelt (node 0: no letter yet)."""
+    of token ids, one node per prefix's word being spelt (node 0: no letter yet); numpy int64 arrays."""
 
     pad_token: int  # the token id that pads ``children`` rows (the vocabulary size)
 
-    def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def children(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, next nodes) of shape ``nodes.shape + (C,)``: what may follow each node."""
 
-    def is_word(self, nodes: torch.Tensor) -> torch.Tensor:
+    def is_word(self, nodes: np.ndarray) -> np.ndarray:
         """Whether each node ends an allowed word."""
 
 
@@ -80,8 +93,8 @@ class WordScorer(Protocol):
     word_starts: tuple[bool, ...] | None  # per token, whether it begins a word (sentencepiece); neither: one word
     start_state: int
 
-    def word_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For 1-D ``states`` and ``word_keys`` (nonzero): (weight * ln P(word | state) + bonus, next states)."""
+    def word_scores(self, states: np.ndarray, word_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For 1-D int64 ``states`` and ``word_keys`` (nonzero): (weight * ln P(word | state) + bonus, next states)."""
 
-    def final_scores(self, states: torch.Tensor, word_keys: torch.Tensor) -> torch.Tensor:
+    def final_scores(self, states: np.ndarray, word_keys: np.ndarray) -> np.ndarray:
         """Score of ending the sentence: the pending word (key 0: none) and then </s>."""

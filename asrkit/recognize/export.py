@@ -1,0 +1,112 @@
+"""``asrkit export``: a trained model as a bundle, the folder that ONNX Runtime runs without PyTorch
+(read by ``asrkit.recognize.bundle``).
+
+``export_bundle`` turns a checkpoint into a self-contained folder::
+
+    encoder.onnx    features and lengths in, CTC log-probs and lengths out (asrkit.model.onnx), and
+                    the encoder output where the model has an attention decoder
+    decoder_keys.onnx, decoder_step.onnx
+                    the attention decoder (one teacher-forced step; ``OnnxDecoder`` loops), if any
+    tokens.txt      the token table (and tokenizer.model for sentencepiece units)
+    cmvn.json       global CMVN statistics
+    config.yaml     the run's config (the feature config is what audio goes through)
+    manifest.json   format and version, the versions that wrote it, the sha256 of every file,
+                    the frame rate, the shortest input the graph takes
+
+It is written in a temporary folder beside ``--out`` and renamed at the end, so
+an interrupted export leaves no half bundle. ``load_bundle`` checks the
+manifest (format, version, every file and its sha256) before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from asrkit import __version__
+from asrkit.checkpoint import load_checkpoint, resolve_checkpoint
+from asrkit.config import ExperimentConfig, config_from_dict, save_config
+from asrkit.data.features import GlobalCMVN
+from asrkit.digest import file_digest
+from asrkit.errors import CheckpointError
+from asrkit.model import build_model
+from asrkit.model.onnx import OPSET, export_ctc, export_decoder, min_input_frames
+from asrkit.recognize.bundle import FORMAT, MANIFEST, VERSION
+from asrkit.tokenizer import from_checkpoint
+
+QUANTIZE = ("int8",)
+
+
+def export_bundle(checkpoint: str | Path, out: str | Path, opset: int = OPSET, quantize: str | None = None) -> Path:
+    """Write the bundle of ``checkpoint`` (an exp dir or a .pt file) to ``out`` (which must not exist)."""
+    if quantize is not None and quantize not in QUANTIZE:
+        raise CheckpointError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    out = Path(out)
+    if out.exists():
+        raise CheckpointError(f"{out} exists; export writes a new folder (remove it or choose another --out)")
+    source = resolve_checkpoint(checkpoint)
+    record = load_checkpoint(source)
+    if record.features_external:
+        raise CheckpointError(f"{source} was trained on foreign features (a feats.scp asrkit did not write); a "
+                              "bundle computes its features from audio, which this model never saw")
+    cfg = config_from_dict(record.config, str(source))
+    model = build_model(record.feat_dim, record.vocab_size, cfg.model)
+    model.load_state_dict(record.model_state)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        graphs = [export_ctc(model, tmp / "encoder.onnx", opset)]
+        if model.decoder is not None:
+            graphs += export_decoder(model, tmp, opset)
+        if quantize == "int8":
+            for graph in graphs:
+                _quantize(graph)
+        from_checkpoint(record).save(tmp)
+        GlobalCMVN.from_dict(record.cmvn).save(tmp / "cmvn.json")
+        save_config(cfg, tmp / "config.yaml")
+        _write_manifest(tmp, cfg, record, min_input_frames(model), opset, quantize, source)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _quantize(path: Path) -> None:
+    """Dynamic int8 quantization of the graph's matrix products (weights int8, activations on the fly)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.rename(fp32)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the graph is for convolutional image models
+    try:
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    fp32.unlink()
+
+
+def _write_manifest(folder: Path, cfg: ExperimentConfig, record, min_frames: int, opset: int,
+                    quantize: str | None, source: Path) -> None:
+    import onnx
+    import onnxruntime
+    import torch
+
+    files = {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    manifest = {
+        "format": FORMAT, "version": VERSION, "asrkit": __version__, "torch": torch.__version__,
+        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset, "quantize": quantize,
+        "source": str(source), "feat_dim": record.feat_dim, "vocab_size": record.vocab_size,
+        "seconds_per_frame": cfg.feature.frame_shift_ms / 1000 * cfg.model.time_reduction,
+        "min_frames": min_frames, "decoder": "decoder_step.onnx" in files, "files": files,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+__all__ = ["QUANTIZE", "export_bundle"]
