@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,21 @@ def test_search_batch_runs_the_search_its_options_name():
     boundary = CharTokenizer(["<blank>", "<unk>", "<space>", "a", "b", "c"]).boundary
     spaced = search_batch(lp, lengths, SearchOptions(mode="beam", beam=5, nbest=3), boundary=boundary)
     assert spaced == prefix_beam_search(lp, lengths, beam=5, nbest=3, space_id=2)
+
+
+def test_top_columns_picks_each_rows_k_largest_with_ties_and_minus_infinity():
+    """The beam's pruning selection: exactly k distinct columns per row holding the row's k largest
+    values, also where the k-th value ties (integers) and where most entries are -inf."""
+    from asrkit.search.candidates import top_columns
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        rows, size = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        k = int(rng.integers(1, size + 1))
+        values = rng.integers(-3, 3, (rows, size)).astype(np.float32)
+        values[rng.random((rows, size)) < rng.random()] = -np.inf
+        chosen = top_columns(values, k)
+        assert chosen.shape == (rows, k)
+        for row in range(rows):
+            assert len(set(chosen[row].tolist())) == k
+            assert np.array_equal(np.sort(values[row, chosen[row]]), np.sort(values[row])[size - k:])

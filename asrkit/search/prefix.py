@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from asrkit.errors import DecodeError
-from asrkit.search.candidates import lexicon_candidates, shared_candidates, split_candidates, token_log_probs, topk
+from asrkit.search.candidates import (
+    lexicon_candidates,
+    shared_candidates,
+    split_candidates,
+    token_log_probs,
+    top_columns,
+    topk,
+)
 from asrkit.search.options import check_beam
 from asrkit.search.types import (
     _NO_PARENT,
@@ -122,7 +129,8 @@ class _Frame:
 
 
 def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(values, index, 1)
+    """``values[r, index[r, j]]`` for (n, ·) arrays (``take_along_axis`` on axis 1, with less overhead)."""
+    return values[np.arange(len(values))[:, None], index]
 
 
 def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) -> _Frame:
@@ -206,7 +214,9 @@ def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: np.nda
     """Keep the ``beam`` best candidates of each running utterance and write them into its beam
     (and their back-pointers into this frame's rows of ``back_slot``/``back_token``)."""
     K, width = opts.beam, frm.tokens.shape[2]
-    top, index = topk(frm.ranked(), K, axis=1, ordered=False)  # the order inside a beam does not matter
+    ranked = frm.ranked()
+    index = top_columns(ranked, K)  # the order inside a beam does not matter
+    top = _take(ranked, index)
     is_stay = index < K
     ext_index = np.maximum(index - K, 0)
     src = np.where(is_stay, index, ext_index // width)
