@@ -15,6 +15,7 @@ per-operation cost is a fraction of torch's, which is what a frame of small
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -118,19 +119,25 @@ class _Frame:
     next_node: np.ndarray | None = None  # (n, K, width) with a lexicon
     word_delta: np.ndarray | None = None  # (n, K): LM score of ending the pending word (with an LM)
     word_next: np.ndarray | None = None
+    ranked_ctc: np.ndarray | None = None  # (n, K + K·width): stays, then extensions (ext_ctc is a view)
     stay_lm: np.ndarray | None = None  # what the pruning ranks with an LM: stays and extensions
-    ext_lm: np.ndarray | None = None  # with their LM scores (without: the CTC scores)
+    ext_lm: np.ndarray | None = None  # with their LM scores
 
     def ranked(self) -> np.ndarray:
         """(n, K + K·width): the scores the pruning ranks, stays first."""
         if self.stay_lm is not None:
             return np.concatenate([self.stay_lm, self.ext_lm], 1)
-        return np.concatenate([np.logaddexp(self.stay_blank, self.stay_token), self.ext_ctc], 1)
+        return self.ranked_ctc
+
+
+@functools.lru_cache(maxsize=64)
+def _rows(n: int) -> np.ndarray:
+    return np.arange(n)[:, None]
 
 
 def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``values[r, index[r, j]]`` for (n, ·) arrays (``take_along_axis`` on axis 1, with less overhead)."""
-    return values[np.arange(len(values))[:, None], index]
+    return values[_rows(len(values)), index]
 
 
 def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) -> _Frame:
@@ -139,7 +146,7 @@ def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) ->
 
     frame_pad: (n, V + 1), the last column -inf (the "last token" of the empty prefix).
     """
-    vocab = opts.vocab
+    vocab, beam = opts.vocab, opts.beam
     frame = frame_pad[:, :vocab]
     pb, pt, lst = beams.p_blank[:n], beams.p_token[:n], beams.last[:n]
     total = np.logaddexp(pb, pt)
@@ -158,14 +165,27 @@ def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) ->
                                                          opts.blank_id, opts.token_prune, opts.token_min_logp,
                                                          opts.space_id, opts.starts)
         full = False
-    is_repeat = tokens == lst[:, :, None]  # a repeat is a new label only after a blank
-    ext3 = np.where(is_repeat, pb[:, :, None], total[:, :, None]) + token_lp  # (n, K, width), a new array
+    width = tokens.shape[2]
+    ranked = np.empty((n, beam + beam * width), np.float32)  # what the pruning ranks: stays, then extensions
+    ext3 = ranked[:, beam:].reshape(n, beam, width)  # a view: written in place, merging too
+    if full:  # every token a column, in order: a prefix's repeat is the column of its last token
+        np.add(total[:, :, None], token_lp, out=ext3)
+        rows, slots = np.nonzero(lst < vocab)
+        ext3[rows, slots, lst[rows, slots]] = pb[rows, slots] + token_lp[rows, 0, lst[rows, slots]]
+        is_repeat = None
+    else:
+        is_repeat = tokens == lst[:, :, None]  # a repeat is a new label only after a blank
+        np.add(np.where(is_repeat, pb[:, :, None], total[:, :, None]), token_lp, out=ext3)
     if opts.space_id is not None and opts.lexicon is None:  # (with a lexicon: node 0 is no word)
         no_space = (lst == vocab) | (lst == opts.space_id)
-        ext3[np.broadcast_to((tokens == opts.space_id) & no_space[:, :, None], ext3.shape)] = -math.inf
-    ext = ext3.reshape(n, -1)  # a view: merging writes into it
+        if full:
+            ext3[:, :, opts.space_id][no_space] = -math.inf
+        else:
+            ext3[np.broadcast_to((tokens == opts.space_id) & no_space[:, :, None], ext3.shape)] = -math.inf
+    ext = ranked[:, beam:]
     stay_token = _merge_equal_prefixes(beams, n, frame_pad, ext, tokens, is_repeat, total, stay_token, full, opts)
-    return _Frame(stay_blank, stay_token, ext, tokens, next_node)
+    np.logaddexp(stay_blank, stay_token, out=ranked[:, :beam])
+    return _Frame(stay_blank, stay_token, ext, tokens, next_node, ranked_ctc=ranked)
 
 
 def _merge_equal_prefixes(beams: _Beams, n: int, frame_pad: np.ndarray, ext: np.ndarray, tokens: np.ndarray,
