@@ -146,22 +146,37 @@ class AugmentConfig:
     gain_min_db: float = -20.0
     gain_max_db: float = 25.0
     telephone_prob: float = 0.05  # through an 8 kHz channel and back: nothing above 4 kHz
-    reverb_prob: float = 0.3  # only with rir_dir
+    reverb_prob: float = 0.3  # only with rir_dir or simulated_rirs
     rir_dir: str = ""  # folder of room impulse responses (e.g. RIRS_NOISES/simulated_rirs)
+    simulated_rirs: int = 0  # without rir_dir: this many simulated rooms (asrkit.data.rooms), made once per run
+    rt60_min: float = 0.2  # seconds: the simulated rooms' reverberation time
+    rt60_max: float = 0.9
+    rir_distance_min: float = 0.5  # metres from the talker to the microphone in a simulated room
+    rir_distance_max: float = 4.0
+    babble_prob: float = 0.0  # competing talkers: other training utterances, never the same speaker's
+    babble_snr_min_db: float = 5.0
+    babble_snr_max_db: float = 20.0
+    babble_talkers: int = 3  # 1 to this many talkers at once
+    babble_dir: str = ""  # folder of speech recordings (e.g. MUSAN's speech/); "" = the training set
+    tempo_prob: float = 0.0  # the same words faster or slower, pitch kept
+    tempo_min: float = 0.8
+    tempo_max: float = 1.25
 
     @property
     def enabled(self) -> bool:
-        return self.noise_prob > 0 or self.gain_prob > 0 or self.telephone_prob > 0 or self.reverb_active
+        return (self.noise_prob > 0 or self.gain_prob > 0 or self.telephone_prob > 0 or self.reverb_active
+                or self.babble_prob > 0 or self.tempo_prob > 0)
 
     @property
     def reverb_active(self) -> bool:
-        return bool(self.rir_dir) and self.reverb_prob > 0
+        return (bool(self.rir_dir) or self.simulated_rirs > 0) and self.reverb_prob > 0
 
     def check(self) -> None:
-        for key in ("noise_prob", "gain_prob", "telephone_prob", "reverb_prob"):
+        for key in ("noise_prob", "gain_prob", "telephone_prob", "reverb_prob", "babble_prob", "tempo_prob"):
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"train.augment.{key} must be a probability in [0, 1], not {value}")
+        self._check_rooms_and_talkers()
         for low, high in (("snr_min_db", "snr_max_db"), ("gain_min_db", "gain_max_db")):
             a, b = getattr(self, low), getattr(self, high)
             if not (math.isfinite(a) and math.isfinite(b)) or a > b:
@@ -173,6 +188,20 @@ class AugmentConfig:
         if self.gain_min_db < -80 or self.gain_max_db > 40:
             raise ConfigError(f"train.augment.gain_min_db/gain_max_db must lie in [-80, 40] dB, not "
                               f"{self.gain_min_db}..{self.gain_max_db}")
+
+    def _check_rooms_and_talkers(self) -> None:
+        if self.simulated_rirs < 0:
+            raise ConfigError(f"train.augment.simulated_rirs must be 0 (none) or more, not {self.simulated_rirs}")
+        if self.babble_talkers < 1:
+            raise ConfigError(f"train.augment.babble_talkers must be at least 1, not {self.babble_talkers}")
+        ranges = (("rt60_min", "rt60_max", 0.05, 3.0, "s"), ("rir_distance_min", "rir_distance_max", 0.1, 20.0, "m"),
+                  ("babble_snr_min_db", "babble_snr_max_db", -20.0, 100.0, "dB"),
+                  ("tempo_min", "tempo_max", 0.25, 4.0, "x"))
+        for low, high, floor, ceiling, unit in ranges:
+            a, b = getattr(self, low), getattr(self, high)
+            if not (math.isfinite(a) and math.isfinite(b)) or not floor <= a <= b <= ceiling:
+                raise ConfigError(f"train.augment.{low}={a} and train.augment.{high}={b} are an impossible range "
+                                  f"(min <= max, within {floor:g}..{ceiling:g} {unit})")
 
 
 @dataclass

@@ -190,6 +190,17 @@ def test_a_bad_noise_folder_is_a_one_line_error_naming_it(tmp_path, kind, messag
     ("train.augment.snr_min_db=-60", "train.augment.snr_min_db/snr_max_db"),
     ("train.augment.gain_min_db=30", "train.augment.gain_min_db=30.0 and train.augment.gain_max_db=25.0"),
     ("train.augment.gain_max_db=90", "train.augment.gain_min_db/gain_max_db"),
+    ("train.augment.babble_prob=1.2", "train.augment.babble_prob"),
+    ("train.augment.tempo_prob=-0.5", "train.augment.tempo_prob"),
+    ("train.augment.rt60_min=1.0", "train.augment.rt60_min=1.0 and train.augment.rt60_max=0.9"),
+    ("train.augment.rt60_min=0", "train.augment.rt60_min=0.0"),
+    ("train.augment.rir_distance_max=50", "train.augment.rir_distance_min=0.5 and train.augment.rir_distance_max=50"),
+    ("train.augment.babble_snr_min_db=30", "train.augment.babble_snr_min_db=30.0 and train.augment.babble_snr_max_db"),
+    ("train.augment.tempo_min=0", "train.augment.tempo_min=0.0"),
+    ("train.augment.tempo_min=-1", "train.augment.tempo_min=-1.0"),
+    ("train.augment.tempo_max=0.5", "train.augment.tempo_min=0.8 and train.augment.tempo_max=0.5"),
+    ("train.augment.babble_talkers=0", "train.augment.babble_talkers must be at least 1"),
+    ("train.augment.simulated_rirs=-3", "train.augment.simulated_rirs"),
 ])
 def test_an_impossible_augmentation_setting_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -329,3 +340,108 @@ def test_altered_items_come_from_dataloader_workers(tone_corpus):
         frames = int(batch.feat_lens[row])
         assert frames == store[utt].shape[0]
         assert not np.allclose(batch.feats[row, :frames].numpy(), store[utt])
+
+
+# ---------------------------------------------------------------- rooms and talkers
+
+
+def test_simulated_rooms_are_made_once_and_kept_in_the_experiment_dir(tmp_path, caplog):
+    from asrkit.data.augment import SimulatedRooms
+
+    cfg = AugmentConfig(simulated_rirs=6, rt60_min=0.3, rt60_max=0.5)
+    first = SimulatedRooms(cfg, 8000, tmp_path / "rirs.npz", seed=1)
+    assert len(first) == 6 and (tmp_path / "rirs.npz").is_file()
+    again = SimulatedRooms(cfg, 8000, tmp_path / "rirs.npz", seed=1)  # read back: the same rooms
+    assert all(np.array_equal(a, b) for a, b in zip(first.responses, again.responses))
+    other = SimulatedRooms(AugmentConfig(simulated_rirs=6, rt60_min=0.6, rt60_max=0.8), 8000, tmp_path / "rirs.npz", 1)
+    assert not np.array_equal(other.responses[0], first.responses[0])  # other settings: made again
+    (tmp_path / "rirs.npz").write_bytes(b"not a numpy archive")
+    with caplog.at_level("WARNING", logger="asrkit"):
+        rebuilt = SimulatedRooms(other.responses and AugmentConfig(simulated_rirs=6, rt60_min=0.6, rt60_max=0.8),
+                                 8000, tmp_path / "rirs.npz", 1)
+    assert len(rebuilt) == 6 and "is damaged" in caplog.text and "simulating the rooms again" in caplog.text
+    assert np.load(tmp_path / "rirs.npz")["ends"].size == 6  # and written again
+
+
+def test_simulated_reverberation_keeps_length_level_and_timing():
+    from asrkit.data.augment import SimulatedRooms
+
+    augmenter = Augmenter(AugmentConfig(simulated_rirs=4, reverb_prob=1.0, noise_prob=0, gain_prob=0,
+                                        telephone_prob=0), 8000)
+    assert isinstance(augmenter.rirs, SimulatedRooms) and "4 simulated rooms" in augmenter.describe()
+    click = np.zeros(8000, dtype=np.float32)
+    click[4000] = 1.0
+    wet = augmenter.apply(click, ["reverb"], np.random.default_rng(0))
+    assert len(wet) == len(click)
+    assert np.flatnonzero(np.abs(wet) > 1e-6)[0] == 4000  # nothing before the direct path: labels keep their times
+    speech = speech_like()
+    wet = augmenter.apply(speech, ["reverb"], np.random.default_rng(1))
+    assert abs(power_db(wet) - power_db(speech)) < 0.5
+
+
+def test_competing_talkers_come_from_other_speakers_at_the_drawn_snr(tmp_path):
+    from asrkit.data.augment import TalkerPool
+    from asrkit.data.datadir import Utterance
+
+    voices, pitch = {}, {"alice": 300.0, "bob": 700.0}  # each speaker a tone of their own
+    for speaker, hz in pitch.items():
+        voices[speaker] = tmp_path / f"{speaker}.wav"
+        soundfile.write(voices[speaker], 0.2 * np.sin(2 * np.pi * hz * np.arange(12000) / 8000), 8000)
+    utts = [Utterance(f"{s}-1", str(path), "a", s) for s, path in voices.items()]
+    augmenter = Augmenter(AugmentConfig(babble_prob=1.0, babble_talkers=1, babble_snr_min_db=10,
+                                        babble_snr_max_db=10, noise_prob=0, gain_prob=0, telephone_prob=0), 8000)
+    augmenter.use_training_talkers(utts)
+    assert "babble 1, 1-1 talkers at 10-10 dB (the training set)" in augmenter.describe()
+    alice = read_audio(voices["alice"])[0]
+    for seed in range(5):  # alice's utterance only ever gets bob's voice
+        mixed = augmenter.apply(alice, ["babble"], np.random.default_rng(seed), speaker="alice")
+        added = mixed - alice
+        assert abs(power_db(alice) - power_db(added) - 10) < 0.2
+        peak = np.fft.rfftfreq(len(added), 1 / 8000)[np.argmax(np.abs(np.fft.rfft(added)))]
+        assert peak == pytest.approx(pitch["bob"], abs=5)
+    with pytest.raises(ConfigError, match="at least two speakers"):
+        TalkerPool(utts[:1], 8000)
+
+
+def test_tempo_changes_the_duration_and_keeps_the_pitch():
+    augmenter = Augmenter(AugmentConfig(tempo_prob=1.0, tempo_min=1.25, tempo_max=1.25, noise_prob=0,
+                                        gain_prob=0, telephone_prob=0), 8000)
+    t = np.arange(16000) / 8000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    faster = augmenter.apply(tone, augmenter.draw(np.random.default_rng(0)), np.random.default_rng(0))
+    assert len(faster) == pytest.approx(len(tone) / 1.25, rel=0.01)
+    spectrum = np.abs(np.fft.rfft(faster))
+    assert np.fft.rfftfreq(len(faster), 1 / 8000)[np.argmax(spectrum)] == pytest.approx(440, abs=5)
+
+
+def test_the_new_kinds_draw_nothing_new_when_off():
+    """Configs without babble or tempo draw exactly what they drew before these keys (a resumed run
+    sees the same items)."""
+    old = Augmenter(AugmentConfig(), 8000)
+    draws = [old.draw(np.random.default_rng(seed)) for seed in range(200)]
+    rngs = [np.random.default_rng(seed) for seed in range(200)]
+    for rng, kinds in zip(rngs, draws):
+        chances = rng.random(4)
+        assert kinds == [k for k, p, u in zip(("reverb", "noise", "telephone", "gain"), (0.0, 0.15, 0.05, 0.1),
+                                               chances) if u < p]
+
+
+def test_training_with_rooms_talkers_and_tempo(tone_corpus, tmp_path, capsys):
+    """One epoch with every new kind on: the rooms are simulated into the exp dir, the talkers come
+    from the training set, and a resumed run reads the same rooms back."""
+    config = tmp_path / "c.yaml"
+    data = yaml.safe_load(TINY_CONFIG)
+    data["train"].update(epochs=1, augment={"noise_prob": 0.0, "gain_prob": 0.0, "telephone_prob": 0.0,
+                                            "reverb_prob": 0.5, "simulated_rirs": 8, "babble_prob": 0.5,
+                                            "tempo_prob": 0.5})
+    config.write_text(yaml.safe_dump(data))
+    exp = tmp_path / "exp"
+    code, _, err = run_cli(["train", "--train", tone_corpus["train"], "--out", exp, "--config", config], capsys)
+    assert code == 0, err
+    log = (exp / "train.log").read_text()
+    assert "tempo 0.5 in 0.8..1.25, reverb 0.5 (8 simulated rooms, RT60 0.2-0.9 s, talker at 0.5-4 m), " \
+           "babble 0.5, 1-3 talkers at 5-20 dB (the training set)" in log
+    rooms = (exp / "rirs.npz").read_bytes()
+    code, _, err = run_cli(["train", "--out", exp, "--resume", "--set", "train.epochs=2"], capsys)
+    assert code == 0, err
+    assert (exp / "rirs.npz").read_bytes() == rooms

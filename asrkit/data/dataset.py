@@ -92,7 +92,7 @@ class WaveformAugment:
             return None
         utt = self.utterances[utt_id]
         samples = load_audio(utt.audio_path, self.feature_cfg.sample_rate, utt.start, utt.end)
-        return compute_features(self.augmenter.apply(samples, kinds, rng), self.feature_cfg)
+        return compute_features(self.augmenter.apply(samples, kinds, rng, utt.speaker), self.feature_cfg)
 
 
 class Batch:

@@ -145,6 +145,7 @@ def waveform_augment(augmenter: Augmenter | None, train_data: DataDir, train_fea
         log.warning("train.augment is ignored: %s has foreign features, which asrkit cannot compute from "
                     "altered audio", train_data.path)
         return None
+    augmenter.use_training_talkers(train_data.utterances())
     log.info("augmentation: %s", augmenter.describe())
     return WaveformAugment({u.utt_id: u for u in train_data.utterances()}, augmenter, feature)
 

@@ -208,7 +208,8 @@ class Trainer:
                 raise TrainingError(f"--init {init_path}: its features differ from this config's in "
                                     f"{', '.join(changed)}; fine-tuning needs the same feature config")
         # noise and impulse-response folders are checked before any feature is computed
-        self.augmenter = Augmenter(cfg.train.augment, cfg.feature.sample_rate) if cfg.train.augment.enabled else None
+        self.augmenter = Augmenter(cfg.train.augment, cfg.feature.sample_rate, out_dir, tcfg.seed) \
+            if cfg.train.augment.enabled else None
         train_data = DataDir.load(train_dir)
         self.dev_data = dev_data = DataDir.load(dev_dir) if dev_dir else None
         train_feats = features_for_training(train_data, cfg, info, "features (train)")
