@@ -26,25 +26,32 @@ def test_robustness_benchmark_builds_every_copy_and_prints_every_row(trained_exp
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
-    assert list(figures) == ["clean", "noise_20db", "noise_10db", "quiet_30db", "loud_20db_clipped",
-                             "stereo_silent", "stereo_antiphase", "rate_8k", "flac_44k", "ogg"]
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
+    assert list(figures) == list(benchmark.CONDITIONS)
+    assert {"reverb_0.3_near", "reverb_0.8_far", "babble_10db", "tempo_1.2", "mulaw_8k"} <= set(figures)
     reference_words = sum(len(line.split()) - 1 for line in (test / "text").read_text().splitlines())
     clean = figures["clean"]["wer"]
-    rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[2:]}
+    rows = {line[:46].strip(): line[46:].split() for line in done.stdout.splitlines()[2:]}
     for name, row in figures.items():
         target, description = benchmark.CONDITIONS[name]
         assert row["words"] == reference_words, name  # every copy holds every utterance of the test set
         assert row["wer"] == row["errors"] / row["words"] and row["target"] == target, name
         assert row["ratio"] == (row["wer"] / clean if clean > 0 else (float("inf") if row["wer"] > 0 else 1.0))
+        if name.startswith("reverb_"):  # the copy's mean direct-to-reverberant ratio, printed with it
+            description += f" (DRR {row['drr_db']:+.0f} dB)"
         printed = rows[description]  # the printed row says what the JSON says
         assert printed[0] == f"{100 * row['wer']:.2f}%" and printed[2] == f"{row['ratio']:.2f}x", (name, printed)
-        if name != "clean":
+        if target is None:
+            assert printed[-1] == "-", (name, printed)  # a figure only: no target
+        elif name != "clean":
             assert printed[-1] == ("met" if row["ratio"] <= target else "MISSED"), (name, printed)
+    for rt60 in ("0.3", "0.5", "0.8"):  # the talker near the microphone: more direct sound than far away
+        assert figures[f"reverb_{rt60}_near"]["drr_db"] > figures[f"reverb_{rt60}_far"]["drr_db"] + 5
+
     def info(condition):
         copy = DataDir.load(tmp_path / "work" / condition)
         return soundfile.info(next(iter(copy.wav_scp.values())))
@@ -52,4 +59,6 @@ def test_robustness_benchmark_builds_every_copy_and_prints_every_row(trained_exp
     assert info("rate_8k").samplerate == 8000
     assert info("flac_44k").samplerate == 44100 and info("flac_44k").format == "FLAC"
     assert info("ogg").format == "OGG"
+    assert info("mulaw_8k").samplerate == 8000 and info("mulaw_8k").subtype == "ULAW"
+    assert info("tempo_1.2").duration < info("clean").duration < info("tempo_0.8").duration
     assert len(done.stdout.strip().splitlines()) == 2 + len(figures)  # header lines + one row per condition
