@@ -69,6 +69,9 @@ class ModelConfig:
     # consecutive frames are concatenated, halving the frame rate (0: none)
     pyramid_layers: int = 0
     projection_size: int = 0  # BLSTMP (ESPnet): a linear projection + tanh to this size between layers (0: none)
+    # DeepSpeech 2's lookahead convolution over the top layer: each frame also hears this many later
+    # frames (a unidirectional, streaming model's right context; 0: none)
+    lookahead: int = 0
     # joint CTC/attention: loss = ctc_weight * CTC + (1 - ctc_weight) * CE; 1.0 = pure CTC, no decoder
     ctc_weight: float = 1.0
     attention: str = "location"  # location (Chorowski) | additive (Bahdanau)
@@ -113,6 +116,9 @@ class ModelConfig:
                               f"frame rate between layers, so it must be 0 to num_layers - 1 ({self.num_layers - 1})")
         if self.projection_size < 0:
             raise ConfigError("model.projection_size must be 0 (none) or positive")
+        if self.lookahead < 0 or (self.lookahead and self.bidirectional):
+            raise ConfigError(f"model.lookahead={self.lookahead}: 0 (none) or a number of frames, for a "
+                              "unidirectional encoder (bidirectional: false; a bidirectional one hears the future)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("model.dropout must be in [0, 1)")
         if not 0.0 <= self.ctc_weight <= 1.0:

@@ -31,6 +31,15 @@ class AsrModel(nn.Module):
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(feats, feat_lens)
 
+    def init_state(self, batch: int = 1):
+        """A streaming state for ``batch`` streams (a unidirectional encoder; ``asrkit.model.streaming``)."""
+        return self.encoder.init_state(batch)
+
+    def forward_chunk(self, feats: torch.Tensor, state, final: bool = False):
+        """(CTC log-probs (B, t', V) of the encoder frames the chunk completes, state)."""
+        enc, state = self.encoder.forward_chunk(feats, state, final)
+        return self.ctc_log_probs(enc), state
+
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         return self.ctc_head(enc).float().log_softmax(dim=-1)  # CTC wants fp32 even under autocast
 

@@ -18,6 +18,15 @@ from torch import nn
 from asrkit.config import ModelConfig
 from asrkit.model.jordan import JordanLayer, JordanRNN
 from asrkit.model.recurrent import run_rnn
+from asrkit.model.streaming import (
+    Lookahead,
+    StreamState,
+    check_streamable,
+    lookahead_chunk,
+    pyramid_chunk,
+    run_recurrent,
+    subsample_chunk,
+)
 
 
 def _at_least_one(lens):
@@ -112,6 +121,7 @@ class RNNEncoder(nn.Module):
 
     def __init__(self, feat_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
+        self.feat_dim = feat_dim
         if cfg.subsampling == "conv2d":
             self.subsampling: nn.Module = Conv2dSubsampling(feat_dim, cfg.hidden_size, cfg.subsampling_factor,
                                                             cfg.conv_channels)
@@ -147,6 +157,7 @@ class RNNEncoder(nn.Module):
                     self.projections.append(nn.Linear(width, cfg.projection_size))
                     width = cfg.projection_size
             self.output_dim = width
+        self.lookahead = Lookahead(self.output_dim, cfg.lookahead) if cfg.lookahead else None
         self.dropout = nn.Dropout(cfg.dropout)
 
     @staticmethod
@@ -163,10 +174,42 @@ class RNNEncoder(nn.Module):
         x, lens = self.subsampling(feats, feat_lens)
         lens = lens.clamp(max=x.size(1))
         if self.rnn is not None:
-            out = self.rnn(x, lens) if isinstance(self.rnn, JordanRNN) else run_rnn(self.rnn, x, lens)
-            return self.dropout(out), lens
-        x, lens = self._stack(x, lens, list(self.layers), _run_layer)
+            x = self.rnn(x, lens) if isinstance(self.rnn, JordanRNN) else run_rnn(self.rnn, x, lens)
+        else:
+            x, lens = self._stack(x, lens, list(self.layers), _run_layer)
+        if self.lookahead is not None:  # past each length the layers left zeros: the lookahead hears silence
+            x = self.lookahead(x)
         return self.dropout(x), lens
+
+    # ------------------------------------------------------------------ streaming
+    def init_state(self, batch: int = 1) -> StreamState:
+        """The state of ``batch`` streams before their first chunk (a unidirectional encoder only)."""
+        check_streamable(self)
+        pending = next(self.parameters()).new_zeros(batch, 0, self.feat_dim)
+        modules = 1 if self.rnn is not None else len(self.layers)
+        return StreamState(pending, hidden=[None] * modules, paired=[None] * self.pyramid_layers,
+                           emitted_pairs=[0] * self.pyramid_layers)
+
+    @torch.no_grad()
+    def forward_chunk(self, x: torch.Tensor, state: StreamState, final: bool = False):
+        """The encoder frames that ``x`` (B, t, F), the next input frames of each stream, completes:
+        ((B, t', D), state). Chunks of any size, ending with ``final=True``, give the frames of one
+        forward pass over the whole utterance (eval mode; ``asrkit.model.streaming``)."""
+        x = subsample_chunk(self.subsampling, state, x, final)
+        if self.rnn is not None:
+            x, state.hidden[0] = run_recurrent(self.rnn, x, state.hidden[0])
+        else:
+            for index, layer in enumerate(self.layers):
+                x, state.hidden[index] = run_recurrent(layer, x, state.hidden[index])
+                if index == len(self.layers) - 1:
+                    break
+                if index < self.pyramid_layers:
+                    x = pyramid_chunk(state, index, x, final)
+                if self.projections is not None and index < len(self.projections):
+                    x = torch.tanh(self.projections[index](x))
+        if self.lookahead is not None:
+            x = lookahead_chunk(self.lookahead, state, x, final)
+        return x, state
 
     def _stack(self, x: torch.Tensor, lens: torch.Tensor, layers: list[nn.Module],
                run: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,141 @@
+"""Streaming: a unidirectional encoder run chunk by chunk with an explicit state, to the same output
+as one forward pass over the whole utterance.
+
+``RNNEncoder.init_state(batch)`` makes a ``StreamState``; ``forward_chunk(x, state, final)``
+takes the next input frames of every stream (the same number for each) and returns the encoder
+frames they complete. What a chunk cannot finish waits in the state:
+
+- the subsampling's input frames short of a whole output frame (frame stacking: fewer than
+  ``factor``; conv2d: the frames the next output's window still needs);
+- each recurrent layer's hidden state (h, and c for an LSTM);
+- a pyramid layer's odd frame, waiting for its pair;
+- the lookahead's last ``k`` top-layer frames, waiting for the ``k`` that follow them.
+
+``final=True`` ends the utterance: the lookahead is flushed with zeros (what the full forward
+sees past the end) and what the full forward would drop (an incomplete stack, an unpaired
+pyramid frame) is dropped. A bidirectional or Jordan encoder cannot stream (a one-line error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from asrkit.errors import ConfigError
+
+
+@dataclass
+class StreamState:
+    """Everything a stream carries from one chunk to the next (see the module's docstring)."""
+
+    pending: torch.Tensor  # (B, P, F) input frames the subsampling has not turned into output yet
+    consumed: int = 0  # input frames before ``pending`` (conv2d: where the next window starts)
+    emitted: int = 0  # subsampled frames produced so far
+    hidden: list = field(default_factory=list)  # per recurrent module: h, or (h, c); None before the first
+    paired: list = field(default_factory=list)  # per pyramid layer: its odd frame (B, 1, D), or None
+    emitted_pairs: list = field(default_factory=list)  # per pyramid layer: frames it has produced
+    held: torch.Tensor | None = None  # the top layer's last frames, waiting for the lookahead's future
+
+
+class Lookahead(nn.Module):
+    """DeepSpeech 2's lookahead ("row") convolution over the top layer: each output frame is a
+    per-channel weighted sum of that frame and the ``frames`` after it, so a unidirectional
+    model hears a little of the future at a fixed cost in latency. Starts as the identity."""
+
+    def __init__(self, dim: int, frames: int) -> None:
+        super().__init__()
+        self.frames = frames
+        weight = torch.zeros(dim, frames + 1)
+        weight[:, 0] = 1.0
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D); frames past the end (or past an utterance's length: the recurrent
+        layers leave those at zero) count as zeros."""
+        padded = nn.functional.pad(x.transpose(1, 2), (0, self.frames))
+        return nn.functional.conv1d(padded, self.weight[:, None, :], groups=x.size(2)).transpose(1, 2)
+
+
+def check_streamable(encoder) -> None:
+    from asrkit.model.jordan import JordanLayer, JordanRNN
+
+    modules = [encoder.rnn] if encoder.rnn is not None else list(encoder.layers)
+    if any(isinstance(m, (JordanRNN, JordanLayer)) for m in modules):
+        raise ConfigError("a Jordan encoder cannot stream here (its recurrence runs through its own loop); "
+                          "use rnn_type lstm, gru or rnn with bidirectional: false")
+    if any(getattr(m, "bidirectional", False) for m in modules):
+        raise ConfigError("a bidirectional encoder cannot stream: its backward direction needs the end of the "
+                          "utterance; train one with model.bidirectional: false (and model.lookahead for context)")
+
+
+def run_recurrent(module: nn.Module, x: torch.Tensor, hidden):
+    """A unidirectional torch RNN module over (B, t, D) from ``hidden`` (None: zeros): (out, hidden)."""
+    if x.size(1) == 0:
+        return x.new_zeros(x.size(0), 0, module.hidden_size), hidden
+    return module(x, hidden)
+
+
+def subsample_chunk(subsampling: nn.Module, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
+    """The subsampled frames that ``x`` completes, given what waits in ``state``."""
+    frames = torch.cat([state.pending, x], 1)
+    total = state.consumed + frames.size(1)  # input frames seen in all
+    factor = getattr(subsampling, "factor", None)
+    if factor is not None:  # frame stacking: whole groups of ``factor``
+        ready = frames.size(1) // factor
+        if final and state.emitted == 0 and ready == 0 and frames.size(1) > 0:
+            frames, ready = nn.functional.pad(frames, (0, 0, 0, factor - frames.size(1))), 1  # as the full pass pads
+        out = subsampling(frames[:, :ready * factor], torch.full((frames.size(0),), ready * factor))[0] \
+            if ready else frames.new_zeros(frames.size(0), 0, subsampling.out.out_features)
+        state.pending = frames[:, ready * factor:]
+        state.consumed += ready * factor
+        state.emitted += ready
+        return out
+    stride = 2 ** subsampling.num_layers  # conv2d: output t reads inputs stride*t .. stride*t + min_frames - 1
+    available = subsampling.output_lengths(total, stride) if total >= subsampling.min_frames else 0
+    if final and state.emitted == 0 and available == 0 and total > 0:
+        available = 1  # the full pass pads a short utterance to one output frame
+    ready = available - state.emitted
+    if ready <= 0:
+        state.pending = frames
+        return frames.new_zeros(frames.size(0), 0, subsampling.out.out_features)
+    window = frames[:, :stride * (ready - 1) + subsampling.min_frames]
+    out = subsampling(window, torch.full((frames.size(0),), window.size(1)))[0][:, :ready]
+    keep = stride * ready  # the next output starts there
+    state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, available
+    return out
+
+
+def pyramid_chunk(state: StreamState, index: int, x: torch.Tensor, final: bool) -> torch.Tensor:
+    """Pairs of consecutive frames concatenated (the pyramid), an odd one kept for the next chunk."""
+    if state.paired[index] is not None:
+        x = torch.cat([state.paired[index], x], 1)
+    if final and x.size(1) == 1 and state.emitted_pairs[index] == 0:
+        x = nn.functional.pad(x, (0, 0, 0, 1))  # as the full pass pads a one-frame input
+    half = x.size(1) // 2
+    state.paired[index] = x[:, 2 * half:] if x.size(1) % 2 and not final else None
+    state.emitted_pairs[index] += half
+    b, _, d = x.shape
+    return x[:, :2 * half].reshape(b, half, 2 * d)
+
+
+def lookahead_chunk(lookahead: Lookahead, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
+    """The top-layer frames whose ``k`` following frames have arrived (all of them when ``final``)."""
+    k = lookahead.frames
+    held = x if state.held is None else torch.cat([state.held, x], 1)
+    if final:
+        out = lookahead(held)  # zeros past the end, as in the full pass
+        state.held = held[:, :0]
+        return out
+    ready = max(held.size(1) - k, 0)
+    if ready == 0:
+        state.held = held
+        return held[:, :0]
+    out = lookahead(held)[:, :ready]  # frames < ready have their k successors in ``held``
+    state.held = held[:, ready:]
+    return out
+
+
+__all__ = ["Lookahead", "StreamState", "check_streamable", "lookahead_chunk", "pyramid_chunk", "run_recurrent",
+           "subsample_chunk"]
