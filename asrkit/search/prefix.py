@@ -379,6 +379,73 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     return results
 
 
+class PrefixSearch:
+    """The prefix beam search of ``prefix_beam_search``, advanced chunk by chunk: ``batch`` streams
+    move together, ``advance(log_probs)`` takes each stream's next frames (B, t, V), ``partial()``
+    gives each stream's best prefix so far, and ``finish()`` its n-best, which equal
+    ``prefix_beam_search`` on the concatenated log-probs (the same steps run on the same state;
+    property-tested). Timesteps count from the stream's first frame. Options as
+    ``prefix_beam_search``'s."""
+
+    def __init__(self, batch: int, vocab: int, beam: int = 10, nbest: int = 1, token_prune: int | None = None,
+                 blank_id: int = 0, lm: WordScorer | None = None, token_min_logp: float | None = None,
+                 space_id: int | None = None, lexicon: WordConstraint | None = None, word_starts=None) -> None:
+        check_beam(beam, nbest, token_prune)
+        if not 0 <= blank_id < vocab:
+            raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
+        if lexicon is not None and lexicon.pad_token != vocab:
+            raise DecodeError(f"the lexicon was built for {lexicon.pad_token} tokens, the log-probabilities have "
+                              f"{vocab}")
+        space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
+        starts = None if word_starts is None else np.array(word_starts + (False,))
+        self.opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
+                             sum(word_starts) if word_starts is not None else 0, lm, lexicon)
+        self.batch, self.nbest = batch, nbest
+        self.beams = _Beams.start(batch, self.opts)
+        self.back_slot: list[np.ndarray] = []  # per frame (B, K)
+        self.back_token: list[np.ndarray] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self.back_slot)
+
+    def advance(self, log_probs) -> None:
+        """Take the next frames of every stream: (B, t, V), numpy or torch, t may be 0."""
+        log_probs = as_array(log_probs, np.float32)
+        if log_probs.ndim != 3 or log_probs.shape[0] != self.batch or log_probs.shape[2] != self.opts.vocab:
+            raise DecodeError(f"a chunk must be ({self.batch}, frames, {self.opts.vocab}) log-probabilities, got "
+                              f"{tuple(log_probs.shape)}")
+        if np.isnan(log_probs).any():
+            raise DecodeError("log-probabilities contain NaN")
+        padded = np.full((log_probs.shape[1], self.batch, self.opts.vocab + 1), -math.inf, np.float32)
+        padded[:, :, :self.opts.vocab] = log_probs.transpose(1, 0, 2)
+        n, opts, beam = self.batch, self.opts, self.opts.beam
+        for frame in padded:
+            slots, tokens = np.arange(beam, dtype=np.int64)[None].repeat(n, 0), np.full((n, beam), -1, np.int64)
+            frm = _extensions(self.beams, n, frame, opts)
+            if opts.lm is not None:
+                _add_lm(self.beams, n, frm, opts)
+            _prune(self.beams, n, frm, opts, slots, tokens)
+            self.back_slot.append(slots)
+            self.back_token.append(tokens)
+
+    def _ranked(self, score, ctc, lm_total, count: int) -> list[list[Hypothesis]]:
+        _, ranked = topk(score, min(count, self.opts.beam), axis=1)
+        empty = np.zeros((0, self.batch, self.opts.beam), np.int64)
+        slots = np.stack(self.back_slot) if self.back_slot else empty
+        tokens = np.stack(self.back_token) if self.back_token else empty
+        return _backtrack(ranked, score, ctc, lm_total if self.opts.lm is not None else None, slots, tokens)
+
+    def partial(self) -> list[Hypothesis]:
+        """Each stream's best prefix so far (CTC + the LM of its finished words; nothing is dropped)."""
+        ctc = np.logaddexp(self.beams.p_blank, self.beams.p_token)
+        return [hyps[0] for hyps in self._ranked(ctc + self.beams.lm_total, ctc, self.beams.lm_total, 1)]
+
+    def finish(self) -> list[list[Hypothesis]]:
+        """Each stream's n-best at its end (the LM's last word and </s> added): ``prefix_beam_search``'s."""
+        return self._ranked(*_final_scores(self.beams, self.opts), self.nbest)
+
+
 def _longest_first(log_probs: np.ndarray, lengths: np.ndarray):
     """(order, frames, running): the utterances longest first, so that those still running at
     frame t are rows [:running[t]]; their log-probs time-major (T, B, V + 1), so that a frame's rows
@@ -427,4 +494,4 @@ def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[
     return results
 
 
-__all__ = ["prefix_beam_search", "resolve_boundary"]
+__all__ = ["PrefixSearch", "prefix_beam_search", "resolve_boundary"]
