@@ -189,12 +189,21 @@ def transcribe(
                                       "(as decode does); longer ones are cut at their pauses (and long "
                                       "stretches at their quietest moments) into segments of at most this length."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    stream: bool = typer.Option(False, "--stream", help="Stream each file through a unidirectional model chunk "
+                                "by chunk, as a live source would come: partial results on one line (on a "
+                                "terminal), each final result as offline transcribe prints it (the same text "
+                                "without --endpoint)."),
+    chunk_ms: float = typer.Option(320.0, "--chunk-ms", help="With --stream: the encoder's chunk, a whole number "
+                                   "of the model's frames (e.g. 160, 320, 640 with 40 ms frames)."),
+    endpoint: bool = typer.Option(False, "--endpoint", help="With --stream: end an utterance after 1.2 s of "
+                                  "silence following speech or at 20 s, and drop 2.4 s of silence alone "
+                                  "(k2/sherpa's endpoint rules); each utterance is a final result."),
     search: SearchOptions = None,
 ) -> int:
     """Print the transcript of each audio file (with its path when there are several), as each batch is
     decoded. A file that cannot be read gets its error line and the others are still transcribed;
     the exit code is then 1."""
-    from asrkit.recognize.formats import FORMATS, recording_key, to_ctm, to_json, to_srt
+    from asrkit.recognize.formats import FORMATS
     from asrkit.recognize.recognizer import Recognizer
 
     if output_format not in FORMATS:
@@ -203,23 +212,69 @@ def transcribe(
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails before any audio is read
     if max_seconds <= 1.0:
         raise AsrkitError(f"--max-seconds must be more than 1, not {max_seconds}")
+    if stream:
+        return _transcribe_streams(recognizer, audio, search, output_format, chunk_ms, endpoint)
+    if chunk_ms != 320.0 or endpoint:
+        raise AsrkitError("--chunk-ms and --endpoint go with --stream")
     failed = 0
     for result in recognizer.transcripts(audio, search, with_words=output_format != "txt", max_seconds=max_seconds):
         if result.error is not None:  # said at once, and the other files are still transcribed
             fail(result.error)
             failed += 1
-        elif output_format == "txt":
-            typer.echo(result.text if len(audio) == 1 else f"{result.key}\t{result.text}")
-        elif output_format == "json":
-            typer.echo(to_json(result.key, result.text, result.words or []))
-        elif output_format == "ctm":
-            typer.echo(to_ctm(recording_key(result.key), result.words or []), nl=False)
         else:
-            if len(audio) > 1:
-                typer.echo(f"# {result.key}")
-            typer.echo(to_srt(result.words or []), nl=False)
+            _print_result(result.key, result.text, result.words, output_format, len(audio) > 1)
     if failed and len(audio) > 1:
         log.warning("%d of %d files could not be transcribed", failed, len(audio))
+    return 1 if failed else 0
+
+
+def _print_result(key: str, text: str, words, output_format: str, several: bool) -> None:
+    from asrkit.recognize.formats import recording_key, to_ctm, to_json, to_srt
+
+    if output_format == "txt":
+        typer.echo(f"{key}\t{text}" if several else text)
+    elif output_format == "json":
+        typer.echo(to_json(key, text, words or []))
+    elif output_format == "ctm":
+        typer.echo(to_ctm(recording_key(key), words or []), nl=False)
+    else:
+        if several:
+            typer.echo(f"# {key}")
+        typer.echo(to_srt(words or []), nl=False)
+
+
+def _transcribe_streams(recognizer, audio: list[Path], search, output_format: str, chunk_ms: float,
+                        endpoint: bool) -> int:
+    """``transcribe --stream``: each file fed to a ``StreamingSession`` one chunk at a time."""
+    import sys
+
+    from asrkit.data.audio import read_audio, resample
+    from asrkit.recognize.stream import EndpointRules, StreamingSession
+
+    live = sys.stderr.isatty()
+    failed = 0
+    for path in audio:
+        session = StreamingSession(recognizer, search, chunk_ms, EndpointRules() if endpoint else None,
+                                   with_words=output_format != "txt")
+        try:
+            samples, rate = read_audio(path)
+        except AsrkitError as exc:
+            fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            failed += 1
+            continue
+        samples = resample(samples, rate, recognizer.sample_rate)
+        piece = int(recognizer.sample_rate * chunk_ms / 1000)
+        for start in range(0, len(samples) + piece, piece):
+            results = session.accept(samples[start:start + piece]) if start < len(samples) else session.finish()
+            for result in results:
+                if not result.final:
+                    if live:  # one line, rewritten as the words come
+                        sys.stderr.write("\r\033[K" + result.text[-200:])
+                        sys.stderr.flush()
+                    continue
+                if live:
+                    sys.stderr.write("\r\033[K")
+                _print_result(str(path), result.text, result.words, output_format, len(audio) > 1 or endpoint)
     return 1 if failed else 0
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from asrkit.config import FeatureConfig
 from asrkit.data.audio import active_level, load_audio
 from asrkit.data.datadir import Utterance
-from asrkit.errors import AudioError, DataDirError
+from asrkit.errors import AudioError, ConfigError, DataDirError
 
 LOG_FLOOR = 1e-6
 TARGET_LEVEL = 0.1  # active level after level_norm: -20 dBFS
@@ -60,28 +60,76 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     Audio shorter than one analysis frame (``frame_length_ms``) has no features: a
     one-line ``AudioError`` says so (the caller adds the file or utterance).
     """
+    _check_length(len(samples), cfg)
+    return _log_mel(normalize_level(samples, cfg), cfg, center=True, cmn=cfg.utterance_cmn)
+
+
+def _check_length(count: int, cfg: FeatureConfig) -> None:
+    if count < frame_sizes(cfg)[1]:
+        raise AudioError(f"audio is {1000 * count / cfg.sample_rate:.1f} ms long; features need at least "
+                         f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
+
+
+def _log_mel(samples: np.ndarray, cfg: FeatureConfig, center: bool, cmn: bool = False) -> np.ndarray:
+    """(frames, dim) float32: log-mel (or MFCC) frames, centred (zero padding of half a window at both
+    ends, as the whole-utterance features are) or not (frames of ``samples`` as they come: streaming);
+    ``cmn``: each dimension's mean over the frames subtracted."""
     import librosa
 
     n_fft, win, hop = frame_sizes(cfg)
-    if len(samples) < win:
-        raise AudioError(f"audio is {1000 * len(samples) / cfg.sample_rate:.1f} ms long; features need at least "
-                         f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
-    samples = normalize_level(samples, cfg)
     with warnings.catch_warnings(), _one_blas_thread():
         # between one frame and n_fft samples (25-32 ms) librosa warns although the centred,
         # zero-padded frames are fine; the user never sees a library's warning
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
         mel = librosa.feature.melspectrogram(
             y=samples, sr=cfg.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
-            n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=True,
+            n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=center,
         )
     if cfg.kind == "fbank":
         feats = np.log(mel + LOG_FLOOR)
     else:
         feats = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.num_ceps)
-    if cfg.utterance_cmn:
+    if cmn:
         feats = feats - feats.mean(axis=1, keepdims=True)
     return np.ascontiguousarray(feats.T, dtype=np.float32)
+
+
+class StreamingFeatures:
+    """The features of audio that arrives in pieces: ``accept(samples)`` returns the frames the new
+    samples complete, ``finish()`` the last ones; together, ``compute_features`` of the whole
+    signal (the same frames; tested). Only local features can stream: whole-utterance level
+    normalisation, utterance CMN and MFCC's clipping at the utterance's loudest frame
+    (``power_to_db``'s ``top_db``) are refused in one line."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        if cfg.level_norm != "none" or cfg.utterance_cmn or cfg.kind != "fbank":
+            raise ConfigError("these features cannot stream: they are normalised over the whole utterance "
+                              "(a streaming model trains with feature.kind: fbank, feature.level_norm: none "
+                              "and feature.utterance_cmn: false; global CMVN streams as it is)")
+        self.cfg = cfg
+        self.n_fft, _, self.hop = frame_sizes(cfg)
+        self.buffer = np.zeros(self.n_fft // 2, dtype=np.float32)  # the centred first frame's padding
+        self.emitted = 0  # frames returned so far; the buffer starts at frame ``emitted``'s first sample
+        self.seen = 0  # samples accepted so far
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        self.buffer = np.concatenate([self.buffer, np.asarray(samples, dtype=np.float32)])
+        self.seen += len(samples)
+        return self._frames(max(0, (len(self.buffer) - self.n_fft) // self.hop + 1))
+
+    def finish(self) -> np.ndarray:
+        """The last frames (the end padded with half a window of zeros, as the whole signal's)."""
+        _check_length(self.seen, self.cfg)
+        self.buffer = np.concatenate([self.buffer, np.zeros(self.n_fft // 2, dtype=np.float32)])
+        return self._frames(1 + self.seen // self.hop - self.emitted)
+
+    def _frames(self, count: int) -> np.ndarray:
+        if count <= 0:
+            return np.zeros((0, self.cfg.dim), dtype=np.float32)
+        feats = _log_mel(self.buffer[:(count - 1) * self.hop + self.n_fft], self.cfg, center=False)[:count]
+        self.buffer = self.buffer[count * self.hop:]
+        self.emitted += count
+        return feats
 
 
 def _one_blas_thread():

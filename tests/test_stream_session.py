@@ -1,0 +1,139 @@
+"""Streaming sessions (asrkit.recognize.stream): a stream's features equal the whole signal's, its
+final result equals offline ``transcribe`` of the file (greedy, beam, LM, lexicon, rescoring), partial
+results come after every chunk, endpoints cut continuous audio into utterances on the stream's clock,
+and what cannot stream says so in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from asrkit.config import FeatureConfig
+from asrkit.data.features import StreamingFeatures, compute_features
+from asrkit.errors import AsrkitError, ConfigError
+from asrkit.search.options import SearchOptions
+
+from conftest import JOINT_CONFIG, make_tone_data_dir, run_cli, tone_words
+
+STREAM_CONFIG = JOINT_CONFIG.replace(
+    "feature: {sample_rate: 8000, num_mel_bins: 23}",
+    "feature: {sample_rate: 8000, num_mel_bins: 23, level_norm: none, utterance_cmn: false}").replace(
+    "ctc_weight: 0.5,", "ctc_weight: 0.5, bidirectional: false, lookahead: 2,").replace("epochs: 10", "epochs: 16")
+
+
+@pytest.fixture(scope="module")
+def stream_exp(tmp_path_factory):
+    """A tiny unidirectional joint CTC/attention model with a lookahead, on local features (its own
+    copy of the tone corpus: a data dir holds the features of one feature config)."""
+    from asrkit.cli import main
+
+    root = tmp_path_factory.mktemp("stream")
+    train, dev = make_tone_data_dir(root / "train", 48, seed=1), make_tone_data_dir(root / "dev", 12, seed=2)
+    (root / "stream.yaml").write_text(STREAM_CONFIG)
+    exp = root / "exp"
+    assert main(["-q", "train", "--train", str(train), "--dev", str(dev), "--config", str(root / "stream.yaml"),
+                 "--out", str(exp)]) == 0
+    return exp
+
+
+@pytest.mark.parametrize("piece", [1, 80, 333, 4000])
+def test_streamed_features_are_the_whole_signals(piece):
+    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="none", utterance_cmn=False)
+    samples = tone_words(["a", "b", "a"], seed=3)
+    stream = StreamingFeatures(cfg)
+    got = np.concatenate([stream.accept(samples[i:i + piece]) for i in range(0, len(samples), piece)]
+                         + [stream.finish()])
+    want = compute_features(samples, cfg)
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+
+
+def test_whole_utterance_features_cannot_stream():
+    with pytest.raises(ConfigError, match="cannot stream.*level_norm: none"):
+        StreamingFeatures(FeatureConfig())
+
+
+def session_text(recognizer, path, search, chunk_ms=160.0, piece=400):
+    from asrkit.recognize.stream import StreamingSession
+
+    session = StreamingSession(recognizer, search, chunk_ms=chunk_ms)
+    samples, _ = soundfile.read(path, dtype="float32")
+    partials = []
+    for i in range(0, len(samples), piece):
+        partials += session.accept(samples[i:i + piece])
+    finals = session.finish()
+    assert all(not r.final for r in partials) and [r.final for r in finals] == [True]
+    return finals[0], partials
+
+
+def test_a_streams_final_result_is_offline_transcribes(stream_exp, tone_corpus, tmp_path, capsys):
+    from asrkit.recognize.recognizer import Recognizer
+
+    recognizer = Recognizer(stream_exp)
+    lm = tmp_path / "lm.arpa"
+    assert run_cli(["-q", "lm", "build", tone_corpus["train"], "--out", lm, "--order", "2"], capsys)[0] == 0
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("a\nb\n")
+    wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:4]
+    searches = [SearchOptions("greedy"), SearchOptions("beam", 4), SearchOptions("beam", 4, lm=str(lm)),
+                SearchOptions("beam", 4, lexicon=str(lexicon)), SearchOptions("rescore", 4)]
+    for search in searches:
+        offline = recognizer.transcribe_files(wavs, search)
+        for wav, want in zip(wavs, offline):
+            final, partials = session_text(recognizer, wav, search)
+            assert final.text == want.text, (search, wav.name)
+            assert partials and final.start == 0.0
+    final, _ = session_text(recognizer, wavs[0], SearchOptions("beam", 4), chunk_ms=80.0, piece=37)
+    assert final.text == recognizer.transcribe_files(wavs[:1], SearchOptions("beam", 4))[0].text
+
+
+def test_endpoints_cut_a_stream_into_utterances_on_its_clock(stream_exp):
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.recognize.stream import EndpointRules, StreamingSession
+
+    recognizer = Recognizer(stream_exp)
+    gap = np.zeros(8000 * 2, dtype=np.float32)  # 2 s of silence between two utterances
+    first, second = tone_words(["a", "b"], seed=1), tone_words(["b"], seed=2)
+    samples = np.concatenate([first, gap, second, gap])
+    session = StreamingSession(recognizer, SearchOptions("greedy"), chunk_ms=160.0, with_words=True,
+                               endpoint=EndpointRules(silence_after_speech=0.8, silence_alone=1.5))
+    results = session.accept(samples) + session.finish()
+    finals = [r for r in results if r.final]
+    assert len(finals) == 2, [(r.text, r.start, r.end) for r in finals]
+    assert finals[1].start >= len(first) / 8000 + 0.8  # the second utterance's times are the stream's
+    if finals[1].words:
+        assert finals[1].words[0].start >= len(first) / 8000 + len(gap) / 8000 - 0.5
+
+
+def test_what_cannot_stream_is_refused_in_one_line(stream_exp, trained_exp):
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.recognize.stream import EndpointRules, StreamingSession
+
+    with pytest.raises(AsrkitError, match="not a whole number of the model's 40 ms frames; use e.g. 160"):
+        StreamingSession(Recognizer(stream_exp), chunk_ms=100)
+    with pytest.raises(AsrkitError, match="bidirectional encoder cannot stream"):
+        StreamingSession(Recognizer(trained_exp))
+    with pytest.raises(ConfigError, match="endpoint.silence_alone"):
+        EndpointRules(silence_alone=0)
+
+
+def test_transcribe_stream_prints_what_offline_transcribe_prints(stream_exp, tone_corpus, tmp_path, capsys):
+    wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:3]
+    for fmt in ("txt", "json"):
+        for mode in (["--mode", "greedy"], ["--mode", "rescore", "--beam", "4"]):
+            code, offline, err = run_cli(["transcribe", stream_exp, *wavs, "--format", fmt, *mode], capsys)
+            assert code == 0, err
+            code, streamed, err = run_cli(["transcribe", stream_exp, *wavs, "--format", fmt, "--stream",
+                                           "--chunk-ms", "160", *mode], capsys)
+            assert code == 0, err
+            assert streamed == offline, (fmt, mode)
+    long = tmp_path / "long.wav"  # two utterances and silence: --endpoint gives each its own line
+    soundfile.write(long, np.concatenate([tone_words(["a", "b"], seed=1), np.zeros(8000 * 2, np.float32),
+                                          tone_words(["b"], seed=2), np.zeros(8000 * 3, np.float32)]), 8000)
+    code, out, err = run_cli(["transcribe", stream_exp, long, "--stream", "--endpoint"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and all(line.startswith(f"{long}\t") for line in out.splitlines())
+    code, _, err = run_cli(["transcribe", stream_exp, long, "--endpoint"], capsys)
+    assert code == 1 and "--chunk-ms and --endpoint go with --stream" in err
+    code, _, err = run_cli(["transcribe", stream_exp, long, "--stream", "--chunk-ms", "100"], capsys)
+    assert code == 1 and err.strip().splitlines()[-1].startswith("error: --chunk-ms 100 is not a whole number")
