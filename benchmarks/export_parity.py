@@ -2,6 +2,7 @@
 and whether every transcript is the same, for greedy, beam and (with a decoder) rescore.
 
     python benchmarks/export_parity.py MODEL DATA_DIR [--work DIR] [--beam 10] [--quantize int8]
+                                       [--lexicon FILE]
 
 MODEL is a checkpoint (an exp dir or a .pt file); the bundle is exported into --work (kept
 between runs). The bar for fp32 is identical transcripts on every utterance; int8 is
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("parity_work"))
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--quantize", choices=["int8"], default=None)
+    parser.add_argument("--lexicon", help="also beam and rescore with this closed vocabulary")
     args = parser.parse_args()
     bundle = args.work / f"bundle_{args.quantize or 'fp32'}"
     if not bundle.is_dir():
@@ -57,15 +59,17 @@ def main() -> int:
     print(f"{args.model} -> {bundle}; {len(ids)} utterances of {args.data_dir}; {platform.machine()}, "
           f"torch {torch.__version__}")
     print(f"largest log-prob difference: {worst:.2e}")
-    modes = ["greedy", "beam"] + (["rescore"] if checkpoint.has_decoder else [])
+    modes = [("greedy", None), ("beam", None)] + ([("rescore", None)] if checkpoint.has_decoder else [])
+    if args.lexicon:
+        modes += [(mode, args.lexicon) for mode, _ in modes[1:]]
     failed = worst > 1e-4 and args.quantize is None
-    for mode in modes:
-        search = SearchOptions(mode=mode, beam=args.beam)
+    for mode, lexicon in modes:
+        search = SearchOptions(mode=mode, beam=args.beam, lexicon=lexicon)
         texts = [{u: r.tokenizer.decode(h[0].tokens) for u, h in r.decode_data_dir(args.data_dir, search).items()}
                  for r in (checkpoint, exported)]
         differ = sorted(u for u in ids if texts[0][u] != texts[1][u])
         wers = [100 * score(data.text, t).wer for t in texts]
-        print(f"{mode:8s} transcripts differ: {len(differ)} of {len(ids)}{f' (e.g. {differ[0]})' if differ else ''}; "
+        print(f"{mode + (' + lexicon' if lexicon else ''):18s} transcripts differ: {len(differ)} of {len(ids)}{f' (e.g. {differ[0]})' if differ else ''}; "
               f"WER checkpoint {wers[0]:.2f}%, bundle {wers[1]:.2f}%")
         failed = failed or (bool(differ) and args.quantize is None)
     return 1 if failed else 0
