@@ -41,6 +41,9 @@ class FeatureConfig:
     # the samples as read (models trained before this key)
     level_norm: str = "active"
     utterance_cmn: bool = True  # subtract each utterance's own mean (per dimension) after the log
+    # instead, a running mean: of the frames so far, over the last 3 s once there are that many;
+    # causal, so it streams (a streaming model's; asrkit.data.features.running_mean)
+    causal_cmn: bool = False
 
     @property
     def dim(self) -> int:
@@ -51,6 +54,9 @@ class FeatureConfig:
             raise ConfigError(f"feature.kind must be 'fbank' or 'mfcc', not {self.kind!r}")
         if self.level_norm not in ("active", "none"):
             raise ConfigError(f"feature.level_norm must be 'active' or 'none', not {self.level_norm!r}")
+        if self.utterance_cmn and self.causal_cmn:
+            raise ConfigError("feature.utterance_cmn and feature.causal_cmn are two ways to remove the mean: "
+                              "choose one (causal_cmn streams)")
         if self.sample_rate <= 0 or self.frame_shift_ms <= 0 or self.frame_length_ms <= 0:
             raise ConfigError("feature.sample_rate and frame sizes must be positive")
 
@@ -336,7 +342,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
 # Saved configs (checkpoints, an exp dir's config.yaml, a feature record) hold every key of
 # their time, so a missing one is filled with its old meaning, never with today's default.
 LEGACY_VALUES: dict[str, dict[str, Any]] = {
-    "feature": {"level_norm": "none", "utterance_cmn": False},
+    "feature": {"level_norm": "none", "utterance_cmn": False, "causal_cmn": False},
     "train": {"augment": {"noise_prob": 0.0, "gain_prob": 0.0, "telephone_prob": 0.0, "reverb_prob": 0.0}},
 }
 

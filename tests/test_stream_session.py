@@ -37,10 +37,12 @@ def stream_exp(tmp_path_factory):
     return exp
 
 
+@pytest.mark.parametrize("causal_cmn", [False, True])
 @pytest.mark.parametrize("piece", [1, 80, 333, 4000])
-def test_streamed_features_are_the_whole_signals(piece):
-    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="none", utterance_cmn=False)
-    samples = tone_words(["a", "b", "a"], seed=3)
+def test_streamed_features_are_the_whole_signals(piece, causal_cmn):
+    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="none", utterance_cmn=False,
+                        causal_cmn=causal_cmn)
+    samples = np.concatenate([tone_words(["a", "b", "a"], seed=3)] * 3)  # past the running mean's warm-up
     stream = StreamingFeatures(cfg)
     got = np.concatenate([stream.accept(samples[i:i + piece]) for i in range(0, len(samples), piece)]
                          + [stream.finish()])
@@ -51,6 +53,21 @@ def test_streamed_features_are_the_whole_signals(piece):
 def test_whole_utterance_features_cannot_stream():
     with pytest.raises(ConfigError, match="cannot stream.*level_norm: none"):
         StreamingFeatures(FeatureConfig())
+    with pytest.raises(ConfigError, match="utterance_cmn and feature.causal_cmn.*choose one"):
+        FeatureConfig(causal_cmn=True).check()
+
+
+def test_the_running_mean_is_the_cumulative_mean_then_an_exponential_average():
+    from asrkit.data.features import CMN_WINDOW, running_mean
+
+    feats = (np.random.default_rng(0).standard_normal((2 * CMN_WINDOW + 50, 4)) + 3).astype(np.float32)
+    mean, want = np.zeros(4), np.empty_like(feats)
+    for t, frame in enumerate(feats):  # m_t = m_{t-1} + (x_t - m_{t-1}) / min(t + 1, window)
+        mean = mean + (frame - mean) / min(t + 1, CMN_WINDOW)
+        want[t] = frame - mean
+    got, _, count = running_mean(feats)
+    assert count == len(feats) and np.abs(got - want).max() < 1e-5
+    assert np.abs(got[:CMN_WINDOW].mean(0)).max() < 0.2 and np.abs(got[-100:].mean(0)).max() < 0.3
 
 
 def session_text(recognizer, path, search, chunk_ms=160.0, piece=400):

@@ -61,7 +61,36 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     one-line ``AudioError`` says so (the caller adds the file or utterance).
     """
     _check_length(len(samples), cfg)
-    return _log_mel(normalize_level(samples, cfg), cfg, center=True, cmn=cfg.utterance_cmn)
+    feats = _log_mel(normalize_level(samples, cfg), cfg, center=True, cmn=cfg.utterance_cmn)
+    return running_mean(feats)[0] if cfg.causal_cmn else feats
+
+
+CMN_WINDOW = 300  # frames: the running mean's memory once it has that many (3 s at 10 ms)
+
+
+def running_mean(feats: np.ndarray, mean: np.ndarray | None = None, count: int = 0):
+    """``feature.causal_cmn``: each frame minus the mean of the frames up to it, the mean of all of
+    them for the first ``CMN_WINDOW`` frames and then an exponential average of time constant
+    ``CMN_WINDOW`` (m_t = m_{t-1} + (x_t - m_{t-1}) / min(t + 1, CMN_WINDOW)): causal, so a stream
+    computes it chunk by chunk, carrying (mean, count). Returns (normalised, mean, count)."""
+    from scipy.signal import lfilter
+
+    out = np.empty_like(feats)
+    mean = np.zeros(feats.shape[1], np.float64) if mean is None else mean
+    warm = min(max(CMN_WINDOW - count, 0), len(feats))
+    if warm:  # the cumulative mean while fewer than CMN_WINDOW frames are in
+        steps = count + np.arange(1, warm + 1)[:, None]
+        sums = np.cumsum(feats[:warm], axis=0, dtype=np.float64) + mean * count
+        means = sums / steps
+        out[:warm] = feats[:warm] - means
+        mean, count = means[-1], count + warm
+    if warm < len(feats):  # then m_t = (1 - a) m_{t-1} + a x_t, a = 1 / CMN_WINDOW: a first-order filter
+        alpha = 1.0 / CMN_WINDOW
+        rest = feats[warm:].astype(np.float64)
+        means, _ = lfilter([alpha], [1.0, alpha - 1.0], rest, axis=0, zi=((1 - alpha) * mean)[None, :])
+        out[warm:] = rest - means
+        mean, count = means[-1], count + len(rest)
+    return out.astype(np.float32, copy=False), mean, count
 
 
 def _check_length(count: int, cfg: FeatureConfig) -> None:
@@ -105,12 +134,14 @@ class StreamingFeatures:
         if cfg.level_norm != "none" or cfg.utterance_cmn or cfg.kind != "fbank":
             raise ConfigError("these features cannot stream: they are normalised over the whole utterance "
                               "(a streaming model trains with feature.kind: fbank, feature.level_norm: none "
-                              "and feature.utterance_cmn: false; global CMVN streams as it is)")
+                              "and feature.utterance_cmn: false, or causal_cmn: true; global CMVN streams as "
+                              "it is)")
         self.cfg = cfg
         self.n_fft, _, self.hop = frame_sizes(cfg)
         self.buffer = np.zeros(self.n_fft // 2, dtype=np.float32)  # the centred first frame's padding
         self.emitted = 0  # frames returned so far; the buffer starts at frame ``emitted``'s first sample
         self.seen = 0  # samples accepted so far
+        self.mean, self.count = None, 0  # the running mean (causal_cmn)
 
     def accept(self, samples: np.ndarray) -> np.ndarray:
         self.buffer = np.concatenate([self.buffer, np.asarray(samples, dtype=np.float32)])
@@ -129,6 +160,8 @@ class StreamingFeatures:
         feats = _log_mel(self.buffer[:(count - 1) * self.hop + self.n_fft], self.cfg, center=False)[:count]
         self.buffer = self.buffer[count * self.hop:]
         self.emitted += count
+        if self.cfg.causal_cmn:
+            feats, self.mean, self.count = running_mean(feats, self.mean, self.count)
         return feats
 
 
