@@ -154,3 +154,17 @@ def test_transcribe_stream_prints_what_offline_transcribe_prints(stream_exp, ton
     assert code == 1 and "--chunk-ms and --endpoint go with --stream" in err
     code, _, err = run_cli(["transcribe", stream_exp, long, "--stream", "--chunk-ms", "100"], capsys)
     assert code == 1 and err.strip().splitlines()[-1].startswith("error: --chunk-ms 100 is not a whole number")
+
+
+def test_the_streaming_benchmark_prints_every_chunk_size_with_nothing_differing(stream_exp, tone_corpus):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "streaming.py"
+    done = subprocess.run([sys.executable, str(script), str(stream_exp), str(tone_corpus["dev"]), "--chunk-ms",
+                           "80,160", "--mode", "beam", "--beam", "4"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip().endswith("ms")]
+    assert [row[0] for row in rows] == ["80ms", "160ms"] and [row[1] for row in rows] == ["160ms", "240ms"]
+    assert all(row[3] == "0" for row in rows), done.stdout  # streamed finals equal offline transcribe
