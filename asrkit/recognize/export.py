@@ -1,21 +1,11 @@
 """``asrkit export``: a trained model as a bundle, the folder that ONNX Runtime runs without PyTorch
-(read by ``asrkit.recognize.bundle``).
+(its files are listed, and it is read and run, in ``asrkit.recognize.bundle``).
 
-``export_bundle`` turns a checkpoint into a self-contained folder::
-
-    encoder.onnx    features and lengths in, CTC log-probs and lengths out (asrkit.model.onnx), and
-                    the encoder output where the model has an attention decoder
-    decoder_keys.onnx, decoder_step.onnx
-                    the attention decoder (one teacher-forced step; ``OnnxDecoder`` loops), if any
-    tokens.txt      the token table (and tokenizer.model for sentencepiece units)
-    cmvn.json       global CMVN statistics
-    config.yaml     the run's config (the feature config is what audio goes through)
-    manifest.json   format and version, the versions that wrote it, the sha256 of every file,
-                    the frame rate, the shortest input the graph takes
-
-It is written in a temporary folder beside ``--out`` and renamed at the end, so
-an interrupted export leaves no half bundle. ``load_bundle`` checks the
-manifest (format, version, every file and its sha256) before anything runs.
+``export_bundle`` turns a checkpoint into that self-contained folder: the graphs
+(``asrkit.model.onnx``; int8 with ``quantize``), the tokenizer, CMVN statistics,
+the config and the manifest. It is written in a temporary folder beside ``--out``
+and renamed at the end, so an interrupted export leaves no half bundle;
+``load_bundle`` checks the manifest before anything runs.
 """
 
 from __future__ import annotations
