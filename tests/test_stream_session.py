@@ -150,6 +150,11 @@ def test_transcribe_stream_prints_what_offline_transcribe_prints(stream_exp, ton
     code, out, err = run_cli(["transcribe", stream_exp, long, "--stream", "--endpoint"], capsys)
     assert code == 0, err
     assert len(out.splitlines()) == 2 and all(line.startswith(f"{long}\t") for line in out.splitlines())
+    short, missing = tmp_path / "short.wav", tmp_path / "missing.wav"  # bad files: a line each, the rest go on
+    soundfile.write(short, np.zeros(40, np.float32), 8000)
+    code, out, err = run_cli(["transcribe", stream_exp, short, missing, long, "--stream"], capsys)
+    assert code == 1 and out.startswith(f"{long}\t") and f"{short}: audio is 5.0 ms long" in err
+    assert str(missing) in err and len(err.strip().splitlines()) == 2
     code, _, err = run_cli(["transcribe", stream_exp, long, "--endpoint"], capsys)
     assert code == 1 and "--chunk-ms and --endpoint go with --stream" in err
     code, _, err = run_cli(["transcribe", stream_exp, long, "--stream", "--chunk-ms", "100"], capsys)

@@ -258,23 +258,20 @@ def _transcribe_streams(recognizer, audio: list[Path], search, output_format: st
                                    with_words=output_format != "txt")
         try:
             samples, rate = read_audio(path)
-        except AsrkitError as exc:
+            samples = resample(samples, rate, recognizer.sample_rate)
+            piece = int(recognizer.sample_rate * chunk_ms / 1000)
+            for start in range(0, len(samples) + piece, piece):
+                results = session.accept(samples[start:start + piece]) if start < len(samples) else session.finish()
+                for result in results:
+                    if live:  # partial results on one line, rewritten as the words come
+                        sys.stderr.write("\r\033[K" + ("" if result.final else result.text[-200:]))
+                        sys.stderr.flush()
+                    if result.final:
+                        _print_result(str(path), result.text, result.words, output_format,
+                                      len(audio) > 1 or endpoint)
+        except AsrkitError as exc:  # said at once, and the other files are still transcribed
             fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
             failed += 1
-            continue
-        samples = resample(samples, rate, recognizer.sample_rate)
-        piece = int(recognizer.sample_rate * chunk_ms / 1000)
-        for start in range(0, len(samples) + piece, piece):
-            results = session.accept(samples[start:start + piece]) if start < len(samples) else session.finish()
-            for result in results:
-                if not result.final:
-                    if live:  # one line, rewritten as the words come
-                        sys.stderr.write("\r\033[K" + result.text[-200:])
-                        sys.stderr.flush()
-                    continue
-                if live:
-                    sys.stderr.write("\r\033[K")
-                _print_result(str(path), result.text, result.words, output_format, len(audio) > 1 or endpoint)
     return 1 if failed else 0
 
 
