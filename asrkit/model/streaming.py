@@ -77,34 +77,39 @@ def run_recurrent(module: nn.Module, x: torch.Tensor, hidden):
     return module(x, hidden)
 
 
-def subsample_chunk(subsampling: nn.Module, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
-    """The subsampled frames that ``x`` completes, given what waits in ``state``."""
-    frames = torch.cat([state.pending, x], 1)
-    total = state.consumed + frames.size(1)  # input frames seen in all
+def subsample_plan(subsampling: nn.Module, state: StreamState, waiting: int, final: bool) -> tuple[int, int, int]:
+    """(ready, window, keep) for ``waiting`` frames in the subsampling's buffer: how many output frames
+    they complete, how many of them (from the first) to feed it (after padding to that length where
+    the full pass pads a short utterance), and how many of them the next chunk no longer needs.
+    Integers only, so that a bundle's numpy runtime plans its chunks as the torch model does."""
+    total = state.consumed + waiting  # input frames seen in all
     factor = getattr(subsampling, "factor", None)
     if factor is not None:  # frame stacking: whole groups of ``factor``
-        ready = frames.size(1) // factor
-        if final and state.emitted == 0 and ready == 0 and frames.size(1) > 0:
-            frames, ready = nn.functional.pad(frames, (0, 0, 0, factor - frames.size(1))), 1  # as the full pass pads
-        out = subsampling(frames[:, :ready * factor], torch.full((frames.size(0),), ready * factor))[0] \
-            if ready else frames.new_zeros(frames.size(0), 0, subsampling.out.out_features)
-        state.pending = frames[:, ready * factor:]
-        state.consumed += ready * factor
-        state.emitted += ready
-        return out
+        ready = waiting // factor
+        if final and state.emitted == 0 and ready == 0 and waiting > 0:
+            return 1, factor, waiting  # as the full pass pads a short utterance
+        return ready, ready * factor, ready * factor
     stride = 2 ** subsampling.num_layers  # conv2d: output t reads inputs stride*t .. stride*t + min_frames - 1
     available = subsampling.output_lengths(total, stride) if total >= subsampling.min_frames else 0
     if final and state.emitted == 0 and available == 0 and total > 0:
-        available = 1  # the full pass pads a short utterance to one output frame
-    ready = available - state.emitted
-    if ready <= 0:
-        state.pending = frames
+        return 1, subsampling.min_frames, waiting  # the full pass pads a short utterance to one output frame
+    ready = max(available - state.emitted, 0)
+    if ready == 0:
+        return 0, 0, 0
+    return ready, stride * (ready - 1) + subsampling.min_frames, stride * ready
+
+
+def subsample_chunk(subsampling: nn.Module, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
+    """The subsampled frames that ``x`` completes, given what waits in ``state``."""
+    frames = torch.cat([state.pending, x], 1)
+    ready, window, keep = subsample_plan(subsampling, state, frames.size(1), final)
+    state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, state.emitted + ready
+    if ready == 0:
         return frames.new_zeros(frames.size(0), 0, subsampling.out.out_features)
-    window = frames[:, :stride * (ready - 1) + subsampling.min_frames]
-    out = subsampling(window, torch.full((frames.size(0),), window.size(1)))[0][:, :ready]
-    keep = stride * ready  # the next output starts there
-    state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, available
-    return out
+    window_frames = frames[:, :window]
+    if window_frames.size(1) < window:
+        window_frames = nn.functional.pad(window_frames, (0, 0, 0, window - window_frames.size(1)))
+    return subsampling(window_frames, torch.full((frames.size(0),), window))[0][:, :ready]
 
 
 def pyramid_chunk(state: StreamState, index: int, x: torch.Tensor, final: bool) -> torch.Tensor:
@@ -120,22 +125,20 @@ def pyramid_chunk(state: StreamState, index: int, x: torch.Tensor, final: bool) 
     return x[:, :2 * half].reshape(b, half, 2 * d)
 
 
+def lookahead_ready(held: int, frames: int, final: bool) -> int:
+    """How many of ``held`` top-layer frames have their ``frames`` successors (all at the end)."""
+    return held if final else max(held - frames, 0)
+
+
 def lookahead_chunk(lookahead: Lookahead, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
     """The top-layer frames whose ``k`` following frames have arrived (all of them when ``final``)."""
-    k = lookahead.frames
     held = x if state.held is None else torch.cat([state.held, x], 1)
-    if final:
-        out = lookahead(held)  # zeros past the end, as in the full pass
-        state.held = held[:, :0]
-        return out
-    ready = max(held.size(1) - k, 0)
-    if ready == 0:
-        state.held = held
-        return held[:, :0]
-    out = lookahead(held)[:, :ready]  # frames < ready have their k successors in ``held``
+    ready = lookahead_ready(held.size(1), lookahead.frames, final)
     state.held = held[:, ready:]
-    return out
+    if ready == 0:
+        return held[:, :0]
+    return lookahead(held)[:, :ready]  # frames < ready have their successors in ``held`` (zeros past the end)
 
 
-__all__ = ["Lookahead", "StreamState", "check_streamable", "lookahead_chunk", "pyramid_chunk", "run_recurrent",
-           "subsample_chunk"]
+__all__ = ["Lookahead", "StreamState", "check_streamable", "lookahead_chunk", "lookahead_ready", "pyramid_chunk",
+           "run_recurrent", "subsample_chunk", "subsample_plan"]
