@@ -97,19 +97,26 @@ def test_no_module_on_the_runtime_path_imports_torch():
     from test_layers import graph, module_names
 
     edges, paths = graph(), module_names()
-    reached, todo = set(), ["asrkit.recognize.recognizer", "asrkit.recognize.bundle", "asrkit.search.lm"]
+    reached, todo = set(), ["asrkit.recognize.recognizer", "asrkit.recognize.bundle", "asrkit.search.lm",
+                            "asrkit.recognize.stream"]
     while todo:
         name = todo.pop()
         if name in reached or name == "asrkit.recognize.torch_backend":
             continue
         reached.add(name)
         todo.extend(edges.get(name, ()))
-    assert {"asrkit.search.prefix", "asrkit.data.features", "asrkit.recognize.align"} <= reached
+        parts = name.split(".")  # importing a module runs its packages' __init__ files: their top level
+        todo.extend(f"asrkit.{'.'.join(parts[1:k])}#init" for k in range(2, len(parts)) if parts[1:k])
+    assert {"asrkit.search.prefix", "asrkit.data.features", "asrkit.recognize.align",
+            "asrkit.model.stream_plan", "asrkit.model#init"} <= reached
     using_torch = []
     for name in sorted(reached):
-        for node in ast.walk(ast.parse(paths[name].read_text(encoding="utf-8"))):
+        package = name.endswith("#init")
+        tree = ast.parse(paths[name.removesuffix("#init")].read_text(encoding="utf-8"))
+        nodes = tree.body if package else ast.walk(tree)  # a package's __init__: what it runs when imported
+        for node in nodes:
             found = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            if any(f.split(".")[0] == "torch" for f in found):
+            if any(f.split(".")[0] == "torch" or (package and f.startswith("asrkit")) for f in found):
                 using_torch.append(name)
     assert not using_torch, using_torch

@@ -173,3 +173,67 @@ def test_the_streaming_benchmark_prints_every_chunk_size_with_nothing_differing(
     rows = [line.split() for line in done.stdout.splitlines() if line.strip().endswith("ms")]
     assert [row[0] for row in rows] == ["80ms", "160ms"] and [row[1] for row in rows] == ["160ms", "240ms"]
     assert all(row[3] == "0" for row in rows), done.stdout  # streamed finals equal offline transcribe
+
+
+@pytest.fixture(scope="module")
+def stream_bundle(stream_exp, tmp_path_factory):
+    from asrkit.recognize.export import export_bundle
+
+    return export_bundle(stream_exp, tmp_path_factory.mktemp("stream_bundle") / "bundle")
+
+
+def test_a_streaming_bundle_streams_as_the_checkpoint(stream_exp, stream_bundle, tone_corpus):
+    """The bundle's streaming graph (states in and out) with its numpy steps (buffering, lookahead,
+    CTC head): the checkpoint's streamed log-probs chunk by chunk, and offline transcribe's texts."""
+    import json
+
+    from asrkit.recognize.recognizer import Recognizer
+
+    manifest = json.loads((stream_bundle / "manifest.json").read_text())
+    assert manifest["stream"]["factor"] == 4 and {"encoder_stream.onnx", "stream.npz"} <= set(manifest["files"])
+    checkpoint, bundle = Recognizer(stream_exp), Recognizer(stream_bundle)
+    feats = np.random.default_rng(0).standard_normal((53, checkpoint.config.feature.dim)).astype(np.float32)
+    sides = []
+    for recognizer in (checkpoint, bundle):
+        state, parts = recognizer.backend.stream_start(), []
+        for start, size in ((0, 5), (5, 1), (6, 17), (23, 30)):
+            log_probs, _, state = recognizer.backend.stream_step(feats[start:start + size], state, False)
+            parts.append(log_probs)
+        log_probs, _, state = recognizer.backend.stream_step(feats[:0], state, True)
+        sides.append(np.concatenate(parts + [log_probs]))
+    assert sides[0].shape == sides[1].shape and np.abs(sides[0] - sides[1]).max() < 1e-4
+    wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:4]
+    for search in (SearchOptions("greedy"), SearchOptions("beam", 4), SearchOptions("rescore", 4)):
+        offline = checkpoint.transcribe_files(wavs, search)
+        for wav, want in zip(wavs, offline):
+            assert session_text(bundle, wav, search)[0].text == want.text, (search, wav.name)
+
+
+def test_a_bundle_without_a_streaming_graph_says_why(trained_exp, tmp_path):
+    from asrkit.recognize.export import export_bundle
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.recognize.stream import StreamingSession
+
+    bundle = export_bundle(trained_exp, tmp_path / "bidirectional")
+    with pytest.raises(AsrkitError, match="has no streaming graph: its encoder is bidirectional"):
+        StreamingSession(Recognizer(bundle))
+
+
+def test_a_streaming_bundle_streams_without_torch(stream_exp, stream_bundle, tone_corpus, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "no_torch" / "torch"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text('raise ModuleNotFoundError("torch is blocked", name="torch")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked.parent)] + [p for p in [os.environ.get(
+        "PYTHONPATH")] if p])}
+    wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:3]
+    code, want, err = run_cli(["transcribe", stream_exp, *wavs, "--mode", "rescore", "--beam", "4"], capsys)
+    assert code == 0, err
+    got = subprocess.run([sys.executable, "-m", "asrkit", "transcribe", str(stream_bundle), *map(str, wavs),
+                          "--stream", "--chunk-ms", "160", "--mode", "rescore", "--beam", "4"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want

@@ -77,6 +77,69 @@ class _DecoderStep(nn.Module):
         return decoder.output(torch.cat([h, context], -1)), h, c, context, weights
 
 
+class _StreamStep(nn.Module):
+    """One streaming step of a unidirectional encoder: a window of input frames that the subsampling
+    turns into whole output frames (planned by ``model.streaming.subsample_plan``) and the recurrent
+    states in; the top layer's frames (before the lookahead) and the new states out. The buffering
+    between steps, the lookahead and the CTC head run in the bundle's numpy runtime."""
+
+    def __init__(self, model: AsrModel) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.lstm = isinstance(self.modules_[0], nn.LSTM)
+
+    @property
+    def modules_(self) -> list[nn.Module]:
+        return [self.encoder.rnn] if self.encoder.rnn is not None else list(self.encoder.layers)
+
+    def forward(self, feats: torch.Tensor, *states: torch.Tensor):
+        x, _ = self.encoder.subsampling(feats, torch.full((feats.size(0),), feats.size(1)))
+        per = 2 if self.lstm else 1
+        out_states: list[torch.Tensor] = []
+        for index, module in enumerate(self.modules_):
+            hidden = states[per * index:per * index + per]
+            x, new = module(x, tuple(hidden) if self.lstm else hidden[0])
+            out_states.extend(new if self.lstm else (new,))
+            projections = self.encoder.projections
+            if projections is not None and index < len(projections):
+                x = torch.tanh(projections[index](x))
+        return (x, *out_states)
+
+
+def stream_state_shapes(model: AsrModel) -> list[tuple[int, int]]:
+    """(layers, hidden) of each state input of the stream graph, in order (h, then c for an LSTM)."""
+    encoder = model.encoder
+    modules = [encoder.rnn] if encoder.rnn is not None else list(encoder.layers)
+    per = 2 if isinstance(modules[0], nn.LSTM) else 1
+    return [(m.num_layers, m.hidden_size) for m in modules for _ in range(per)]
+
+
+def can_stream_export(model: AsrModel) -> str | None:
+    """Why ``model`` has no streaming graph (None: it has one)."""
+    encoder = model.encoder
+    modules = [encoder.rnn] if encoder.rnn is not None else list(encoder.layers)
+    if is_jordan(model) or any(getattr(m, "bidirectional", False) for m in modules):
+        return "a bidirectional or Jordan encoder cannot stream"
+    if encoder.pyramid_layers:
+        return "a pyramid encoder streams from its checkpoint only (its chunk boundaries carry between layers)"
+    return None
+
+
+def export_stream(model: AsrModel, path: str | Path, opset: int = OPSET) -> Path:
+    """Write the streaming step of a unidirectional encoder (``_StreamStep``) at ``path``: inputs
+    ``feats`` (B, t, F) and ``state_0``.., outputs ``top`` (B, t', D) and ``state_0_out``..."""
+    model = model.cpu().eval()
+    frames = max(4 * min_input_frames(model), 40)
+    shapes = stream_state_shapes(model)
+    states = tuple(torch.randn(layers, 2, hidden) * 0.1 for layers, hidden in shapes)
+    names = [f"state_{i}" for i in range(len(shapes))]
+    axes = {"feats": {0: "batch", 1: "frames"}, "top": {0: "batch", 1: "out_frames"},
+            **{name: {1: "batch"} for name in names}, **{f"{name}_out": {1: "batch"} for name in names}}
+    _export(_StreamStep(model), (torch.randn(2, frames, model.feat_dim), *states), Path(path), ["feats", *names],
+            ["top", *(f"{name}_out" for name in names)], axes, opset)
+    return Path(path)
+
+
 def min_input_frames(model: AsrModel) -> int:
     """The shortest input the graph takes: the eager encoder pads shorter inputs itself, with a branch
     a trace cannot keep, so the runtime pads them to this length before it calls the graph."""
@@ -141,4 +204,5 @@ def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str]
                           output_names=output_names, dynamic_axes=axes)
 
 
-__all__ = ["OPSET", "export_ctc", "export_decoder", "min_input_frames"]
+__all__ = ["OPSET", "can_stream_export", "export_ctc", "export_decoder", "export_stream", "min_input_frames",
+           "stream_state_shapes"]

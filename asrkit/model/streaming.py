@@ -18,25 +18,11 @@ pyramid frame) is dropped. A bidirectional or Jordan encoder cannot stream (a on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from asrkit.errors import ConfigError
-
-
-@dataclass
-class StreamState:
-    """Everything a stream carries from one chunk to the next (see the module's docstring)."""
-
-    pending: torch.Tensor  # (B, P, F) input frames the subsampling has not turned into output yet
-    consumed: int = 0  # input frames before ``pending`` (conv2d: where the next window starts)
-    emitted: int = 0  # subsampled frames produced so far
-    hidden: list = field(default_factory=list)  # per recurrent module: h, or (h, c); None before the first
-    paired: list = field(default_factory=list)  # per pyramid layer: its odd frame (B, 1, D), or None
-    emitted_pairs: list = field(default_factory=list)  # per pyramid layer: frames it has produced
-    held: torch.Tensor | None = None  # the top layer's last frames, waiting for the lookahead's future
+from asrkit.model.stream_plan import StreamState, Subsampling, lookahead_ready, subsample_plan
 
 
 class Lookahead(nn.Module):
@@ -77,32 +63,17 @@ def run_recurrent(module: nn.Module, x: torch.Tensor, hidden):
     return module(x, hidden)
 
 
-def subsample_plan(subsampling: nn.Module, state: StreamState, waiting: int, final: bool) -> tuple[int, int, int]:
-    """(ready, window, keep) for ``waiting`` frames in the subsampling's buffer: how many output frames
-    they complete, how many of them (from the first) to feed it (after padding to that length where
-    the full pass pads a short utterance), and how many of them the next chunk no longer needs.
-    Integers only, so that a bundle's numpy runtime plans its chunks as the torch model does."""
-    total = state.consumed + waiting  # input frames seen in all
+def subsampling_spec(subsampling: nn.Module) -> Subsampling:
     factor = getattr(subsampling, "factor", None)
-    if factor is not None:  # frame stacking: whole groups of ``factor``
-        ready = waiting // factor
-        if final and state.emitted == 0 and ready == 0 and waiting > 0:
-            return 1, factor, waiting  # as the full pass pads a short utterance
-        return ready, ready * factor, ready * factor
-    stride = 2 ** subsampling.num_layers  # conv2d: output t reads inputs stride*t .. stride*t + min_frames - 1
-    available = subsampling.output_lengths(total, stride) if total >= subsampling.min_frames else 0
-    if final and state.emitted == 0 and available == 0 and total > 0:
-        return 1, subsampling.min_frames, waiting  # the full pass pads a short utterance to one output frame
-    ready = max(available - state.emitted, 0)
-    if ready == 0:
-        return 0, 0, 0
-    return ready, stride * (ready - 1) + subsampling.min_frames, stride * ready
+    if factor is not None:
+        return Subsampling(factor=factor)
+    return Subsampling(stride=2 ** subsampling.num_layers, min_frames=subsampling.min_frames)
 
 
 def subsample_chunk(subsampling: nn.Module, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
     """The subsampled frames that ``x`` completes, given what waits in ``state``."""
     frames = torch.cat([state.pending, x], 1)
-    ready, window, keep = subsample_plan(subsampling, state, frames.size(1), final)
+    ready, window, keep = subsample_plan(subsampling_spec(subsampling), state, frames.size(1), final)
     state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, state.emitted + ready
     if ready == 0:
         return frames.new_zeros(frames.size(0), 0, subsampling.out.out_features)
@@ -125,11 +96,6 @@ def pyramid_chunk(state: StreamState, index: int, x: torch.Tensor, final: bool) 
     return x[:, :2 * half].reshape(b, half, 2 * d)
 
 
-def lookahead_ready(held: int, frames: int, final: bool) -> int:
-    """How many of ``held`` top-layer frames have their ``frames`` successors (all at the end)."""
-    return held if final else max(held - frames, 0)
-
-
 def lookahead_chunk(lookahead: Lookahead, state: StreamState, x: torch.Tensor, final: bool) -> torch.Tensor:
     """The top-layer frames whose ``k`` following frames have arrived (all of them when ``final``)."""
     held = x if state.held is None else torch.cat([state.held, x], 1)
@@ -140,5 +106,5 @@ def lookahead_chunk(lookahead: Lookahead, state: StreamState, x: torch.Tensor, f
     return lookahead(held)[:, :ready]  # frames < ready have their successors in ``held`` (zeros past the end)
 
 
-__all__ = ["Lookahead", "StreamState", "check_streamable", "lookahead_chunk", "lookahead_ready", "pyramid_chunk",
-           "run_recurrent", "subsample_chunk", "subsample_plan"]
+__all__ = ["Lookahead", "StreamState", "check_streamable", "lookahead_chunk", "pyramid_chunk", "run_recurrent",
+           "subsample_chunk", "subsampling_spec"]

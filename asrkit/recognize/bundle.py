@@ -29,7 +29,8 @@ import numpy as np
 from asrkit.config import ExperimentConfig, load_config
 from asrkit.data.features import GlobalCMVN
 from asrkit.digest import file_digest
-from asrkit.errors import CheckpointError
+from asrkit.errors import CheckpointError, DecodeError
+from asrkit.model.stream_plan import StreamState, Subsampling, lookahead_ready, subsample_plan
 from asrkit.tokenizer import SOS_EOS, Tokenizer, load_tokenizer
 
 FORMAT = "asrkit-bundle"
@@ -98,6 +99,7 @@ class OnnxBackend:
         self.session = _session(bundle.path / "encoder.onnx", threads)
         self.min_frames = int(bundle.manifest["min_frames"])
         self.decoder = OnnxDecoder(bundle, threads) if bundle.manifest.get("decoder") else None
+        self.stream = OnnxStream(bundle, threads) if bundle.manifest.get("stream") else None
         if len(self.tokenizer) != int(bundle.manifest["vocab_size"]):
             raise CheckpointError(f"{bundle.path}: token table has {len(self.tokenizer)} entries, the graph "
                                   f"{bundle.manifest['vocab_size']}")
@@ -113,6 +115,71 @@ class OnnxBackend:
         outputs = self.session.run(None, {"feats": np.ascontiguousarray(feats, dtype=np.float32),
                                           "feat_lens": np.asarray(feat_lens, dtype=np.int64)})
         return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
+
+
+    # ------------------------------------------------------------------ streaming (as TorchBackend's)
+    def stream_start(self) -> StreamState:
+        if self.stream is None:
+            raise DecodeError(f"{self.path} has no streaming graph: its encoder is bidirectional, Jordan's or a "
+                              "pyramid, or it was exported before streaming bundles")
+        return self.stream.start()
+
+    def stream_step(self, feats: np.ndarray, state: StreamState, final: bool):
+        """(log_probs (t', V), encoder frames (1, t', D), state) of the frames ``feats`` (t, F) complete."""
+        return self.stream.step(feats, state, final)
+
+    @staticmethod
+    def concat_enc(parts: list) -> np.ndarray:
+        return np.concatenate(parts, 1)
+
+
+class OnnxStream:
+    """A bundle's streaming encoder: ``encoder_stream.onnx`` (subsampling and recurrent layers, the
+    states in and out) between numpy steps planned as the torch model plans them
+    (``model.stream_plan``): the subsampling's buffer, the lookahead and the CTC head."""
+
+    def __init__(self, bundle: Bundle, threads: int = 0) -> None:
+        info = bundle.manifest["stream"]
+        self.session = _session(bundle.path / "encoder_stream.onnx", threads)
+        self.spec = Subsampling(info["factor"], info["stride"], info["min_frames"])
+        self.states = [tuple(shape) for shape in info["states"]]
+        with np.load(bundle.path / "stream.npz") as weights:
+            self.ctc_weight, self.ctc_bias = weights["ctc_weight"], weights["ctc_bias"]
+            self.lookahead = weights["lookahead"] if "lookahead" in weights else None
+        self.feat_dim = int(bundle.manifest["feat_dim"])
+
+    def start(self) -> StreamState:
+        return StreamState(np.zeros((1, 0, self.feat_dim), np.float32),
+                           hidden=[np.zeros((layers, 1, hidden), np.float32) for layers, hidden in self.states])
+
+    def step(self, feats: np.ndarray, state: StreamState, final: bool):
+        frames = np.concatenate([state.pending, np.asarray(feats, np.float32)[None]], 1)
+        ready, window, keep = subsample_plan(self.spec, state, frames.shape[1], final)
+        state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, state.emitted + ready
+        top = np.zeros((1, 0, self.ctc_weight.shape[1]), np.float32)
+        if ready:
+            window_frames = frames[:, :window]
+            if window_frames.shape[1] < window:
+                window_frames = np.pad(window_frames, ((0, 0), (0, window - window_frames.shape[1]), (0, 0)))
+            inputs = {"feats": np.ascontiguousarray(window_frames)}
+            inputs.update({f"state_{i}": h for i, h in enumerate(state.hidden)})
+            top, *state.hidden = self.session.run(None, inputs)
+            top = top[:, :ready]
+        if self.lookahead is not None:
+            top = self._lookahead(top, state, final)
+        logits = top[0] @ self.ctc_weight.T + self.ctc_bias
+        top_logit = logits.max(-1, keepdims=True)
+        log_probs = logits - top_logit - np.log(np.exp(logits - top_logit).sum(-1, keepdims=True))
+        return log_probs.astype(np.float32), top, state
+
+    def _lookahead(self, top: np.ndarray, state: StreamState, final: bool) -> np.ndarray:
+        """DeepSpeech 2's lookahead over the held top-layer frames (``model.streaming.Lookahead``)."""
+        held = top if state.held is None else np.concatenate([state.held, top], 1)
+        k = self.lookahead.shape[1] - 1
+        ready = lookahead_ready(held.shape[1], k, final)
+        state.held = held[:, ready:]
+        padded = np.pad(held, ((0, 0), (0, k), (0, 0)))  # zeros past the end, as the full pass sees
+        return sum(padded[:, j:j + ready] * self.lookahead[:, j] for j in range(k + 1)).astype(np.float32)
 
 
 class OnnxDecoder:

@@ -23,7 +23,7 @@ from asrkit.data.features import GlobalCMVN
 from asrkit.digest import file_digest
 from asrkit.errors import CheckpointError
 from asrkit.model import build_model
-from asrkit.model.onnx import OPSET, export_ctc, export_decoder, min_input_frames
+from asrkit.model.onnx import OPSET, can_stream_export, export_ctc, export_decoder, export_stream, min_input_frames
 from asrkit.recognize.bundle import FORMAT, MANIFEST, VERSION
 from asrkit.tokenizer import from_checkpoint
 
@@ -52,18 +52,40 @@ def export_bundle(checkpoint: str | Path, out: str | Path, opset: int = OPSET, q
         graphs = [export_ctc(model, tmp / "encoder.onnx", opset)]
         if model.decoder is not None:
             graphs += export_decoder(model, tmp, opset)
+        stream = _export_stream(model, tmp, opset)
+        graphs += [tmp / "encoder_stream.onnx"] if stream else []
         if quantize == "int8":
             for graph in graphs:
                 _quantize(graph)
         from_checkpoint(record).save(tmp)
         GlobalCMVN.from_dict(record.cmvn).save(tmp / "cmvn.json")
         save_config(cfg, tmp / "config.yaml")
-        _write_manifest(tmp, cfg, record, min_input_frames(model), opset, quantize, source)
+        _write_manifest(tmp, cfg, record, min_input_frames(model), opset, quantize, source, stream)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _export_stream(model, folder: Path, opset: int) -> dict | None:
+    """A unidirectional model's streaming step (``encoder_stream.onnx``) and what the numpy runtime
+    adds to it (``stream.npz``: the lookahead's and the CTC head's weights); None when it cannot stream."""
+    import numpy as np
+
+    if can_stream_export(model) is not None:
+        return None
+    from asrkit.model.onnx import stream_state_shapes
+    from asrkit.model.streaming import subsampling_spec
+
+    export_stream(model, folder / "encoder_stream.onnx", opset)
+    weights = {"ctc_weight": model.ctc_head.weight.detach().numpy(), "ctc_bias": model.ctc_head.bias.detach().numpy()}
+    if model.encoder.lookahead is not None:
+        weights["lookahead"] = model.encoder.lookahead.weight.detach().numpy()
+    np.savez(folder / "stream.npz", **weights)
+    spec = subsampling_spec(model.encoder.subsampling)
+    return {"factor": spec.factor, "stride": spec.stride, "min_frames": spec.min_frames,
+            "states": [list(shape) for shape in stream_state_shapes(model)]}
 
 
 def _quantize(path: Path) -> None:
@@ -83,7 +105,7 @@ def _quantize(path: Path) -> None:
 
 
 def _write_manifest(folder: Path, cfg: ExperimentConfig, record, min_frames: int, opset: int,
-                    quantize: str | None, source: Path) -> None:
+                    quantize: str | None, source: Path, stream: dict | None = None) -> None:
     import onnx
     import onnxruntime
     import torch
@@ -94,7 +116,7 @@ def _write_manifest(folder: Path, cfg: ExperimentConfig, record, min_frames: int
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset, "quantize": quantize,
         "source": str(source), "feat_dim": record.feat_dim, "vocab_size": record.vocab_size,
         "seconds_per_frame": cfg.feature.frame_shift_ms / 1000 * cfg.model.time_reduction,
-        "min_frames": min_frames, "decoder": "decoder_step.onnx" in files, "files": files,
+        "min_frames": min_frames, "decoder": "decoder_step.onnx" in files, "stream": stream, "files": files,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 

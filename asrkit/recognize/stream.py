@@ -4,7 +4,9 @@ the end of each utterance.
 A ``StreamingSession`` chains the streaming parts: features of the samples so far
 (``data.features.StreamingFeatures``), the encoder chunk by chunk with its state
 (``AsrModel.forward_chunk``), and the search advanced frame by frame
-(``search.prefix.PrefixSearch``; greedy keeps the log-probs); at an utterance's end the
+(``search.prefix.PrefixSearch``; greedy keeps the log-probs), the encoder being the
+recognizer's backend (a checkpoint's torch model, or a bundle's streaming graph on ONNX
+Runtime: this module imports no torch); at an utterance's end the
 attention decoder, if the model has one, rescores the n-best once (two passes, as in WeNet).
 Without endpointing a stream is one utterance, and its final result is what ``transcribe``
 gives for the whole file. With ``EndpointRules`` (k2 and sherpa's rules) trailing silence or
@@ -62,10 +64,7 @@ class StreamingSession:
 
     def __init__(self, recognizer, search: SearchOptions | None = None, chunk_ms: float = 320.0,
                  endpoint: EndpointRules | None = None, with_words: bool = False) -> None:
-        if recognizer.model is None:
-            raise DecodeError(f"{recognizer.path} is an export bundle; streaming runs the checkpoint for now "
-                              "(give the experiment dir)")
-        self.recognizer, self.model = recognizer, recognizer.model
+        self.recognizer, self.backend = recognizer, recognizer.backend
         self.search = search or SearchOptions()
         if self.search.mode == "rescore" and recognizer.decoder is None:
             raise DecodeError(f"{recognizer.path} has no attention decoder: use --mode greedy or beam")
@@ -76,7 +75,7 @@ class StreamingSession:
             raise DecodeError(f"--chunk-ms {chunk_ms:g} is not a whole number of the model's {frame_ms:g} ms "
                               f"frames; use e.g. {4 * frame_ms:g}, {8 * frame_ms:g} or {16 * frame_ms:g}")
         self.chunk_frames = int(round(frames))
-        self.model.init_state(1)  # a model that cannot stream says so now
+        self.backend.stream_start()  # a model that cannot stream says so now
         self.features = StreamingFeatures(cfg.feature)
         self.endpoint, self.with_words = endpoint, with_words
         self.seconds_per_frame = recognizer.seconds_per_frame
@@ -87,7 +86,7 @@ class StreamingSession:
         self._start_utterance()
 
     def _start_utterance(self) -> None:
-        self.state = self.model.init_state(1)
+        self.state = self.backend.stream_start()
         self.start_frame = self.frames
         self.log_probs: list[np.ndarray] = []
         self.enc: list = []
@@ -118,12 +117,8 @@ class StreamingSession:
         return self._run(chunk, final=True)
 
     def _run(self, feats: np.ndarray, final: bool) -> list[StreamResult]:
-        import torch
-
-        x = torch.from_numpy(self.recognizer.cmvn(feats).astype(np.float32))[None]
-        with torch.no_grad():
-            enc, self.state = self.model.encoder.forward_chunk(x, self.state, final)
-            log_probs = self.model.ctc_log_probs(enc)[0].numpy()
+        log_probs, enc, self.state = self.backend.stream_step(self.recognizer.cmvn(feats).astype(np.float32),
+                                                              self.state, final)
         self.enc.append(enc)
         self.log_probs.append(log_probs)
         self.frames += len(log_probs)
@@ -162,12 +157,8 @@ class StreamingSession:
 
     def _flush_encoder(self) -> None:
         """The encoder's held frames (its lookahead) at an endpoint, into the search."""
-        import torch
-
-        with torch.no_grad():
-            enc, self.state = self.model.encoder.forward_chunk(torch.zeros(1, 0, self.model.feat_dim), self.state,
-                                                               final=True)
-            log_probs = self.model.ctc_log_probs(enc)[0].numpy()
+        empty = np.zeros((0, self.recognizer.config.feature.dim), np.float32)
+        log_probs, enc, self.state = self.backend.stream_step(empty, self.state, final=True)
         self.enc.append(enc)
         self.log_probs.append(log_probs)
         self.frames += len(log_probs)
@@ -192,10 +183,8 @@ class StreamingSession:
         else:
             nbest = self.prefix.finish()
             if self.search.mode == "rescore":
-                import torch
-
-                enc = torch.cat(self.enc, 1)
-                nbest = attention_rescore(self.recognizer.decoder, enc, np.array([enc.size(1)]), nbest,
+                enc = self.backend.concat_enc(self.enc)
+                nbest = attention_rescore(self.recognizer.decoder, enc, np.array([enc.shape[1]]), nbest,
                                           self.search.ctc_weight)
             hyp = nbest[0][0]
         return self._result(hyp, final=True, log_probs=log_probs)

@@ -56,4 +56,20 @@ class TorchBackend:
         return log_probs.float().cpu().numpy(), out_lens.cpu().numpy(), enc
 
 
+    # ------------------------------------------------------------------ streaming (as OnnxBackend's)
+    def stream_start(self):
+        return self.model.init_state(1)
+
+    @torch.no_grad()
+    def stream_step(self, feats: np.ndarray, state, final: bool):
+        """(log_probs (t', V), encoder frames (1, t', D), state) of the frames ``feats`` (t, F) complete."""
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
+        enc, state = self.model.encoder.forward_chunk(x, state, final)
+        return self.model.ctc_log_probs(enc)[0].float().cpu().numpy(), enc, state
+
+    @staticmethod
+    def concat_enc(parts: list):
+        return torch.cat(parts, 1)
+
+
 __all__ = ["TorchBackend"]
