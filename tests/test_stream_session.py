@@ -237,3 +237,65 @@ def test_a_streaming_bundle_streams_without_torch(stream_exp, stream_bundle, ton
                          capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr
     assert got.stdout == want
+
+
+FAKE_SOUNDDEVICE = """
+# A stand-in for the sounddevice package: the "microphone" plays $ASRKIT_FAKE_MIC, then silence;
+# device "broken" cannot be opened, as PortAudio says of a missing device.
+import os
+import numpy as np
+import soundfile
+
+
+class PortAudioError(Exception):
+    pass
+
+
+class InputStream:
+    def __init__(self, samplerate, channels, dtype, device, blocksize):
+        if device == "broken":
+            raise PortAudioError("Error querying device -1")
+        samples, rate = soundfile.read(os.environ["ASRKIT_FAKE_MIC"], dtype="float32")
+        assert rate == samplerate and channels == 1 and dtype == "float32"
+        self.samples, self.position = samples, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, frames):
+        block = self.samples[self.position:self.position + frames]
+        self.position += frames
+        return np.pad(block, (0, frames - len(block)))[:, None], False
+"""
+
+
+def test_listen_transcribes_the_microphone_and_names_a_device_it_cannot_open(stream_exp, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "sounddevice.py"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SOUNDDEVICE)
+    speech = tmp_path / "speech.wav"
+    soundfile.write(speech, np.concatenate([tone_words(["a", "b"], seed=1), np.zeros(8000 * 2, np.float32),
+                                            tone_words(["b"], seed=2)]), 8000)
+    env = {**os.environ, "ASRKIT_FAKE_MIC": str(speech),
+           "PYTHONPATH": os.pathsep.join([str(fake.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    command = [sys.executable, "-m", "asrkit", "listen", str(stream_exp), "--seconds", "6"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from asrkit.recognize.recognizer import Recognizer
+
+    recognizer = Recognizer(stream_exp)
+    want = recognizer.transcribe_files([speech])[0].text  # offline: one utterance; listening: two lines
+    assert len(done.stdout.splitlines()) == 2
+    assert "".join(done.stdout.split()) == "".join(want.split())
+    broken = subprocess.run(command + ["--device", "broken"], env=env, capture_output=True, text=True, timeout=300)
+    assert broken.returncode == 1 and broken.stderr.strip().splitlines() == [
+        "error: cannot open the microphone broken at 8000 Hz: Error querying device -1"]
+    missing = subprocess.run(command, env={**os.environ}, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and "needs sounddevice: pip install 'asrkit[listen]'" in missing.stderr

@@ -32,6 +32,8 @@ MISSING = {
     "onnxruntime": "ONNX Runtime: pip install 'asrkit[runtime]'",
     "onnx": "the onnx package: pip install 'asrkit[export]'",
     "matplotlib": "matplotlib: pip install 'asrkit[plot]'",
+    "sounddevice": "sounddevice: pip install 'asrkit[listen]' (and the PortAudio library, e.g. apt-get install "
+                   "libportaudio2)",
 }
 
 

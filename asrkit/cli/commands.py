@@ -262,17 +262,74 @@ def _transcribe_streams(recognizer, audio: list[Path], search, output_format: st
             piece = int(recognizer.sample_rate * chunk_ms / 1000)
             for start in range(0, len(samples) + piece, piece):
                 results = session.accept(samples[start:start + piece]) if start < len(samples) else session.finish()
-                for result in results:
-                    if live:  # partial results on one line, rewritten as the words come
-                        sys.stderr.write("\r\033[K" + ("" if result.final else result.text[-200:]))
-                        sys.stderr.flush()
-                    if result.final:
-                        _print_result(str(path), result.text, result.words, output_format,
-                                      len(audio) > 1 or endpoint)
+                _show(results, live, output_format, str(path), len(audio) > 1 or endpoint)
         except AsrkitError as exc:  # said at once, and the other files are still transcribed
             fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
             failed += 1
     return 1 if failed else 0
+
+
+@app.command()
+@search_options(nbest=False)
+def listen(
+    exp: Path = typer.Argument(..., help="Experiment dir, checkpoint or export bundle of a unidirectional model."),
+    device: Optional[str] = typer.Option(None, "--device", help="Input device, by name or number "
+                                         "(python -m sounddevice lists them); default: the system's."),
+    chunk_ms: float = typer.Option(320.0, "--chunk-ms", help="The encoder's chunk (a whole number of its frames)."),
+    seconds: float = typer.Option(0.0, "--seconds", help="Stop after this much audio (0: at Ctrl-C)."),
+    output_format: str = typer.Option("txt", "--format", help="txt, json, srt or ctm, as transcribe."),
+    search: SearchOptions = None,
+) -> int:
+    """Transcribe the microphone as you speak: partial results on one line (on a terminal), each
+    utterance's final result as transcribe prints it, cut at pauses (transcribe --stream --endpoint's
+    rules). Needs sounddevice (pip install 'asrkit[listen]') and the PortAudio library."""
+    import sys
+
+    try:
+        import sounddevice
+    except OSError as exc:  # installed, but PortAudio is not
+        raise AsrkitError(f"sounddevice cannot use PortAudio ({exc}); install the library, e.g. apt-get install "
+                          "libportaudio2") from None
+
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.recognize.stream import EndpointRules, StreamingSession
+
+    recognizer = Recognizer(exp)
+    session = StreamingSession(recognizer, search, chunk_ms, EndpointRules(), with_words=output_format != "txt")
+    rate, live = recognizer.sample_rate, sys.stderr.isatty()
+    block = int(rate * chunk_ms / 1000)
+    chosen = int(device) if device is not None and device.isdigit() else device
+    try:
+        stream = sounddevice.InputStream(samplerate=rate, channels=1, dtype="float32", device=chosen,
+                                         blocksize=block)
+    except Exception as exc:  # PortAudio's errors, a bad name or number: one line naming the device
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise AsrkitError(f"cannot open the microphone {device if device is not None else '(default)'} at "
+                          f"{rate} Hz: {reason}") from None
+    heard = 0
+    try:
+        with stream:
+            while not seconds or heard < seconds * rate:
+                samples, _ = stream.read(block)
+                heard += len(samples)
+                _show(session.accept(samples[:, 0]), live, output_format, "microphone", False)
+    except KeyboardInterrupt:
+        pass
+    _show(session.finish(), live, output_format, "microphone", False)
+    return 0
+
+
+def _show(results, live: bool, output_format: str, key: str, several: bool) -> None:
+    """A stream's results: partial ones on one rewritten line (a terminal only), final ones printed
+    as transcribe prints them."""
+    import sys
+
+    for result in results:
+        if live:
+            sys.stderr.write("\r\033[K" + ("" if result.final else result.text[-200:]))
+            sys.stderr.flush()
+        if result.final:
+            _print_result(key, result.text, result.words, output_format, several)
 
 
 @app.command()
