@@ -26,6 +26,7 @@ that was cut short.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import random
@@ -156,6 +157,9 @@ def train(train_dir: str | Path | None, dev_dir: str | Path | None, out_dir: str
             log.removeHandler(handler)
             handler.close()
         log.setLevel(level)
+        if info.enabled:  # the DDP model (its reducer, its gloo work) goes before the group it talks through:
+            trainer = None  # freed at interpreter exit after destroy_process_group, a rank sometimes
+            gc.collect()  # aborted ("terminate called without an active exception") under load
         distributed.shutdown(info)
 
 
