@@ -117,6 +117,17 @@ def joint_exp(tone_corpus, tmp_path_factory):
     return exp
 
 
+def torch_blocked_env(root: Path) -> dict[str, str]:
+    """An environment whose Python finds, first on its path (under ``root``), a ``torch`` package that
+    refuses to import, as an install without PyTorch does."""
+    import os
+
+    (root / "torch").mkdir(parents=True)
+    (root / "torch" / "__init__.py").write_text(
+        'raise ModuleNotFoundError("torch is blocked: the bundle runtime must not import it", name="torch")\n')
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     from asrkit.cli import main
 

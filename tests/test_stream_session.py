@@ -14,7 +14,7 @@ from asrkit.data.features import StreamingFeatures, compute_features
 from asrkit.errors import AsrkitError, ConfigError
 from asrkit.search.options import SearchOptions
 
-from conftest import JOINT_CONFIG, make_tone_data_dir, run_cli, tone_words
+from conftest import JOINT_CONFIG, make_tone_data_dir, run_cli, tone_words, torch_blocked_env
 
 STREAM_CONFIG = JOINT_CONFIG.replace(
     "feature: {sample_rate: 8000, num_mel_bins: 23}",
@@ -220,15 +220,10 @@ def test_a_bundle_without_a_streaming_graph_says_why(trained_exp, tmp_path):
 
 
 def test_a_streaming_bundle_streams_without_torch(stream_exp, stream_bundle, tone_corpus, tmp_path, capsys):
-    import os
     import subprocess
     import sys
 
-    blocked = tmp_path / "no_torch" / "torch"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text('raise ModuleNotFoundError("torch is blocked", name="torch")\n')
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked.parent)] + [p for p in [os.environ.get(
-        "PYTHONPATH")] if p])}
+    env = torch_blocked_env(tmp_path / "no_torch")
     wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:3]
     code, want, err = run_cli(["transcribe", stream_exp, *wavs, "--mode", "rescore", "--beam", "4"], capsys)
     assert code == 0, err

@@ -18,6 +18,7 @@ from torch import nn
 from asrkit.config import ModelConfig
 from asrkit.model.jordan import JordanLayer, JordanRNN
 from asrkit.model.recurrent import run_rnn
+from asrkit.model.stream_plan import conv_frames
 from asrkit.model.streaming import (
     Lookahead,
     StreamState,
@@ -62,9 +63,7 @@ class Conv2dSubsampling(nn.Module):
     @staticmethod
     def output_lengths(lens, factor: int):
         """Output frames (int or tensor) for ``lens`` input frames: T' = (T - 1) // 2 per layer, at least 1."""
-        for _ in range(factor.bit_length() - 1):
-            lens = (lens - 1) // 2
-        return _at_least_one(lens)
+        return _at_least_one(conv_frames(lens, factor))
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if feats.size(1) < self.min_frames:

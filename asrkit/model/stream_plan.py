@@ -7,6 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def conv_frames(lens, factor: int):
+    """Frames out of ``log2(factor)`` convolutions of kernel 3 and stride 2 without padding, for
+    ``lens`` frames in (an int or a tensor): (T - 1) // 2 per layer, before any "at least one"
+    (the rule of ``encoder.Conv2dSubsampling``, which uses it too)."""
+    for _ in range(factor.bit_length() - 1):
+        lens = (lens - 1) // 2
+    return lens
+
+
 @dataclass(frozen=True)
 class Subsampling:
     """What planning needs of the subsampling: frame stacking (``factor``) or strided convolutions
@@ -20,9 +29,7 @@ class Subsampling:
         """Output frames of ``total`` input frames (conv2d: (T - 1) // 2 per layer, at least 1)."""
         if self.factor is not None:
             return max(total // self.factor, 1)
-        for _ in range(self.stride.bit_length() - 1):
-            total = (total - 1) // 2
-        return max(total, 1)
+        return max(conv_frames(total, self.stride), 1)
 
 
 @dataclass
@@ -62,4 +69,4 @@ def lookahead_ready(held: int, frames: int, final: bool) -> int:
     return held if final else max(held - frames, 0)
 
 
-__all__ = ["StreamState", "Subsampling", "lookahead_ready", "subsample_plan"]
+__all__ = ["StreamState", "Subsampling", "conv_frames", "lookahead_ready", "subsample_plan"]

@@ -38,6 +38,12 @@ VERSION = 1
 MANIFEST = "manifest.json"
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis (the runtime's CTC head and decoder steps)."""
+    top = logits.max(-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+
+
 def is_bundle(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
@@ -168,9 +174,7 @@ class OnnxStream:
         if self.lookahead is not None:
             top = self._lookahead(top, state, final)
         logits = top[0] @ self.ctc_weight.T + self.ctc_bias
-        top_logit = logits.max(-1, keepdims=True)
-        log_probs = logits - top_logit - np.log(np.exp(logits - top_logit).sum(-1, keepdims=True))
-        return log_probs.astype(np.float32), top, state
+        return log_softmax(logits).astype(np.float32), top, state
 
     def _lookahead(self, top: np.ndarray, state: StreamState, final: bool) -> np.ndarray:
         """DeepSpeech 2's lookahead over the held top-layer frames (``model.streaming.Lookahead``)."""
@@ -214,9 +218,7 @@ class OnnxDecoder:
         for step in range(ys_in.shape[1]):
             logits, state["h"], state["c"], state["context"], state["weights"] = self.step.run(
                 None, {"enc": enc_np, "keys": keys, "mask": mask, "token": ys_in[:, step], **state})
-            logits = logits.astype(np.float64)
-            top = logits.max(-1, keepdims=True)
-            log_probs = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+            log_probs = log_softmax(logits.astype(np.float64))
             target = ys_out[:, step]
             total += np.where(target >= 0, log_probs[np.arange(count), np.maximum(target, 0)], 0.0)
         return total

@@ -349,27 +349,17 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     log_probs, lengths = as_array(log_probs, np.float32), as_array(lengths, np.int64)
     check_log_probs(log_probs, lengths)
     batch, _, vocab = log_probs.shape
-    if not 0 <= blank_id < vocab:
-        raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
-    if lexicon is not None and lexicon.pad_token != vocab:
-        raise DecodeError(f"the lexicon was built for {lexicon.pad_token} tokens, the log-probabilities have {vocab}")
+    _check_tokens(vocab, blank_id, lexicon)
     if batch == 0:
         return []
     order, lp, running = _longest_first(log_probs, lengths)
     max_frames = len(running)
-    space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
-    starts = None if word_starts is None else np.array(word_starts + (False,))
-    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
-                    sum(word_starts) if word_starts is not None else 0, lm, lexicon)
+    opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon)
     beams = _Beams.start(batch, opts)
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
     for t in range(max_frames):
-        n = running[t]
-        frm = _extensions(beams, n, lp[t, :n], opts)
-        if lm is not None:
-            _add_lm(beams, n, frm, opts)
-        _prune(beams, n, frm, opts, back_slot[t], back_token[t])
+        _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t])
     score, ctc, lm_total = _final_scores(beams, opts)
     _, ranked = topk(score, min(nbest, beam), axis=1)  # (B, N), best first
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
@@ -391,15 +381,8 @@ class PrefixSearch:
                  blank_id: int = 0, lm: WordScorer | None = None, token_min_logp: float | None = None,
                  space_id: int | None = None, lexicon: WordConstraint | None = None, word_starts=None) -> None:
         check_beam(beam, nbest, token_prune)
-        if not 0 <= blank_id < vocab:
-            raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
-        if lexicon is not None and lexicon.pad_token != vocab:
-            raise DecodeError(f"the lexicon was built for {lexicon.pad_token} tokens, the log-probabilities have "
-                              f"{vocab}")
-        space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
-        starts = None if word_starts is None else np.array(word_starts + (False,))
-        self.opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
-                             sum(word_starts) if word_starts is not None else 0, lm, lexicon)
+        _check_tokens(vocab, blank_id, lexicon)
+        self.opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon)
         self.batch, self.nbest = batch, nbest
         self.beams = _Beams.start(batch, self.opts)
         self.back_slot: list[np.ndarray] = []  # per frame (B, K)
@@ -422,10 +405,7 @@ class PrefixSearch:
         n, opts, beam = self.batch, self.opts, self.opts.beam
         for frame in padded:
             slots, tokens = np.arange(beam, dtype=np.int64)[None].repeat(n, 0), np.full((n, beam), -1, np.int64)
-            frm = _extensions(self.beams, n, frame, opts)
-            if opts.lm is not None:
-                _add_lm(self.beams, n, frm, opts)
-            _prune(self.beams, n, frm, opts, slots, tokens)
+            _step(self.beams, n, frame, opts, slots, tokens)
             self.back_slot.append(slots)
             self.back_token.append(tokens)
 
@@ -444,6 +424,32 @@ class PrefixSearch:
     def finish(self) -> list[list[Hypothesis]]:
         """Each stream's n-best at its end (the LM's last word and </s> added): ``prefix_beam_search``'s."""
         return self._ranked(*_final_scores(self.beams, self.opts), self.nbest)
+
+
+def _check_tokens(vocab: int, blank_id: int, lexicon: WordConstraint | None) -> None:
+    if not 0 <= blank_id < vocab:
+        raise DecodeError(f"blank id {blank_id} outside the {vocab} tokens")
+    if lexicon is not None and lexicon.pad_token != vocab:
+        raise DecodeError(f"the lexicon was built for {lexicon.pad_token} tokens, the log-probabilities have {vocab}")
+
+
+def _options(vocab: int, beam: int, blank_id: int, token_prune, token_min_logp, space_id, word_starts,
+             lm: WordScorer | None, lexicon: WordConstraint | None) -> _Options:
+    """The search's options, its word boundary resolved (``resolve_boundary``)."""
+    space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
+    starts = None if word_starts is None else np.array(word_starts + (False,))
+    return _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
+                    sum(word_starts) if word_starts is not None else 0, lm, lexicon)
+
+
+def _step(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options, back_slot: np.ndarray,
+          back_token: np.ndarray) -> None:
+    """One frame for the running rows [:n]: extensions, shallow fusion, pruning (back-pointers into
+    ``back_slot``/``back_token``); the batched and the incremental search both run it."""
+    frm = _extensions(beams, n, frame_pad, opts)
+    if opts.lm is not None:
+        _add_lm(beams, n, frm, opts)
+    _prune(beams, n, frm, opts, back_slot, back_token)
 
 
 def _longest_first(log_probs: np.ndarray, lengths: np.ndarray):
