@@ -4,28 +4,19 @@ what the checkpoint gives with torch."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, torch_blocked_env
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = 'raise ModuleNotFoundError("torch is blocked: the bundle runtime must not import it", name="torch")\n'
-
-
 @pytest.fixture(scope="module")
 def no_torch(tmp_path_factory) -> dict[str, str]:
     """An environment whose Python finds a ``torch`` package that refuses to import."""
-    root = tmp_path_factory.mktemp("no_torch")
-    (root / "torch").mkdir()
-    (root / "torch" / "__init__.py").write_text(BLOCK)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
+    return torch_blocked_env(tmp_path_factory.mktemp("no_torch"))
 
 
 def without_torch(env: dict[str, str], args: list) -> subprocess.CompletedProcess:
@@ -120,3 +111,14 @@ def test_no_module_on_the_runtime_path_imports_torch():
             if any(f.split(".")[0] == "torch" or (package and f.startswith("asrkit")) for f in found):
                 using_torch.append(name)
     assert not using_torch, using_torch
+
+
+def test_a_missing_optional_package_is_one_line_naming_the_extra(trained_exp, tmp_path, capsys, monkeypatch):
+    """Exporting without the onnx package (the 'export' extra): one line saying what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # what an install without it raises on import
+    code, _, err = run_cli(["export", trained_exp, "--out", tmp_path / "b"], capsys)
+    assert code == 1 and err.strip().splitlines() == ["error: this command needs the onnx package: pip install "
+                                                      "'asrkit[export]'"]
+    assert not (tmp_path / "b").exists()

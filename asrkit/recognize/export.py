@@ -34,6 +34,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, opset: int = OPSET, q
     """Write the bundle of ``checkpoint`` (an exp dir or a .pt file) to ``out`` (which must not exist)."""
     if quantize is not None and quantize not in QUANTIZE:
         raise CheckpointError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    import onnx  # noqa: F401 - torch's exporter needs it (and the manifest ORT): a missing one is the
+    import onnxruntime  # noqa: F401 - CLI's one line naming the extra, before anything is written
     out = Path(out)
     if out.exists():
         raise CheckpointError(f"{out} exists; export writes a new folder (remove it or choose another --out)")
