@@ -44,7 +44,8 @@ def small_checkpoint(config: Path, path: Path, seed: int = 0) -> Path:
 @pytest.mark.parametrize("config", SHIPPED, ids=[f"{p.parent.parent.name}/{p.name}" for p in SHIPPED])
 def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path, capsys):
     """Log-probs within 1e-4 of torch's on a batch whose lengths are unsorted and differ 4x and more
-    (what breaks packed-sequence exports), and the same lengths, for every recipe's model."""
+    (what breaks packed-sequence exports), the same lengths, and the same transcripts (token
+    sequences) with greedy, beam and (with a decoder) rescore, for every recipe's model."""
     from asrkit.recognize.recognizer import Recognizer
 
     checkpoint = small_checkpoint(config, tmp_path / "model.pt")
@@ -61,6 +62,15 @@ def test_every_shipped_config_exports_with_torchs_log_probs(config, tmp_path, ca
     assert got_lens.tolist() == want_lens.tolist()
     for row, n in enumerate(want_lens.tolist()):
         assert np.abs(got[row, :n] - want[row, :n]).max() < 1e-4, (config.name, row)
+    from asrkit.search.options import SearchOptions
+
+    utterances = [feats[row, :n] for row, n in enumerate(lengths)]  # CMVN is the identity here
+    modes = ["greedy", "beam"] + (["rescore"] if torch_side.has_decoder else [])
+    for mode in modes:
+        search = SearchOptions(mode, 4, 2 if mode != "greedy" else 1)
+        texts = [[h.tokens for hyps in side.decode_features(utterances, search) for h in hyps]
+                 for side in (torch_side, onnx_side)]
+        assert texts[0] == texts[1], (config.name, mode)
 
 
 def test_a_trained_models_bundle_transcribes_as_the_checkpoint(trained_exp, tone_corpus, tmp_path, capsys):
