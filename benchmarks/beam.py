@@ -4,7 +4,8 @@ The same log-probabilities go to three decoders, no LM, at beam 10 and 50:
   - asrkit ``prefix_beam_search`` (tensorised, the whole set as one batch; again
     with pyctcdecode's default token pruning, tokens below log-prob -5 do not
     extend prefixes; and one utterance at a time, the latency a single
-    ``transcribe`` sees);
+    ``transcribe`` or a stream sees, exact and with that pruning, under which
+    a frame where nothing but the blank is left only moves the scores);
   - pyctcdecode ``decode_beams`` (pure Python, one utterance at a time);
   - flashlight-text ``LexiconFreeDecoder`` (C++, the engine behind
     torchaudio's ``ctc_decoder``), with torchaudio's default options.
@@ -153,6 +154,12 @@ def run_flashlight(log_probs, labels, beam):
     return texts, time.perf_counter() - start
 
 
+def quiet_share(log_probs: torch.Tensor) -> float:
+    """Share of frames where pruning at -5 leaves only the blank (the frames a pruned search skips through)."""
+    others = log_probs[..., 1:].max(-1).values
+    return float((others < -5.0).float().mean())
+
+
 def compare(name: str, log_probs: torch.Tensor, labels: list[str], beams: list[int], batch_size: int) -> None:
     num_utts, num_frames, vocab = log_probs.shape
     print(f"\n## {name}: {num_utts} utterances x {num_frames} frames x {vocab} tokens")
@@ -162,8 +169,11 @@ def compare(name: str, log_probs: torch.Tensor, labels: list[str], beams: list[i
         rows = [("asrkit batched", ours_s, ours_ll)]
         pruned, pruned_s = run_asrkit(log_probs, labels, beam, batch_size, token_min_logp=-5.0)
         rows.append(("asrkit -5 pruning", pruned_s, ctc_log_likelihood(log_probs, pruned, labels)))
-        _, single_s = run_asrkit(log_probs[: max(num_utts // 10, 1)], labels, beam, 1)
-        rows.append(("asrkit 1 utt/call", single_s * num_utts / max(num_utts // 10, 1), ours_ll))
+        few = max(num_utts // 10, 1)
+        _, single_s = run_asrkit(log_probs[:few], labels, beam, 1)
+        rows.append(("asrkit 1 utt/call", single_s * num_utts / few, ours_ll))
+        single_pruned, single_pruned_s = run_asrkit(log_probs, labels, beam, 1, token_min_logp=-5.0)
+        rows.append(("asrkit 1 utt -5", single_pruned_s, ctc_log_likelihood(log_probs, single_pruned, labels)))
         for peer, runner in (("pyctcdecode", run_pyctcdecode), ("flashlight-text", run_flashlight)):
             try:
                 texts, seconds = runner(log_probs, labels, beam)
@@ -171,7 +181,8 @@ def compare(name: str, log_probs: torch.Tensor, labels: list[str], beams: list[i
                 print(f"  {peer}: not installed ({exc}); pip install pyctcdecode flashlight-text")
                 continue
             rows.append((peer, seconds, ctc_log_likelihood(log_probs, texts, labels)))
-        print(f"beam {beam}:")
+        print(f"beam {beam}:" + ("" if beam != beams[0] else f" ({quiet_share(log_probs):.0%} of frames quiet at -5: "
+                                                             "nothing but the blank above log-prob -5)"))
         print(f"  {'decoder':18s} {'ms/utt':>8s} {'utt/s':>8s} {'asrkit x':>9s}  best-hyp log P vs asrkit")
         for label, seconds, ll in rows:
             diff = ours_ll - ll

@@ -83,3 +83,52 @@ def test_a_chunk_of_the_wrong_shape_is_refused():
         search.advance(np.zeros((1, 3, 5), np.float32))
     with pytest.raises(DecodeError, match="NaN"):
         search.advance(np.full((2, 3, 5), np.nan, np.float32))
+
+
+def peaky(lp: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """CTC-like posteriors: the blank dominates most frames, so that pruning leaves nothing but the
+    blank on them (the quiet frames the search skips through)."""
+    boost = torch.zeros_like(lp)
+    boost[..., 0] = 8.0 * (torch.rand(lp.shape[:2], generator=generator) < 0.7)
+    return (lp * 2 + boost).log_softmax(-1)
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+@pytest.mark.parametrize("with_lexicon", [True, False])
+def test_quiet_frames_move_scores_as_the_full_step_does(with_lm, with_lexicon, monkeypatch):
+    """With ``token_min_logp``, a frame where pruning leaves only the blank skips the extension and
+    pruning steps (``_quiet_frames``). On peaky posteriors, where most frames are quiet, the batched
+    and the chunked search give bit for bit what they give with every frame run in full, and the
+    reference's n-best."""
+    import asrkit.search.prefix as prefix
+
+    from reference_search import prefix_beam_search_reference
+
+    generator = torch.Generator().manual_seed(77 + 10 * with_lm + with_lexicon)
+    randint = random_ints(generator)
+    quiet_seen = 0
+    for case in range(30):
+        tokenizer, words, lexicon, lp, lengths, beam, fusion = _random_case(generator, with_lm)
+        lp = peaky(lp, generator)
+        options = dict(beam=beam, nbest=beam, space_id=2, lm=fusion, token_min_logp=-3.0,
+                       **(dict(lexicon=lexicon) if with_lexicon else {}))
+        quiet = prefix._quiet_frames(lp.numpy().transpose(1, 0, 2), prefix._options(
+            lp.size(2), beam, 0, None, -3.0, 2, None, fusion, lexicon if with_lexicon else None))
+        quiet_seen += int(quiet.sum())
+        skipped = prefix_beam_search(lp, lengths, **options)
+        search = PrefixSearch(3, lp.size(2), **options)
+        start = 0
+        for size in chunks(randint, lp.size(1)):
+            search.advance(lp[:, start:start + size])
+            start += size
+        chunked = search.finish()
+        with monkeypatch.context() as patch:
+            patch.setattr(prefix, "_quiet_frames", lambda frames, opts: None)
+            full = prefix_beam_search(lp, lengths, **options)
+            full_chunked = prefix_beam_search(lp, torch.full((3,), lp.size(1)), **options)
+        assert skipped == full, f"case {case}"  # Hypothesis dataclasses: tokens, scores, times
+        assert chunked == full_chunked, f"case {case}"
+        spelt = dict(lexicon=[[tokenizer.index[ch] for ch in w] for w in words]) if with_lexicon else {}
+        reference = prefix_beam_search_reference(lp, lengths, **{**options, **spelt})
+        assert_nbest_agree(skipped, reference, with_lm, f"case {case}")
+    assert quiet_seen > 100  # the skip was exercised

@@ -358,8 +358,10 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     beams = _Beams.start(batch, opts)
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
+    quiet = _quiet_frames(lp, opts)
     for t in range(max_frames):
-        _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t])
+        _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
+              quiet is not None and bool(quiet[t, :running[t]].all()))
     score, ctc, lm_total = _final_scores(beams, opts)
     _, ranked = topk(score, min(nbest, beam), axis=1)  # (B, N), best first
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
@@ -403,9 +405,10 @@ class PrefixSearch:
         padded = np.full((log_probs.shape[1], self.batch, self.opts.vocab + 1), -math.inf, np.float32)
         padded[:, :, :self.opts.vocab] = log_probs.transpose(1, 0, 2)
         n, opts, beam = self.batch, self.opts, self.opts.beam
-        for frame in padded:
+        quiet = _quiet_frames(padded, opts)
+        for t, frame in enumerate(padded):
             slots, tokens = np.arange(beam, dtype=np.int64)[None].repeat(n, 0), np.full((n, beam), -1, np.int64)
-            _step(self.beams, n, frame, opts, slots, tokens)
+            _step(self.beams, n, frame, opts, slots, tokens, quiet is not None and bool(quiet[t].all()))
             self.back_slot.append(slots)
             self.back_token.append(tokens)
 
@@ -442,10 +445,38 @@ def _options(vocab: int, beam: int, blank_id: int, token_prune, token_min_logp, 
                     sum(word_starts) if word_starts is not None else 0, lm, lexicon)
 
 
+def _quiet_frames(frames: np.ndarray, opts: _Options) -> np.ndarray | None:
+    """(T, B) bool: where token pruning by ``token_min_logp`` leaves no token but the blank, and the
+    blank is possible. None without ``token_min_logp``. frames: (T, B, V + 1)."""
+    if opts.token_min_logp is None:
+        return None
+    tokens = frames[:, :, :opts.vocab]
+    blank = tokens[:, :, opts.blank_id]
+    loud = (tokens >= opts.token_min_logp).sum(-1) - (blank >= opts.token_min_logp)
+    return (loud == 0) & np.isfinite(blank)
+
+
+def _stay(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) -> None:
+    """A quiet frame (``_quiet_frames``): no prefix can be extended, so the pruning keeps every
+    prefix in its slot and only their two scores move: through the blank, or repeating the last
+    token. The same arithmetic, bit for bit, as the full step would do on that frame (its extension
+    columns are all -inf and merge nothing), at a tenth of its cost: most frames of a peaky CTC
+    model's output are quiet at pyctcdecode's default pruning (-5)."""
+    pb, pt = beams.p_blank[:n], beams.p_token[:n]
+    total = np.logaddexp(pb, pt)
+    beams.p_token[:n] = pt + _take(frame_pad, beams.last[:n])
+    beams.p_blank[:n] = total + frame_pad[:, opts.blank_id, None]
+
+
 def _step(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options, back_slot: np.ndarray,
-          back_token: np.ndarray) -> None:
+          back_token: np.ndarray, quiet: bool = False) -> None:
     """One frame for the running rows [:n]: extensions, shallow fusion, pruning (back-pointers into
-    ``back_slot``/``back_token``); the batched and the incremental search both run it."""
+    ``back_slot``/``back_token``); the batched and the incremental search both run it. A
+    ``quiet`` frame (``_quiet_frames``) moves the scores only: its back-pointers stay as given
+    (each slot its own, no token)."""
+    if quiet:
+        _stay(beams, n, frame_pad, opts)
+        return
     frm = _extensions(beams, n, frame_pad, opts)
     if opts.lm is not None:
         _add_lm(beams, n, frm, opts)
