@@ -117,6 +117,27 @@ def joint_exp(tone_corpus, tmp_path_factory):
     return exp
 
 
+STREAM_CONFIG = JOINT_CONFIG.replace(
+    "feature: {sample_rate: 8000, num_mel_bins: 23}",
+    "feature: {sample_rate: 8000, num_mel_bins: 23, level_norm: none, utterance_cmn: false}").replace(
+    "ctc_weight: 0.5,", "ctc_weight: 0.5, bidirectional: false, lookahead: 2,").replace("epochs: 10", "epochs: 16")
+
+
+@pytest.fixture(scope="session")
+def stream_exp(tmp_path_factory):
+    """A tiny unidirectional joint CTC/attention model with a lookahead, on local features (its own
+    copy of the tone corpus: a data dir holds the features of one feature config)."""
+    from asrkit.cli import main
+
+    root = tmp_path_factory.mktemp("stream")
+    train, dev = make_tone_data_dir(root / "train", 48, seed=1), make_tone_data_dir(root / "dev", 12, seed=2)
+    (root / "stream.yaml").write_text(STREAM_CONFIG)
+    exp = root / "exp"
+    assert main(["-q", "train", "--train", str(train), "--dev", str(dev), "--config", str(root / "stream.yaml"),
+                 "--out", str(exp)]) == 0
+    return exp
+
+
 def torch_blocked_env(root: Path) -> dict[str, str]:
     """An environment whose Python finds, first on its path (under ``root``), a ``torch`` package that
     refuses to import, as an install without PyTorch does."""

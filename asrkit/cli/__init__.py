@@ -20,7 +20,7 @@ try:  # typer >= 0.29 carries its own copy of click and raises its exceptions
 except ImportError:  # older typer: click itself (typer.Exit and typer.Abort are click's there)
     from click import ClickException
 
-from asrkit.cli import commands, data, lm, plot, tokenizer  # noqa: F401  (each registers its commands on app)
+from asrkit.cli import commands, data, lm, plot, serve, tokenizer  # noqa: F401  (each registers its commands on app)
 from asrkit.cli.app import app, fail
 from asrkit.data.audio import allow_pipes
 from asrkit.errors import AsrkitError
@@ -32,6 +32,10 @@ MISSING = {
     "onnxruntime": "ONNX Runtime: pip install 'asrkit[runtime]'",
     "onnx": "the onnx package: pip install 'asrkit[export]'",
     "matplotlib": "matplotlib: pip install 'asrkit[plot]'",
+    "uvicorn": "the server's packages: pip install 'asrkit[serve]'",
+    "starlette": "the server's packages: pip install 'asrkit[serve]'",
+    "multipart": "the server's packages: pip install 'asrkit[serve]'",
+    "python_multipart": "the server's packages: pip install 'asrkit[serve]'",
     "sounddevice": "sounddevice: pip install 'asrkit[listen]' (and the PortAudio library, e.g. apt-get install "
                    "libportaudio2)",
 }

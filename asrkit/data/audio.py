@@ -99,8 +99,38 @@ def read_audio(path: str | Path, start: float = 0.0, end: float | None = None) -
     """Read ``path`` (a file or a ``wav.scp`` pipe; optionally the [start, end) seconds) as float32 mono
     and its rate."""
     source, path = _source(path)
+    return _read(source, path, start, end)
+
+
+def read_audio_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """Audio sent as bytes (an upload; ``name`` in messages) as float32 mono and its rate: any
+    format ``read_audio`` reads, never a path or a command."""
+    if not data:
+        raise AudioError(f"{name}: the file is empty (0 bytes)")
+    return _read(io.BytesIO(data), name, 0.0, None, strict=True)
+
+
+def _truncation(handle: soundfile.SoundFile) -> str | None:
+    """What a file's header promised and its bytes hold, when its audio was cut short (libsndfile
+    notes ``data : 32000 (should be 15978)`` in its log, and reads what is there)."""
+    for line in handle.extra_info.splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip().lower() in ("data", "ssnd") and "(should be" in rest:
+            said, _, held = rest.partition("(should be")
+            return f"its header announces {said.strip()} bytes of audio, it holds {held.strip(' )')}"
+    return None
+
+
+def _read(source, path, start: float, end: float | None, strict: bool = False) -> tuple[np.ndarray, int]:
+    """``strict``: a truncated file is an error (an upload), else a warning (a file on disk: its
+    audio is what was recorded before the cut)."""
     try:
         with soundfile.SoundFile(source) as handle:
+            cut = _truncation(handle)
+            if cut is not None and strict:
+                raise AudioError(f"{path}: truncated audio file ({cut})")
+            if cut is not None:
+                log.warning("%s: truncated audio file (%s); transcribing what it holds", path, cut)
             rate = handle.samplerate
             first = int(round(start * rate))
             if first > handle.frames:

@@ -47,17 +47,18 @@ class Recognizer:
     repeated. The acoustic model is the one seam between the two (``acoustic``): a torch model, or
     a bundle's graph on ONNX Runtime; features, search, alignment and formats are common."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int = 0) -> None:
+        """``threads``: the acoustic model's (0: its library's default)."""
         self._search_cache: dict = {}
         if not Path(checkpoint).exists():  # before torch is needed to say so
             raise CheckpointError(f"checkpoint {checkpoint} does not exist")
         self.is_bundle = is_bundle(checkpoint)
         if self.is_bundle:  # ONNX Runtime's CPU provider, whatever ``device`` says
-            self.backend = OnnxBackend.open(checkpoint)
+            self.backend = OnnxBackend.open(checkpoint, threads)
         else:
             from asrkit.recognize.torch_backend import TorchBackend
 
-            self.backend = TorchBackend(checkpoint, device)
+            self.backend = TorchBackend(checkpoint, device, threads)
         self.path, self.config = self.backend.path, self.backend.config
         self.tokenizer, self.cmvn = self.backend.tokenizer, self.backend.cmvn
         self.external_features = self.backend.external_features
@@ -203,37 +204,43 @@ class Recognizer:
             try:
                 feats, offsets = self._segments(path, max_seconds)
             except AudioError as exc:
-                yield from self._decode_files(pending, search, with_words)
+                yield from self.decode_segments(pending, search, with_words)
                 pending = []
                 message = str(exc)
                 yield Result(str(path), "", None, error=message if str(path) in message else f"{path}: {message}")
                 continue
             pending.append((str(path), feats, offsets))
             if sum(len(f) for _, f, _ in pending) >= batch_size:
-                yield from self._decode_files(pending, search, with_words)
+                yield from self.decode_segments(pending, search, with_words)
                 pending = []
-        yield from self._decode_files(pending, search, with_words)
+        yield from self.decode_segments(pending, search, with_words)
 
     def _segments(self, path: str | Path, max_seconds: float) -> tuple[list[np.ndarray], list[float]]:
         """A file's features, one matrix per segment, and each segment's start (seconds)."""
-        rate = self.sample_rate
         samples, file_rate = read_audio(path)
-        found = input_warnings(samples, file_rate, rate)
+        return self.segments(samples, file_rate, str(path), max_seconds)
+
+    def segments(self, samples: np.ndarray, rate: int, name: str,
+                 max_seconds: float = 20.0) -> tuple[list[np.ndarray], list[float]]:
+        """Audio's features (mono float32 ``samples`` at ``rate``; ``name`` in messages), one matrix
+        per segment of at most ``max_seconds`` cut at pauses, and each segment's start (seconds)."""
+        found = input_warnings(samples, rate, self.sample_rate)
         if found:  # once per file, one line; it is transcribed all the same
-            log.warning("%s: %s; the transcript may suffer", path, "; ".join(found))
-        samples = resample(samples, file_rate, rate)
+            log.warning("%s: %s; the transcript may suffer", name, "; ".join(found))
+        samples = resample(samples, rate, self.sample_rate)
         feats, offsets = [], []
-        for start, end in split_on_silence(samples, rate, max_seconds):
+        for start, end in split_on_silence(samples, self.sample_rate, max_seconds):
             try:
                 feats.append(compute_features(samples[start:end], self.config.feature))
             except AudioError as exc:
-                raise AudioError(f"{path}: {exc}") from None
-            offsets.append(start / rate)
+                raise AudioError(f"{name}: {exc}") from None
+            offsets.append(start / self.sample_rate)
         return feats, offsets
 
-    def _decode_files(self, files: list[tuple[str, list[np.ndarray], list[float]]], search: SearchOptions | None,
-                      with_words: bool) -> Iterator[Result]:
-        """Decode the segments of ``files`` as one set of utterances and join each file's back up."""
+    def decode_segments(self, files: list[tuple[str, list[np.ndarray], list[float]]], search: SearchOptions | None,
+                        with_words: bool) -> Iterator[Result]:
+        """Decode the segments of ``files`` ((name, features, offsets), as ``segments`` gives) as one
+        set of utterances, batched, and join each file's back up."""
         if not files:
             return
         feats = [f for _, segments, _ in files for f in segments]

@@ -22,7 +22,9 @@ class TorchBackend:
     ``run(feats (B, T, F), feat_lens (B,))`` -> (log_probs (B, T', V) and out_lens (B,) as numpy
     arrays, the encoder output as a tensor on the device, for the attention ``decoder``)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int = 0) -> None:
+        if threads > 0:  # torch's are per process: a server process runs one model
+            torch.set_num_threads(threads)
         self.path = resolve_checkpoint(checkpoint)
         record = load_checkpoint(self.path)
         try:

@@ -1,0 +1,144 @@
+// asrkit's page: the microphone streamed to /v1/stream (PCM16 at 16 kHz when the browser can, else its
+// own rate, which the server resamples), partial and final results shown as they come; a dropped
+// file sent to /v1/transcribe. Plain JS, nothing fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const RATE = 16000;
+const BLOCK_MS = 100;  // audio sent per message
+let live = null;  // {context, source, node, socket, stream, pending}
+
+function setStatus(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "muted";
+}
+
+function addFinal(message) {
+  if (!message.text) return;
+  const item = document.createElement("li");
+  item.textContent = message.text;
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = `${message.start.toFixed(2)}–${message.end.toFixed(2)} s`;
+  item.appendChild(time);
+  $("finals").appendChild(item);
+}
+
+function toPcm16(floats) {
+  const out = new Int16Array(floats.length);
+  for (let i = 0; i < floats.length; i++) {
+    const x = Math.max(-1, Math.min(1, floats[i]));
+    out[i] = x < 0 ? Math.round(x * 32768) : Math.round(x * 32767);
+  }
+  return out;
+}
+
+async function start() {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
+  let context;
+  try {
+    context = new AudioContext({sampleRate: RATE});
+  } catch (e) {  // a browser that will not resample: its own rate, resampled by the server
+    context = new AudioContext();
+  }
+  await context.audioWorklet.addModule("/static/worklet.js");
+  const source = context.createMediaStreamSource(stream);
+  const node = new AudioWorkletNode(context, "capture");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/v1/stream`);
+  socket.binaryType = "arraybuffer";
+  live = {context, source, node, socket, stream, pending: [], pendingLength: 0};
+  const block = Math.round(context.sampleRate * BLOCK_MS / 1000);
+  socket.onopen = () => {
+    socket.send(JSON.stringify({type: "start", sample_rate: context.sampleRate}));
+    setStatus(`listening (${context.sampleRate} Hz)`);
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "partial") $("partial").textContent = message.text;
+    else if (message.type === "final") { $("partial").textContent = ""; addFinal(message); }
+    else if (message.type === "error") setStatus(message.message, true);
+  };
+  socket.onclose = (event) => {
+    if (event.code !== 1000 && event.code !== 1005) setStatus(`closed (${event.code})`, true);
+    else setStatus("idle");
+    stopAudio();
+    document.body.dataset.state = "done";
+  };
+  node.port.onmessage = (event) => {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    live.pending.push(event.data);
+    live.pendingLength += event.data.length;
+    if (live.pendingLength >= block) flush();
+  };
+  source.connect(node);
+  $("mic").textContent = "Stop";
+  $("mic").classList.add("on");
+  document.body.dataset.state = "live";
+}
+
+function flush() {
+  if (!live || !live.pendingLength) return;
+  const joined = new Float32Array(live.pendingLength);
+  let at = 0;
+  for (const piece of live.pending) { joined.set(piece, at); at += piece.length; }
+  live.pending = [];
+  live.pendingLength = 0;
+  if (live.socket.readyState === WebSocket.OPEN) live.socket.send(toPcm16(joined).buffer);
+}
+
+function stopAudio() {
+  if (!live) return;
+  live.source.disconnect();
+  live.stream.getTracks().forEach((track) => track.stop());
+  live.context.close();
+  $("mic").textContent = "Start microphone";
+  $("mic").classList.remove("on");
+}
+
+function stop() {
+  if (!live) return;
+  flush();
+  if (live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify({type: "end"}));
+  stopAudio();
+  setStatus("finishing…");
+}
+
+$("mic").addEventListener("click", () => {
+  if (live && live.socket.readyState <= WebSocket.OPEN && $("mic").classList.contains("on")) stop();
+  else start().catch((e) => setStatus(`microphone: ${e.message}`, true));
+});
+
+async function sendFile(file) {
+  $("file-result").textContent = `transcribing ${file.name}…`;
+  $("file-result").className = "file-result muted";
+  const form = new FormData();
+  form.append("file", file);
+  const answer = await fetch("/v1/transcribe", {method: "POST", body: form});
+  const data = await answer.json();
+  if (!answer.ok) {
+    $("file-result").textContent = data.error ? data.error.message : `error ${answer.status}`;
+    $("file-result").className = "file-result error";
+    return;
+  }
+  $("file-result").textContent = data.text || "(nothing recognised)";
+  $("file-result").className = "file-result";
+  $("file-result").title = `${file.name}: ${data.duration} s of audio in ${data.seconds} s`;
+}
+
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  if (e.dataTransfer.files.length) sendFile(e.dataTransfer.files[0]);
+});
+$("file").addEventListener("change", (e) => { if (e.target.files.length) sendFile(e.target.files[0]); });
+
+fetch("/v1/models").then((r) => r.json()).then((data) => {
+  const model = data.data && data.data[0];
+  $("model").textContent = model ? `${model.id}${model.streaming ? "" : " (files only: not a streaming model)"}` : "";
+  if (model && !model.streaming) $("mic").disabled = true;
+}).catch(() => { $("model").textContent = ""; });
