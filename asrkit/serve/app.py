@@ -156,7 +156,8 @@ class Service:
 
     async def models(self, request: Request) -> Response:
         model = {"id": self.settings.model_id, "object": "model", "created": int(self.engine.created),
-                 "owned_by": "asrkit", "streaming": self.engine.can_stream}
+                 "owned_by": "asrkit", "streaming": self.engine.can_stream,
+                 "sample_rate": self.engine.recognizer.sample_rate}
         return JSONResponse({"object": "list", "data": [model]})
 
     async def page(self, request: Request) -> Response:

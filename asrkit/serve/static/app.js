@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const RATE = 16000;
+let RATE = 16000;  // the model's, once /v1/models has said it: the browser resamples the microphone
 const BLOCK_MS = 100;  // audio sent per message
 let live = null;  // {context, source, node, socket, stream, pending}
 
@@ -16,7 +16,10 @@ function setStatus(text, error = false) {
 function addFinal(message) {
   if (!message.text) return;
   const item = document.createElement("li");
-  item.textContent = message.text;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = message.text;
+  item.appendChild(text);
   const time = document.createElement("span");
   time.className = "time";
   time.textContent = `${message.start.toFixed(2)}–${message.end.toFixed(2)} s`;
@@ -141,4 +144,6 @@ fetch("/v1/models").then((r) => r.json()).then((data) => {
   const model = data.data && data.data[0];
   $("model").textContent = model ? `${model.id}${model.streaming ? "" : " (files only: not a streaming model)"}` : "";
   if (model && !model.streaming) $("mic").disabled = true;
+  if (model && model.sample_rate) RATE = model.sample_rate;
+  document.body.dataset.ready = "yes";
 }).catch(() => { $("model").textContent = ""; });
