@@ -364,3 +364,19 @@ def test_a_model_that_cannot_stream_says_so_on_the_socket(trained_exp, wavs):
         assert post(offline, "/v1/transcribe", wavs[0].read_bytes()).status_code == 200
     finally:
         offline.stop()
+
+
+def test_the_official_openai_client_gets_transcribes_text(server, stream_exp, wavs, capsys):
+    openai = pytest.importorskip("openai", reason="pip install openai (the test extra has it)")
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    want = run_cli(["transcribe", stream_exp, wavs[2]], capsys)[1].strip()
+    with open(wavs[2], "rb") as audio:
+        assert client.audio.transcriptions.create(model="asrkit", file=audio).text == want
+    with open(wavs[2], "rb") as audio:
+        verbose = client.audio.transcriptions.create(model="asrkit", file=audio, response_format="verbose_json",
+                                                     timestamp_granularities=["word"])
+    assert verbose.text == want and " ".join(w.word for w in verbose.words) == want
+    with pytest.raises(openai.BadRequestError, match="cannot read audio"):
+        client.audio.transcriptions.create(model="asrkit", file=("x.wav", b"not audio at all"))
+    assert [m.id for m in client.models.list()] == ["exp"]
