@@ -380,3 +380,21 @@ def test_the_official_openai_client_gets_transcribes_text(server, stream_exp, wa
     with pytest.raises(openai.BadRequestError, match="cannot read audio"):
         client.audio.transcriptions.create(model="asrkit", file=("x.wav", b"not audio at all"))
     assert [m.id for m in client.models.list()] == ["exp"]
+
+
+def test_the_load_benchmark_streams_to_a_server_process_and_matches_offline(stream_exp, tmp_path):
+    """benchmarks/serve_load.py, small: a server process, streams at real time, the long stream's RSS."""
+    import subprocess
+    import sys
+
+    from conftest import make_tone_data_dir
+
+    data = make_tone_data_dir(tmp_path / "speak", 4, seed=9)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    done = subprocess.run([sys.executable, str(script), str(stream_exp), str(data), "--streams", "1", "2",
+                           "--utts", "4", "--long-minutes", "0.3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert all(row[5] == "0/4" for row in rows), done.stdout  # the same text as offline, every utterance
+    assert "highest N held in real time" in done.stdout and "RSS growth" in done.stdout
