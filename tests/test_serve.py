@@ -398,3 +398,23 @@ def test_the_load_benchmark_streams_to_a_server_process_and_matches_offline(stre
     assert [row[0] for row in rows] == ["1", "2"]
     assert all(row[5] == "0/4" for row in rows), done.stdout  # the same text as offline, every utterance
     assert "highest N held in real time" in done.stdout and "RSS growth" in done.stdout
+
+
+def test_concurrent_streams_share_encoder_steps(server, stream_exp, wavs, capsys):
+    """Streams whose audio waits together go through the encoder as one batch, and each still gets
+    what transcribe --stream gives its file."""
+    code, out, _ = run_cli(["transcribe", stream_exp, *wavs[:3], "--stream"], capsys)
+    want = [line.split("\t", 1)[1] for line in out.splitlines()]
+
+    async def scenario() -> list[list[dict]]:
+        held = asyncio.ensure_future(server.engine.call(time.sleep, 0.8))  # the worker busy while they send
+        streams = [stream_over_socket(server, stream_pcm(w), {"sample_rate": 8000, "endpoint": False}, piece=4000)
+                   for w in wavs[:3]]
+        got = await asyncio.gather(*streams)
+        await held
+        return got
+
+    server.engine.stream_batches.clear()
+    got = asyncio.run(scenario())
+    assert [[m["text"] for m in messages if m["type"] == "final"] for messages in got] == [[w] for w in want]
+    assert max(server.engine.stream_batches) >= 2, server.engine.stream_batches

@@ -274,3 +274,42 @@ def test_listen_transcribes_the_microphone_and_names_a_device_it_cannot_open(str
         "error: cannot open the microphone broken at 8000 Hz: Error querying device -1"]
     missing = subprocess.run(command, env={**os.environ}, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "needs sounddevice: pip install 'asrkit[listen]'" in missing.stderr
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "bundle"])
+def test_streams_stepped_as_one_batch_give_what_each_gives_alone(kind, stream_exp, stream_bundle, tone_corpus):
+    """``step_streams``: several streams at different points (their first chunk, their tenth, with
+    their lookahead's frames held) through the encoder as one batch give each stream's own
+    log-probs, and their final texts are offline transcribe's."""
+    from asrkit.recognize.recognizer import Recognizer
+    from asrkit.recognize.stream import StreamingSession, step_streams
+
+    recognizer = Recognizer(stream_exp if kind == "checkpoint" else stream_bundle)
+    wavs = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:4]
+    search = SearchOptions("beam", 4)
+    alone = [StreamingSession(recognizer, search, chunk_ms=80.0) for _ in wavs]
+    together = [StreamingSession(recognizer, search, chunk_ms=80.0) for _ in wavs]
+    audio = [soundfile.read(w, dtype="float32")[0] for w in wavs]
+    starts = [0, 0, 0, 0]
+    batches, worst = [], 0.0
+    for round_ in range(40):
+        for i, samples in enumerate(audio):
+            piece = 333 * (i + 1) if round_ else 700 * i  # the streams drift apart
+            for session in (alone[i], together[i]):
+                session.feed(samples[starts[i]:starts[i] + piece])
+            starts[i] += piece
+        while True:
+            ready = [(i, s, c) for i, s in enumerate(together) if (c := s.take_chunk()) is not None]
+            if not ready:
+                break
+            batches.append(len(ready))
+            steps = step_streams(recognizer.backend, [c for _, _, c in ready], [s.state for _, s, _ in ready])
+            for (i, session, _), step in zip(ready, steps):
+                own = alone[i].backend.stream_step(alone[i].take_chunk(), alone[i].state, False)
+                worst = max(worst, float(np.abs(own[0] - step[0]).max()) if len(own[0]) else 0.0)
+                alone[i].consume(*own)
+                session.consume(*step)
+    assert max(batches) >= 3 and worst < 1e-4, (batches, worst)
+    offline = Recognizer(stream_exp).transcribe_files(wavs, search)
+    for i, session in enumerate(together):
+        assert session.finish()[-1].text == alone[i].finish()[-1].text == offline[i].text

@@ -64,9 +64,64 @@ def subsample_plan(spec: Subsampling, state: StreamState, waiting: int, final: b
     return ready, spec.stride * (ready - 1) + spec.min_frames, spec.stride * ready
 
 
+def state_signature(state: StreamState, absolute: bool) -> tuple:
+    """What streams must share to be stepped as one batch: their buffers' lengths, which states are
+    still unset, whether they have emitted yet, and (``absolute``: strided convolutions, whose
+    windows depend on the position) their positions. Frame stacking only needs the lengths."""
+    def length(x):
+        return -1 if x is None else x.shape[1]
+
+    position = (state.consumed, state.emitted) if absolute else (state.emitted == 0,)
+    return (length(state.pending), length(state.held), tuple(h is None for h in state.hidden),
+            tuple(length(p) for p in state.paired), tuple(state.emitted_pairs) if state.paired else (), *position)
+
+
+def _hidden_map(hidden, function):
+    """``function`` over a recurrent module's state: an array, or a tuple of them (an LSTM's h and c)."""
+    if hidden is None:
+        return None
+    return tuple(function(h) for h in hidden) if isinstance(hidden, tuple) else function(hidden)
+
+
+def merge_states(states: list[StreamState], cat) -> StreamState:
+    """One state for streams with equal ``state_signature``s: buffers joined on the batch axis (0;
+    recurrent states: axis 1, (layers, B, H)); ``cat(arrays, axis)`` joins (numpy's or torch's)."""
+    first = states[0]
+
+    def join(items, axis):
+        return None if items[0] is None else cat(list(items), axis)
+
+    hidden = []
+    for index, h in enumerate(first.hidden):
+        parts = [s.hidden[index] for s in states]
+        hidden.append(None if h is None else tuple(cat([p[k] for p in parts], 1) for k in range(len(h)))
+                      if isinstance(h, tuple) else cat(parts, 1))
+    return StreamState(join([s.pending for s in states], 0), first.consumed, first.emitted, hidden,
+                       [join([s.paired[i] for s in states], 0) for i in range(len(first.paired))],
+                       list(first.emitted_pairs), join([s.held for s in states], 0))
+
+
+def split_state(merged: StreamState, before: list[StreamState]) -> list[StreamState]:
+    """``merged`` (stepped) back into one state per stream; each stream's counters move as the
+    merged ones did from ``before[0]``'s."""
+    consumed, emitted = merged.consumed - before[0].consumed, merged.emitted - before[0].emitted
+    pairs = [m - b for m, b in zip(merged.emitted_pairs, before[0].emitted_pairs)]
+    out = []
+    for row, old in enumerate(before):
+        def take(x, axis=0):
+            return None if x is None else (x[row:row + 1] if axis == 0 else x[:, row:row + 1])
+
+        out.append(StreamState(take(merged.pending), old.consumed + consumed, old.emitted + emitted,
+                               [_hidden_map(h, lambda a: take(a, 1)) for h in merged.hidden],
+                               [take(p) for p in merged.paired],
+                               [e + d for e, d in zip(old.emitted_pairs, pairs)], take(merged.held)))
+    return out
+
+
 def lookahead_ready(held: int, frames: int, final: bool) -> int:
     """How many of ``held`` top-layer frames have their ``frames`` successors (all at the end)."""
     return held if final else max(held - frames, 0)
 
 
-__all__ = ["StreamState", "Subsampling", "conv_frames", "lookahead_ready", "subsample_plan"]
+__all__ = ["StreamState", "Subsampling", "conv_frames", "lookahead_ready", "merge_states", "split_state",
+           "state_signature", "subsample_plan"]

@@ -132,7 +132,20 @@ class OnnxBackend:
 
     def stream_step(self, feats: np.ndarray, state: StreamState, final: bool):
         """(log_probs (t', V), encoder frames (1, t', D), state) of the frames ``feats`` (t, F) complete."""
-        return self.stream.step(feats, state, final)
+        log_probs, top, state = self.stream.step(np.asarray(feats, np.float32)[None], state, final)
+        return log_probs[0], top, state
+
+    def stream_step_many(self, feats: np.ndarray, state: StreamState, final: bool):
+        """``stream_step`` for B streams in one state: feats (B, t, F); log_probs (B, t', V)."""
+        return self.stream.step(np.asarray(feats, np.float32), state, final)
+
+    @property
+    def absolute_position(self) -> bool:
+        return self.stream is not None and self.stream.spec.factor is None
+
+    @staticmethod
+    def cat(parts: list, axis: int):
+        return np.concatenate(parts, axis)
 
     @staticmethod
     def concat_enc(parts: list) -> np.ndarray:
@@ -159,10 +172,11 @@ class OnnxStream:
                            hidden=[np.zeros((layers, 1, hidden), np.float32) for layers, hidden in self.states])
 
     def step(self, feats: np.ndarray, state: StreamState, final: bool):
-        frames = np.concatenate([state.pending, np.asarray(feats, np.float32)[None]], 1)
+        """feats (B, t, F) of the B streams of ``state``: (log_probs (B, t', V), top frames, state)."""
+        frames = np.concatenate([state.pending, feats], 1)
         ready, window, keep = subsample_plan(self.spec, state, frames.shape[1], final)
         state.pending, state.consumed, state.emitted = frames[:, keep:], state.consumed + keep, state.emitted + ready
-        top = np.zeros((1, 0, self.ctc_weight.shape[1]), np.float32)
+        top = np.zeros((len(frames), 0, self.ctc_weight.shape[1]), np.float32)
         if ready:
             window_frames = frames[:, :window]
             if window_frames.shape[1] < window:
@@ -173,7 +187,7 @@ class OnnxStream:
             top = top[:, :ready]
         if self.lookahead is not None:
             top = self._lookahead(top, state, final)
-        logits = top[0] @ self.ctc_weight.T + self.ctc_bias
+        logits = top @ self.ctc_weight.T + self.ctc_bias
         return log_softmax(logits).astype(np.float32), top, state
 
     def _lookahead(self, top: np.ndarray, state: StreamState, final: bool) -> np.ndarray:

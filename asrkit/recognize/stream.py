@@ -23,6 +23,7 @@ import numpy as np
 
 from asrkit.data.features import StreamingFeatures
 from asrkit.errors import ConfigError, DecodeError
+from asrkit.model.stream_plan import merge_states, split_state, state_signature
 from asrkit.recognize.align import WordSpan
 from asrkit.search.greedy import greedy_search
 from asrkit.search.options import SearchOptions
@@ -102,12 +103,24 @@ class StreamingSession:
                                        space_id=boundary.separator, word_starts=boundary.starts)
 
     def accept(self, samples: np.ndarray) -> list[StreamResult]:
-        self.pending = np.concatenate([self.pending, self.features.accept(samples)])
+        self.feed(samples)
         results = []
-        while len(self.pending) >= self.chunk_frames:
-            chunk, self.pending = self.pending[:self.chunk_frames], self.pending[self.chunk_frames:]
-            results += self._run(chunk, final=False)
+        while (chunk := self.take_chunk()) is not None:
+            results += self.consume(*self.backend.stream_step(chunk, self.state, False))
         return results
+
+    def feed(self, samples: np.ndarray) -> None:
+        """New audio's features, held until they fill a chunk (``take_chunk``)."""
+        self.pending = np.concatenate([self.pending, self.features.accept(samples)])
+
+    def take_chunk(self) -> np.ndarray | None:
+        """The next whole chunk of (normalised) features for the encoder, or None: the caller runs the
+        encoder on it (alone, or batched with other streams: ``step_streams``) and hands the result
+        to ``consume``."""
+        if len(self.pending) < self.chunk_frames:
+            return None
+        chunk, self.pending = self.pending[:self.chunk_frames], self.pending[self.chunk_frames:]
+        return self.recognizer.cmvn(chunk).astype(np.float32)
 
     def finish(self) -> list[StreamResult]:
         """The end of the stream: the last features and frames, and the last utterance's final result
@@ -117,8 +130,13 @@ class StreamingSession:
         return self._run(chunk, final=True)
 
     def _run(self, feats: np.ndarray, final: bool) -> list[StreamResult]:
-        log_probs, enc, self.state = self.backend.stream_step(self.recognizer.cmvn(feats).astype(np.float32),
-                                                              self.state, final)
+        step = self.backend.stream_step(self.recognizer.cmvn(feats).astype(np.float32), self.state, final)
+        return self.consume(*step, final=final)
+
+    def consume(self, log_probs: np.ndarray, enc, state, final: bool = False) -> list[StreamResult]:
+        """A chunk's encoder output (its CTC log-probs (t', V), frames and the new state) through the
+        search and the endpoint rules: the results it gives."""
+        self.state = state
         self.enc.append(enc)
         self.log_probs.append(log_probs)
         self.frames += len(log_probs)
@@ -204,4 +222,23 @@ class StreamingSession:
         return StreamResult(self.recognizer.tokenizer.decode(hyp.tokens), absolute, start, end, final, words)
 
 
-__all__ = ["EndpointRules", "StreamResult", "StreamingSession"]
+def step_streams(backend, chunks: list[np.ndarray], states: list) -> list[tuple]:
+    """One encoder step for several streams (each one chunk of equal length, its own state), batched:
+    streams whose states agree (``state_signature``) go through the encoder as one batch, and come
+    back as each stream's (log_probs, enc, state), in order, as ``backend.stream_step`` gives them."""
+    groups: dict[tuple, list[int]] = {}
+    for index, state in enumerate(states):
+        key = (state_signature(state, backend.absolute_position), chunks[index].shape)
+        groups.setdefault(key, []).append(index)
+    out: list = [None] * len(states)
+    for rows in groups.values():
+        before = [states[i] for i in rows]
+        merged = merge_states(before, backend.cat) if len(rows) > 1 else before[0]
+        log_probs, enc, merged = backend.stream_step_many(np.stack([chunks[i] for i in rows]), merged, False)
+        split = split_state(merged, before) if len(rows) > 1 else [merged]
+        for k, index in enumerate(rows):
+            out[index] = (log_probs[k], enc[k:k + 1], split[k])
+    return out
+
+
+__all__ = ["EndpointRules", "StreamResult", "StreamingSession", "step_streams"]

@@ -62,12 +62,27 @@ class TorchBackend:
     def stream_start(self):
         return self.model.init_state(1)
 
-    @torch.no_grad()
     def stream_step(self, feats: np.ndarray, state, final: bool):
         """(log_probs (t', V), encoder frames (1, t', D), state) of the frames ``feats`` (t, F) complete."""
-        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))[None].to(self.device)
+        log_probs, enc, state = self.stream_step_many(np.asarray(feats)[None], state, final)
+        return log_probs[0], enc, state
+
+    @torch.no_grad()
+    def stream_step_many(self, feats: np.ndarray, state, final: bool):
+        """``stream_step`` for B streams in one state (``stream_plan.merge_states``): feats (B, t, F);
+        log_probs (B, t', V)."""
+        x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).to(self.device)
         enc, state = self.model.encoder.forward_chunk(x, state, final)
-        return self.model.ctc_log_probs(enc)[0].float().cpu().numpy(), enc, state
+        return self.model.ctc_log_probs(enc).float().cpu().numpy(), enc, state
+
+    @property
+    def absolute_position(self) -> bool:
+        """Whether a stream's chunks depend on its position (strided convolutions), not only its buffers."""
+        return getattr(self.model.encoder.subsampling, "factor", None) is None
+
+    @staticmethod
+    def cat(parts: list, axis: int):
+        return torch.cat(parts, axis)
 
     @staticmethod
     def concat_enc(parts: list):

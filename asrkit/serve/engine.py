@@ -5,8 +5,9 @@ made to be called from several threads at once. So one worker thread does all
 of it: requests and streams hand it jobs and await the answer. Work that piles
 up while the thread is busy is batched: the files of every waiting request with
 the same search options go through the acoustic model as one padded batch
-(``Recognizer.decode_segments``), so that under load one encoder call serves
-several requests. A stream's chunks are jobs too, run in the order they come.
+(``Recognizer.decode_segments``), and the next chunk of every waiting stream
+goes through the encoder as one step (``recognize.stream.step_streams``), so
+that under load one encoder call serves several requests or streams.
 Reading uploads and computing their features runs beside it, in the event
 loop's default thread pool.
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from asrkit.errors import AsrkitError
 from asrkit.recognize.recognizer import Recognizer, Result
+from asrkit.recognize.stream import step_streams
 from asrkit.search.options import SearchOptions
 
 log = logging.getLogger("asrkit")
@@ -44,6 +46,8 @@ class _Job:
     offsets: list[float] = field(default_factory=list)
     search: SearchOptions | None = None
     with_words: bool = True
+    session: object = None  # or a stream's new audio, batched with the other streams' chunks
+    samples: np.ndarray | None = None
 
     def settle(self, value=None, error: BaseException | None = None) -> None:
         def done() -> None:
@@ -69,6 +73,7 @@ class Engine:
         self.created = time.time()
         self.can_stream, self.why_not_stream = _streams(recognizer)
         self.batches: list[int] = []  # files per acoustic call, for the load benchmark and tests
+        self.stream_batches: list[int] = []  # streams per encoder step
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._warm_up()
         self._thread = threading.Thread(target=self._work, name="asrkit-engine", daemon=True)
@@ -95,6 +100,14 @@ class Engine:
         """``function(*args)`` on the worker thread (a stream's chunk, a session's start)."""
         loop = asyncio.get_running_loop()
         job = _Job(loop, loop.create_future(), call=lambda: function(*args))
+        self._jobs.put(job)
+        return await job.future
+
+    async def stream(self, session, samples: np.ndarray) -> list:
+        """A stream's new audio (float32 at the model's rate) through its ``StreamingSession``: the
+        results it gives. The encoder steps of all streams waiting at once run as one batch."""
+        loop = asyncio.get_running_loop()
+        job = _Job(loop, loop.create_future(), session=session, samples=samples)
         self._jobs.put(job)
         return await job.future
 
@@ -131,6 +144,8 @@ class Engine:
                 self._run(group)
 
     def _run(self, group: list[_Job]) -> None:
+        if group[0].session is not None:
+            return self._run_streams(group)
         if group[0].call is not None:
             job = group[0]
             try:
@@ -150,6 +165,38 @@ class Engine:
             job.settle(result)
 
 
+    def _run_streams(self, group: list[_Job]) -> None:
+        """Each stream's audio into its features, then chunk after chunk the encoder for every stream
+        that has one, as one batch (``step_streams``), each result through its own search."""
+        results: dict[int, list] = {id(job.session): [] for job in group}
+        failed: dict[int, Exception] = {}
+        for job in group:
+            job.session.feed(job.samples)
+        sessions = list({id(job.session): job.session for job in group}.values())
+        while True:
+            ready = [(s, c) for s in sessions if id(s) not in failed and (c := s.take_chunk()) is not None]
+            if not ready:
+                break
+            self.stream_batches.append(len(ready))
+            try:
+                steps = step_streams(self.recognizer.backend, [c for _, c in ready], [s.state for s, _ in ready])
+            except Exception as exc:
+                failed.update({id(s): exc for s, _ in ready})
+                continue
+            for (session, _), step in zip(ready, steps):
+                try:
+                    results[id(session)] += session.consume(*step)
+                except Exception as exc:
+                    failed[id(session)] = exc
+        last = {id(job.session): job for job in group}  # a stream's results go to its latest job
+        for job in group:
+            key = id(job.session)
+            if key in failed:
+                job.settle(error=failed[key])
+            else:
+                job.settle(results[key] if last[key] is job else [])
+
+
 def _streams(recognizer: Recognizer) -> tuple[bool, str]:
     """Whether the model streams, and if not, why (its backend says, as ``transcribe --stream`` does)."""
     try:
@@ -160,10 +207,18 @@ def _streams(recognizer: Recognizer) -> tuple[bool, str]:
 
 
 def _groups(jobs: list[_Job]) -> list[list[_Job]]:
-    """Calls one by one, in order; the files to decode grouped by search options (each group one batch)."""
+    """Calls one by one, in order; the files to decode grouped by search options (each group one
+    batch); the streams' audio as one group."""
     groups: list[list[_Job]] = []
     files: dict[tuple, list[_Job]] = {}
     for job in jobs:
+        if job.session is not None:
+            key = ("streams",)
+            if key not in files:
+                files[key] = []
+                groups.append(files[key])
+            files[key].append(job)
+            continue
         if job.call is not None:
             groups.append([job])
             continue

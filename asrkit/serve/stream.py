@@ -120,7 +120,7 @@ async def _run(websocket: WebSocket, engine: Engine, settings) -> None:
             if len(data) % 2:
                 raise StreamClosed(1007, f"PCM16 comes in whole samples: a message of {len(data)} bytes is not")
             samples = resample(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
-            results = await engine.call(session.accept, samples)
+            results = await engine.stream(session, samples)
         else:
             control = _control(message.get("text") or "")
             if control.get("type") != "end":
