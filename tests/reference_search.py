@@ -12,6 +12,7 @@ import math
 import torch
 
 from asrkit.errors import DecodeError
+from asrkit.search.context import context_score
 from asrkit.search.prefix import resolve_boundary
 from asrkit.search.types import Hypothesis, WordScorer, extend_key
 
@@ -32,7 +33,7 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                                  space_id: int | None = None,
                                  lexicon: list[list[int]] | None = None,
                                  lm: WordScorer | None = None,
-                                 word_starts=None) -> list[list[Hypothesis]]:
+                                 word_starts=None, context=None) -> list[list[Hypothesis]]:
     """CTC prefix beam search: for each utterance, the ``nbest`` most probable label sequences.
 
     log_probs: (B, T, V); lengths: (B,). Each prefix carries two log-probabilities,
@@ -50,6 +51,9 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     (with word-start tokens, each word a word-start token and then others).
     ``lm``: each word adds its LM score when it ends, the last word
     and </s> add theirs at the end, and prefixes are ranked by CTC + LM.
+    ``context`` (a ``ContextGraph`` of hotwords): its definition, ``context_score`` of the
+    prefix's tokens (completed phrases and the match in progress; at the end the completed
+    ones), joins the ranking and the score.
 
     This is the plain reference implementation (pure Python, one utterance at a
     time, every token considered): the specification that ``prefix_beam_search``
@@ -103,6 +107,9 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
         total, state, word = lm_of(prefix)
         return total + float(lm.final_scores(torch.tensor([state]), torch.tensor([word]))[0])
 
+    def bias(prefix: tuple[int, ...], final: bool) -> float:
+        return 0.0 if context is None else context_score(list(prefix), context, final)
+
     results = []
     for b in range(lp_all.size(0)):
         length = int(lengths[b])
@@ -155,16 +162,16 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
                     else:
                         new = entry(prefix + (c,), steps + [t])
                         new[1] = _logaddexp(new[1], total + lp)
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + lm_of(kv[0])[0],
-                            reverse=True)
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + lm_of(kv[0])[0]
+                            + bias(kv[0], False), reverse=True)
             beams = dict(ranked[:beam])
-        scored = [(p, v, _logaddexp(v[0], v[1]), final_lm(p)) for p, v in beams.items()]
-        scored.sort(key=lambda item: item[2] + item[3], reverse=True)
+        scored = [(p, v, _logaddexp(v[0], v[1]), final_lm(p), bias(p, True)) for p, v in beams.items()]
+        scored.sort(key=lambda item: item[2] + item[3] + item[4], reverse=True)
         if space_id is not None and any(not p or p[-1] != space_id for p, *_ in scored):
             scored = [item for item in scored if not item[0] or item[0][-1] != space_id]
         if lexicon is not None and any(not last_word(p) or last_word(p) in words for p, *_ in scored):
             scored = [item for item in scored if not last_word(item[0]) or last_word(item[0]) in words]
-        results.append([Hypothesis(list(prefix), ctc + lm_score, list(v[2]), ctc,
-                                   None if lm is None else lm_score)
-                        for prefix, v, ctc, lm_score in scored[:nbest]])
+        results.append([Hypothesis(list(prefix), ctc + lm_score + ctx, list(v[2]), ctc,
+                                   None if lm is None else lm_score, context_score=None if context is None else ctx)
+                        for prefix, v, ctc, lm_score, ctx in scored[:nbest]])
     return results

@@ -1,8 +1,8 @@
 """The search options of every command that decodes, declared once.
 
 ``@search_options()`` adds ``--mode``, ``--beam``, ``--nbest``, ``--lm``,
-``--lm-weight``, ``--word-bonus``, ``--ctc-weight``, ``--token-min-logp`` and
-``--lexicon`` to a command, and hands the command one ``search:
+``--lm-weight``, ``--word-bonus``, ``--ctc-weight``, ``--token-min-logp``,
+``--lexicon``, ``--hotwords`` and ``--hotword-score`` to a command, and hands the command one ``search:
 SearchOptions`` made (and so checked) from them, before the command's body
 runs. ``decode`` and ``transcribe`` use it, and so will ``serve``.
 """
@@ -42,6 +42,11 @@ _OPTIONS: dict[str, tuple[object, object]] = {  # name: (type, option), in --hel
     "lexicon": (Optional[Path], _option(None, "--lexicon", help="Closed vocabulary: only words of this file "
                                              "(one per line, first field; a CMU/Sphinx .dic or Kaldi lexicon.txt "
                                              "works as it is) may appear in hypotheses (--mode beam/rescore).")),
+    "hotwords": (Optional[Path], _option(None, "--hotwords", help="Phrases to bias the beam search towards, one "
+                                              "per line, optionally phrase<TAB>weight: each token of a phrase "
+                                              "completed as whole words earns the bonus (--mode beam/rescore).")),
+    "hotword_score": (float, _option(1.0, "--hotword-score", help="Bonus per token of a completed hotword "
+                                          "phrase (a line's own weight wins).")),
 }
 
 

@@ -21,6 +21,7 @@ from asrkit.progress import track
 from asrkit.recognize.align import WordSpan, forced_align, word_spans
 from asrkit.recognize.bundle import OnnxBackend, is_bundle
 from asrkit.recognize.longform import split_on_silence
+from asrkit.search.context import ContextGraph, read_hotwords
 from asrkit.search.ctc import search_batch
 from asrkit.search.lexicon import Lexicon
 from asrkit.search.lm import ArpaLM, LmFusion
@@ -106,8 +107,22 @@ class Recognizer:
 
     def word_resources(self, search: SearchOptions):
         """(LM scorer, lexicon) of ``search``, each None when not asked for; loaded once and kept,
-        so that a bad --lm or --lexicon fails before any audio is read."""
+        so that a bad --lm, --lexicon or --hotwords fails before any audio is read."""
+        self.context(search)
         return self.lm_fusion(search), self.lexicon(search)
+
+    def context(self, search: SearchOptions):
+        """The hotwords' context graph for ``search`` (None without --hotwords), built once per file
+        and score, for the model's tokens and word boundary."""
+        if search.hotwords is None:
+            return None
+        key = ("hotwords", str(search.hotwords), search.hotword_score)
+        if key not in self._search_cache:
+            phrases = read_hotwords(search.hotwords, self.tokenizer, search.hotword_score)
+            boundary = self.tokenizer.boundary
+            self._search_cache[key] = ContextGraph(phrases, len(self.tokenizer), boundary.separator, boundary.starts)
+            log.info("hotwords %s: %d phrases, %g per token", search.hotwords, len(phrases), search.hotword_score)
+        return self._search_cache[key]
 
     def lexicon(self, search: SearchOptions):
         """The word constraint for ``search`` (None without --lexicon), loaded once per file."""
@@ -166,7 +181,8 @@ class Recognizer:
                 padded[row, :len(matrix)] = matrix
             log_probs, out_lens, enc = self.acoustic(padded, lens)
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
-                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon)
+                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon,
+                                 context=self.context(search))
             if search.mode == "rescore":
                 found = attention_rescore(self.decoder, enc, out_lens, found, search.ctc_weight)
                 found = [hyps[:search.nbest] for hyps in found]

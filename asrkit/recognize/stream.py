@@ -100,7 +100,8 @@ class StreamingSession:
             self.prefix = PrefixSearch(1, len(self.recognizer.tokenizer), opts.beam, opts.beam_keeps,
                                        blank_id=self.recognizer.tokenizer.blank_id, lm=self.lm,
                                        token_min_logp=opts.token_min_logp, lexicon=self.lexicon,
-                                       space_id=boundary.separator, word_starts=boundary.starts)
+                                       space_id=boundary.separator, word_starts=boundary.starts,
+                                       context=self.recognizer.context(opts))
 
     def accept(self, samples: np.ndarray) -> list[StreamResult]:
         self.feed(samples)

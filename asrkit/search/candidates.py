@@ -102,6 +102,25 @@ def split_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune: 
     return np.concatenate(tokens, 1)[:, None], np.concatenate(token_lp, 1)[:, None], False
 
 
+def class_candidates(frame: np.ndarray, groups: list[tuple[np.ndarray, int]], blank_id: int,
+                     token_prune: int | None, token_min_logp: float | None):
+    """Candidates drawn per class of tokens: each ``(mask, count)`` gives the ``count`` most probable
+    tokens of the class ``mask`` ((V,) bool). With contextual biasing every phrase token is a class
+    of its own and the other classes (tokens outside the phrases, inside or starting a word, and the
+    separator) share one bonus per prefix, so that within a class the frame's ranking is each
+    prefix's ranking and ``shared_candidates``' argument holds. Returns tokens and log-probs, each
+    (n, 1, w)."""
+    allowed = prune_frame(frame, blank_id, token_prune, token_min_logp)
+    tokens, token_lp = [], []
+    for mask, count in groups:
+        count = min(int(mask.sum()), count)
+        if count:
+            lp, tok = topk(np.where(mask, allowed, -math.inf), count, axis=1)
+            tokens.append(tok)
+            token_lp.append(lp)
+    return np.concatenate(tokens, 1)[:, None], np.concatenate(token_lp, 1)[:, None], False
+
+
 def shared_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune: int | None,
                       token_min_logp: float | None, keep_id: int | None):
     """Tokens that may extend the prefixes of each utterance at this frame, the same for all of them.
@@ -192,5 +211,5 @@ def root_candidates(allowed: np.ndarray, lexicon: WordConstraint, nodes: np.ndar
             np.where(shut, 0, next_nodes[:, None]))
 
 
-__all__ = ["lexicon_candidates", "prune_frame", "pruned", "root_candidates", "shared_candidates",
+__all__ = ["class_candidates", "lexicon_candidates", "prune_frame", "pruned", "root_candidates", "shared_candidates",
            "split_candidates", "token_log_probs", "top_columns", "topk"]

@@ -197,16 +197,13 @@ class ContextGraph:
         """What the end of the utterance completes at ``nodes`` (its last word closes)."""
         return np.zeros(nodes.shape) if self.mode == "none" else self.output[nodes]
 
-    def biased_tokens(self) -> np.ndarray:
-        """(V + 1,) bool: tokens whose extension can change a prefix's context score by other than
-        giving back its partial match: the phrases' tokens and the boundary tokens."""
-        mask = np.zeros(self.vocab + 1, bool)
+    def phrase_tokens(self) -> np.ndarray:
+        """(V,) bool: the tokens the phrases spell (the separator left out)."""
+        mask = np.zeros(self.vocab, bool)
         for p in self.phrases:
             mask[list(p.tokens)] = True
         if self.space_id is not None:
-            mask[self.space_id] = True
-        if self.starts is not None:
-            mask[:-1] |= self.starts[:-1]
+            mask[self.space_id] = False
         return mask
 
 

@@ -46,6 +46,8 @@ class SearchOptions:
     ctc_weight: float = 0.5  # rescore: score = attention + ctc_weight * CTC
     token_min_logp: float | None = None  # tokens less likely than this do not extend prefixes
     lexicon: str | Path | None = None  # word list / pronunciation dictionary: hypotheses use only its words
+    hotwords: str | Path | None = None  # phrases to bias the search towards (one per line, optionally <TAB>weight)
+    hotword_score: float = 1.0  # bonus per token of a completed hotword phrase (a line's own weight wins)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,7 +59,10 @@ class SearchOptions:
             raise DecodeError("--lm needs --mode beam or rescore (greedy search has no word hypotheses to score)")
         if self.lexicon is not None and self.mode == "greedy":
             raise DecodeError("--lexicon needs --mode beam or rescore (greedy search cannot be constrained)")
-        for name in ("lm_weight", "word_bonus", "ctc_weight"):
+        if self.hotwords is not None and self.mode == "greedy":
+            raise DecodeError("--hotwords needs --mode beam or rescore (greedy search takes each frame's best "
+                              "token and has no hypotheses to bias)")
+        for name in ("lm_weight", "word_bonus", "ctc_weight", "hotword_score"):
             if not math.isfinite(getattr(self, name)):
                 raise DecodeError(f"--{name.replace('_', '-')} must be a finite number")
 

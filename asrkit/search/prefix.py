@@ -23,6 +23,7 @@ import numpy as np
 
 from asrkit.errors import DecodeError
 from asrkit.search.candidates import (
+    class_candidates,
     lexicon_candidates,
     shared_candidates,
     split_candidates,
@@ -30,6 +31,7 @@ from asrkit.search.candidates import (
     top_columns,
     topk,
 )
+from asrkit.search.context import ContextGraph
 from asrkit.search.options import check_beam
 from asrkit.search.types import (
     _NO_PARENT,
@@ -71,10 +73,15 @@ class _Options:
     num_starts: int  # how many tokens begin a word
     lm: WordScorer | None
     lexicon: WordConstraint | None
+    context: ContextGraph | None = None
+    context_groups: list | None = None  # the candidate classes under biasing (``class_candidates``)
 
     @property
     def limit(self) -> int:
-        """Candidate tokens per prefix that can matter (see ``shared_candidates``)."""
+        """Candidate tokens per prefix that can matter (see ``shared_candidates``); with a lexicon
+        under biasing every legal child (their bonuses differ per prefix)."""
+        if self.context is not None and self.lexicon is not None:
+            return self.vocab + 1
         return 2 * self.beam + 2
 
 
@@ -91,6 +98,9 @@ class _Beams:
     lm_state: np.ndarray | None = None
     word_key: np.ndarray | None = None  # key of the word being spelt (with an LM)
     node: np.ndarray | None = None  # trie node of the word being spelt (with a lexicon)
+    ctx_node: np.ndarray | None = None  # context-graph state (with hotwords)
+    ctx_done: np.ndarray | None = None  # bonus of the phrases it has completed
+    ctx_partial: np.ndarray | None = None  # (graph states,): the bonus of each state's match in progress
 
     @classmethod
     def start(cls, batch: int, opts: _Options) -> "_Beams":
@@ -104,7 +114,17 @@ class _Beams:
             beams.word_key = np.zeros(size, np.int64)
         if opts.lexicon is not None:
             beams.node = np.zeros(size, np.int64)
+        if opts.context is not None:
+            beams.ctx_node = np.zeros(size, np.int64)
+            beams.ctx_done = np.zeros(size, np.float32)
+            beams.ctx_partial = opts.context.partial.astype(np.float32)
         return beams
+
+    def context(self, n: int) -> np.ndarray | None:
+        """Each running prefix's context score: its completed phrases and its match in progress."""
+        if self.ctx_node is None:
+            return None
+        return self.ctx_done[:n] + self.ctx_partial[self.ctx_node[:n]]
 
 
 @dataclass
@@ -120,8 +140,10 @@ class _Frame:
     word_delta: np.ndarray | None = None  # (n, K): LM score of ending the pending word (with an LM)
     word_next: np.ndarray | None = None
     ranked_ctc: np.ndarray | None = None  # (n, K + K·width): stays, then extensions (ext_ctc is a view)
-    stay_lm: np.ndarray | None = None  # what the pruning ranks with an LM: stays and extensions
-    ext_lm: np.ndarray | None = None  # with their LM scores
+    stay_lm: np.ndarray | None = None  # what the pruning ranks with an LM or hotwords: stays and extensions
+    ext_lm: np.ndarray | None = None  # with their LM and context scores
+    ctx_next: np.ndarray | None = None  # (n, K, width): each extension's context state (with hotwords)
+    ctx_done: np.ndarray | None = None  # and its completed phrases' bonus
 
     def ranked(self) -> np.ndarray:
         """(n, K + K·width): the scores the pruning ranks, stays first."""
@@ -153,7 +175,10 @@ def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) ->
     stay_blank = total + frame[:, opts.blank_id, None]  # staying through a blank,
     stay_token = pt + _take(frame_pad, lst)  # or by repeating the last token
     next_node = None
-    if opts.lexicon is None and opts.lm is not None and opts.starts is not None:
+    if opts.lexicon is None and opts.context is not None:
+        tokens, token_lp, full = class_candidates(frame, opts.context_groups, opts.blank_id, opts.token_prune,
+                                                  opts.token_min_logp)
+    elif opts.lexicon is None and opts.lm is not None and opts.starts is not None:
         tokens, token_lp, full = split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
                                                   opts.token_min_logp, opts.starts, opts.num_starts)
     elif opts.lexicon is None:
@@ -216,12 +241,21 @@ def _merge_equal_prefixes(beams: _Beams, n: int, frame_pad: np.ndarray, ext: np.
 
 
 def _add_lm(beams: _Beams, n: int, frm: _Frame, opts: _Options) -> None:
-    """Shallow fusion: every candidate carries its prefix's LM score, and an extension by the
-    separator the score of the word it ends (the extensions' CTC scores are kept apart)."""
-    lm_n = beams.lm_total[:n]
-    frm.stay_lm = np.logaddexp(frm.stay_blank, frm.stay_token) + lm_n
-    ext3 = frm.ext_ctc.reshape(n, opts.beam, -1) + lm_n[:, :, None]
-    if opts.space_id is not None or opts.starts is not None:
+    """Shallow fusion and biasing: every candidate carries its prefix's LM and context scores, an
+    extension by the separator the score of the word it ends, and every extension its context
+    score after the token (the extensions' CTC scores are kept apart)."""
+    side = beams.lm_total[:n]
+    context = beams.context(n)
+    if context is not None:
+        side = side + context
+    frm.stay_lm = np.logaddexp(frm.stay_blank, frm.stay_token) + side
+    ext3 = frm.ext_ctc.reshape(n, opts.beam, -1) + side[:, :, None]
+    if context is not None:
+        tokens = np.broadcast_to(frm.tokens, ext3.shape)
+        frm.ctx_next, gain = opts.context.step(np.broadcast_to(beams.ctx_node[:n, :, None], ext3.shape), tokens)
+        frm.ctx_done = beams.ctx_done[:n, :, None] + gain.astype(np.float32)
+        ext3 += frm.ctx_done + beams.ctx_partial[frm.ctx_next] - context[:, :, None]
+    if opts.lm is not None and (opts.space_id is not None or opts.starts is not None):
         frm.word_delta, frm.word_next = _score_words(opts.lm, beams.lm_state[:n], beams.word_key[:n],
                                                      beams.key[:n] != _NO_PREFIX)
         ends = frm.tokens == opts.space_id if opts.space_id is not None else opts.starts[frm.tokens]
@@ -258,6 +292,9 @@ def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: np.nda
                                   _take(frm.next_node.reshape(n, K * width), ext_index))
     if beams.word_key is not None:
         _carry_words(beams, n, frm, opts, src, token, is_stay)
+    if beams.ctx_node is not None:  # the hotwords' state of each kept prefix
+        for kept, extended in ((beams.ctx_node, frm.ctx_next), (beams.ctx_done, frm.ctx_done)):
+            kept[:n] = np.where(is_stay, _take(kept[:n], src), _take(extended.reshape(n, K * width), ext_index))
 
 
 def _carry_words(beams: _Beams, n: int, frm: _Frame, opts: _Options, src: np.ndarray, token: np.ndarray,
@@ -280,8 +317,9 @@ def _carry_words(beams: _Beams, n: int, frm: _Frame, opts: _Options, src: np.nda
         beams.lm_total[:n], beams.lm_state[:n] = lm_src, state_src
 
 
-def _final_scores(beams: _Beams, opts: _Options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, CTC, LM) of every slot at the end: the LM's pending word and </s> added; a trailing
+def _final_scores(beams: _Beams, opts: _Options):
+    """(score, CTC, LM, context) of every slot at the end: the LM's pending word and </s> added, the
+    phrases its last word completes added and the match in progress given back; a trailing
     separator or (with a lexicon) an unfinished word drops a hypothesis unless nothing else is left."""
     ctc = np.logaddexp(beams.p_blank, beams.p_token)
     lm_total = beams.lm_total
@@ -292,6 +330,10 @@ def _final_scores(beams: _Beams, opts: _Options) -> tuple[np.ndarray, np.ndarray
             final[valid] = opts.lm.final_scores(beams.lm_state[valid], beams.word_key[valid])
         lm_total = lm_total + final
     score = ctc + lm_total
+    context = None
+    if opts.context is not None:
+        context = beams.ctx_done + opts.context.final(beams.ctx_node).astype(np.float32)
+        score = score + context
     if opts.space_id is not None:
         trailing = beams.last == opts.space_id
         others = (valid & ~trailing).any(1, keepdims=True)
@@ -300,7 +342,7 @@ def _final_scores(beams: _Beams, opts: _Options) -> tuple[np.ndarray, np.ndarray
         unfinished = (beams.node != 0) & ~opts.lexicon.is_word(beams.node)
         others = (valid & ~unfinished & (score > -math.inf)).any(1, keepdims=True)
         score = np.where(unfinished & others, -math.inf, score)
-    return score, ctc, lm_total
+    return score, ctc, lm_total, context
 
 
 def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
@@ -308,7 +350,7 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
                        lm: WordScorer | None = None, token_min_logp: float | None = None,
                        space_id: int | None = None,
                        lexicon: WordConstraint | None = None,
-                       word_starts=None) -> list[list[Hypothesis]]:
+                       word_starts=None, context: ContextGraph | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
 
     log_probs: (B, T, V); lengths: (B,) (numpy arrays or torch tensors). Per prefix it keeps the log-probability
@@ -338,6 +380,12 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     when the word ends (the space token; the last word and </s> at the end) and
     steers the pruning (shallow fusion).
 
+    With ``context`` (hotwords: ``asrkit.search.context.ContextGraph``, built for the
+    same tokens and word boundary), each prefix carries its context score, the
+    bonus of the phrases it has completed and of its match in progress, which
+    steers the pruning too; at the end a match in progress is given back, so that
+    a hypothesis keeps the bonus of its completed phrases only (``context_score``).
+
     Returns, per utterance, ``Hypothesis(tokens, score, timesteps, ctc_score,
     lm_score)`` best first; ``score`` = ``ctc_score`` (log of the summed
     probability of the prefix's alignments) + ``lm_score``; ``timesteps`` are the
@@ -354,7 +402,7 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
         return []
     order, lp, running = _longest_first(log_probs, lengths)
     max_frames = len(running)
-    opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon)
+    opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon, context)
     beams = _Beams.start(batch, opts)
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
@@ -362,9 +410,9 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     for t in range(max_frames):
         _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
               quiet is not None and bool(quiet[t, :running[t]].all()))
-    score, ctc, lm_total = _final_scores(beams, opts)
+    score, ctc, lm_total, context = _final_scores(beams, opts)
     _, ranked = topk(score, min(nbest, beam), axis=1)  # (B, N), best first
-    found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token)
+    found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token, context)
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     for row, utt in enumerate(order.tolist()):
         results[utt] = found[row]
@@ -381,10 +429,12 @@ class PrefixSearch:
 
     def __init__(self, batch: int, vocab: int, beam: int = 10, nbest: int = 1, token_prune: int | None = None,
                  blank_id: int = 0, lm: WordScorer | None = None, token_min_logp: float | None = None,
-                 space_id: int | None = None, lexicon: WordConstraint | None = None, word_starts=None) -> None:
+                 space_id: int | None = None, lexicon: WordConstraint | None = None, word_starts=None,
+                 context: ContextGraph | None = None) -> None:
         check_beam(beam, nbest, token_prune)
         _check_tokens(vocab, blank_id, lexicon)
-        self.opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon)
+        self.opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon,
+                             context)
         self.batch, self.nbest = batch, nbest
         self.beams = _Beams.start(batch, self.opts)
         self.back_slot: list[np.ndarray] = []  # per frame (B, K)
@@ -412,17 +462,21 @@ class PrefixSearch:
             self.back_slot.append(slots)
             self.back_token.append(tokens)
 
-    def _ranked(self, score, ctc, lm_total, count: int) -> list[list[Hypothesis]]:
+    def _ranked(self, score, ctc, lm_total, context, count: int) -> list[list[Hypothesis]]:
         _, ranked = topk(score, min(count, self.opts.beam), axis=1)
         empty = np.zeros((0, self.batch, self.opts.beam), np.int64)
         slots = np.stack(self.back_slot) if self.back_slot else empty
         tokens = np.stack(self.back_token) if self.back_token else empty
-        return _backtrack(ranked, score, ctc, lm_total if self.opts.lm is not None else None, slots, tokens)
+        return _backtrack(ranked, score, ctc, lm_total if self.opts.lm is not None else None, slots, tokens,
+                          context)
 
     def partial(self) -> list[Hypothesis]:
-        """Each stream's best prefix so far (CTC + the LM of its finished words; nothing is dropped)."""
+        """Each stream's best prefix so far (CTC + the LM of its finished words + its context score,
+        the match in progress included; nothing is dropped)."""
         ctc = np.logaddexp(self.beams.p_blank, self.beams.p_token)
-        return [hyps[0] for hyps in self._ranked(ctc + self.beams.lm_total, ctc, self.beams.lm_total, 1)]
+        context = self.beams.context(self.batch)
+        score = ctc + self.beams.lm_total + (0 if context is None else context)
+        return [hyps[0] for hyps in self._ranked(score, ctc, self.beams.lm_total, context, 1)]
 
     def finish(self) -> list[list[Hypothesis]]:
         """Each stream's n-best at its end (the LM's last word and </s> added): ``prefix_beam_search``'s."""
@@ -437,12 +491,36 @@ def _check_tokens(vocab: int, blank_id: int, lexicon: WordConstraint | None) -> 
 
 
 def _options(vocab: int, beam: int, blank_id: int, token_prune, token_min_logp, space_id, word_starts,
-             lm: WordScorer | None, lexicon: WordConstraint | None) -> _Options:
+             lm: WordScorer | None, lexicon: WordConstraint | None, context: ContextGraph | None = None) -> _Options:
     """The search's options, its word boundary resolved (``resolve_boundary``)."""
     space_id, word_starts = resolve_boundary(space_id, word_starts, lm, vocab)
     starts = None if word_starts is None else np.array(word_starts + (False,))
-    return _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
-                    sum(word_starts) if word_starts is not None else 0, lm, lexicon)
+    opts = _Options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, starts,
+                    sum(word_starts) if word_starts is not None else 0, lm, lexicon, context)
+    if context is not None:
+        opts.context_groups = _context_groups(context, opts)
+    return opts
+
+
+def _context_groups(context: ContextGraph, opts: _Options) -> list[tuple[np.ndarray, int]]:
+    """The candidate classes under biasing: every phrase token; then the separator; the other
+    word-start tokens and the other tokens, ``limit`` of each (``class_candidates``)."""
+    same_starts = (context.starts is None) == (opts.starts is None) and (
+        opts.starts is None or bool((context.starts == opts.starts).all()))
+    if context.vocab != opts.vocab or context.space_id != opts.space_id or not same_starts:
+        raise DecodeError("the hotwords' graph was built for another token table or word boundary than the search's")
+    phrase = context.phrase_tokens()
+    groups = [(phrase, int(phrase.sum()))]
+    rest = ~phrase
+    rest[opts.blank_id] = False
+    if opts.space_id is not None:
+        groups.append((np.arange(opts.vocab) == opts.space_id, 1))
+        rest[opts.space_id] = False
+    if opts.starts is not None:
+        groups.append((rest & opts.starts[:-1], opts.limit))
+        rest &= ~opts.starts[:-1]
+    groups.append((rest, opts.limit))
+    return groups
 
 
 def _quiet_frames(frames: np.ndarray, opts: _Options) -> np.ndarray | None:
@@ -478,7 +556,7 @@ def _step(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options, back_slo
         _stay(beams, n, frame_pad, opts)
         return
     frm = _extensions(beams, n, frame_pad, opts)
-    if opts.lm is not None:
+    if opts.lm is not None or opts.context is not None:
         _add_lm(beams, n, frm, opts)
     _prune(beams, n, frm, opts, back_slot, back_token)
 
@@ -508,7 +586,7 @@ def _score_words(lm: WordScorer, states: np.ndarray, word_keys: np.ndarray, vali
     return delta, nxt
 
 
-def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[Hypothesis]]:
+def _backtrack(order, score, ctc, lm_total, back_slot, back_token, context=None) -> list[list[Hypothesis]]:
     slots_bt, tokens_bt, order_np, score_np, ctc_np, lm_np = back_slot, back_token, order, score, ctc, lm_total
     batch, count = order_np.shape
     rows = np.arange(batch)[:, None]
@@ -526,7 +604,8 @@ def _backtrack(order, score, ctc, lm_total, back_slot, back_token) -> list[list[
                 continue
             frames = np.nonzero(emitted[:, b, n] >= 0)[0]
             hyps.append(Hypothesis(emitted[frames, b, n].tolist(), float(score_np[b, slot]), frames.tolist(),
-                                   float(ctc_np[b, slot]), None if lm_np is None else float(lm_np[b, slot])))
+                                   float(ctc_np[b, slot]), None if lm_np is None else float(lm_np[b, slot]),
+                                   context_score=None if context is None else float(context[b, slot])))
         results.append(hyps)
     return results
 

@@ -25,7 +25,7 @@ def attention_rescore(decoder: SequenceScorer, enc, enc_lens, nbest: list[list[H
     enc: (B, T, D) and enc_lens: (B,), the encoder output computed once, in the form the decoder
     reads (a torch tensor for the torch decoder, a numpy array for a bundle's); nbest[b] the
     hypotheses of utterance b. Every hypothesis is scored under teacher forcing, ``max_rows``
-    at a time: ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score``.
+    at a time: ``score = log P_att(tokens + <eos>) + ctc_weight * ctc_score + lm_score + context_score``.
     """
     rows = [(b, hyp) for b, hyps in enumerate(nbest) for hyp in hyps]
     att_scores: list[float] = []
@@ -36,8 +36,8 @@ def attention_rescore(decoder: SequenceScorer, enc, enc_lens, nbest: list[list[H
     results: list[list[Hypothesis]] = [[] for _ in nbest]
     for (b, hyp), att in zip(rows, att_scores):
         ctc = hyp.ctc_score if hyp.ctc_score is not None else hyp.score
-        total = att + ctc_weight * ctc + (hyp.lm_score or 0.0)
-        results[b].append(Hypothesis(hyp.tokens, total, hyp.timesteps, ctc, hyp.lm_score, att))
+        total = att + ctc_weight * ctc + (hyp.lm_score or 0.0) + (hyp.context_score or 0.0)
+        results[b].append(Hypothesis(hyp.tokens, total, hyp.timesteps, ctc, hyp.lm_score, att, hyp.context_score))
     for hyps in results:
         hyps.sort(key=lambda h: h.score, reverse=True)
     return results

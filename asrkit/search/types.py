@@ -28,6 +28,7 @@ class Hypothesis:
     ctc_score: float | None = None  # the CTC part of ``score`` (beam search)
     lm_score: float | None = None  # the LM part: weight * ln P_lm + bonus * words (beam search with an LM)
     att_score: float | None = None  # log P(tokens + <eos>) under the attention decoder (rescoring)
+    context_score: float | None = None  # the hotwords' bonus, part of ``score`` (beam search with a context graph)
 
 
 def as_array(values, dtype=None) -> np.ndarray:
