@@ -51,7 +51,7 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
     (with word-start tokens, each word a word-start token and then others).
     ``lm``: each word adds its LM score when it ends, the last word
     and </s> add theirs at the end, and prefixes are ranked by CTC + LM.
-    ``context`` (a ``ContextGraph`` of hotwords): its definition, ``context_score`` of the
+    ``context`` (a ``ContextGraph`` of hotwords, or a list of one per utterance): its definition, ``context_score`` of the
     prefix's tokens (completed phrases and the match in progress; at the end the completed
     ones), joins the ranking and the score.
 
@@ -107,11 +107,15 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
         total, state, word = lm_of(prefix)
         return total + float(lm.final_scores(torch.tensor([state]), torch.tensor([word]))[0])
 
+    graph = context
+
     def bias(prefix: tuple[int, ...], final: bool) -> float:
-        return 0.0 if context is None else context_score(list(prefix), context, final)
+        return 0.0 if graph is None else context_score(list(prefix), graph, final)
 
     results = []
     for b in range(lp_all.size(0)):
+        if isinstance(context, list):  # each utterance its own hotwords
+            graph = context[b]
         length = int(lengths[b])
         # prefix -> [log p(ends in blank), log p(ends in token), timesteps]
         beams: dict[tuple[int, ...], list] = {(): [0.0, -math.inf, []]}
@@ -172,6 +176,8 @@ def prefix_beam_search_reference(log_probs: torch.Tensor, lengths: torch.Tensor,
         if lexicon is not None and any(not last_word(p) or last_word(p) in words for p, *_ in scored):
             scored = [item for item in scored if not last_word(item[0]) or last_word(item[0]) in words]
         results.append([Hypothesis(list(prefix), ctc + lm_score + ctx, list(v[2]), ctc,
-                                   None if lm is None else lm_score, context_score=None if context is None else ctx)
+                                   None if lm is None else lm_score,
+                                   context_score=None if context is None or (
+                                       isinstance(context, list) and all(g is None for g in context)) else ctx)
                         for prefix, v, ctc, lm_score, ctx in scored[:nbest]])
     return results

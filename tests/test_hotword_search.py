@@ -147,3 +147,51 @@ def test_transcribe_and_decode_take_hotwords_and_refuse_bad_ones(trained_exp, to
         args = (["--mode", "beam"] if "--mode" not in args else []) + [str(a) for a in args]
         code, _, err = run_cli(["transcribe", trained_exp, wavs[0], *args], capsys)
         assert code == 1 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_each_utterance_its_own_hotwords_in_one_batch(with_lm):
+    """Per-utterance lists (a data dir's ``context``): the batch searched at once over the union of
+    their graphs gives each utterance what the reference gives it with its own list (none for some),
+    batched and chunk by chunk."""
+    generator = torch.Generator().manual_seed(900 + with_lm)
+    rng = random.Random(900 + with_lm)
+    randint = random_ints(generator)
+    for case in range(30):
+        tokenizer, words, lexicon, lp, lengths, beam, fusion = _random_case(generator, with_lm)
+        graphs = [random_graph(words, tokenizer, rng) if rng.random() < 0.7 else None for _ in range(3)]
+        options = dict(beam=beam, nbest=beam, space_id=2, lm=fusion, context=graphs)
+        fast = prefix_beam_search(lp, lengths, **options)
+        slow = prefix_beam_search_reference(lp, lengths, **options)
+        assert_nbest_agree(fast, slow, with_lm, f"case {case}")
+        if any(g is not None for g in graphs):
+            assert_context_agrees(fast, slow, f"case {case}")
+        full = torch.full((3,), lp.size(1))
+        search, start = PrefixSearch(3, lp.size(2), **options), 0
+        for size in chunks(randint, lp.size(1)):
+            search.advance(lp[:, start:start + size])
+            start += size
+        assert_nbest_agree(search.finish(), prefix_beam_search(lp, full, **options), with_lm, f"case {case}")
+
+
+def test_a_data_dirs_context_file_biases_each_utterance_towards_its_own(trained_exp, tone_corpus, tmp_path, capsys,
+                                                                         caplog):
+    import shutil
+
+    from conftest import run_cli
+
+    data = tmp_path / "dev"
+    shutil.copytree(tone_corpus["dev"], data, ignore=shutil.ignore_patterns("feats*", "utt2num_frames"))
+    ids = sorted(line.split()[0] for line in (data / "text").read_text().splitlines())
+    args = ["decode", trained_exp, data, "--mode", "beam", "--beam", "4"]
+    assert run_cli([*args, "--out", tmp_path / "plain"], capsys)[0] == 0
+    (data / "context").write_text(f"{ids[0]} b b b b b\t6\n{ids[1]} a a a a a\t6\nnobody a\n")
+    assert run_cli([*args, "--out", tmp_path / "biased"], capsys)[0] == 0
+    plain, biased = ({line.split(maxsplit=1)[0]: line.split(maxsplit=1)[1:] for line in
+                      (tmp_path / name / "hyp").read_text().splitlines()} for name in ("plain", "biased"))
+    assert biased[ids[0]] != plain[ids[0]] or biased[ids[1]] != plain[ids[1]]  # the lists took effect
+    assert all(biased[u] == plain[u] for u in ids[2:])  # and only where they were given
+    assert "1 line(s) name utterances" in caplog.text
+    (data / "context").write_text(f"{ids[0]} b q\n")
+    code, _, err = run_cli([*args, "--out", tmp_path / "bad"], capsys)
+    assert code == 1 and "context:1: 'b q' has characters the model has no token for" in err

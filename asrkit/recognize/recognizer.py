@@ -21,7 +21,7 @@ from asrkit.progress import track
 from asrkit.recognize.align import WordSpan, forced_align, word_spans
 from asrkit.recognize.bundle import OnnxBackend, is_bundle
 from asrkit.recognize.longform import split_on_silence
-from asrkit.search.context import ContextGraph, read_hotwords
+from asrkit.search.context import ContextGraph, read_hotwords, read_utterance_hotwords
 from asrkit.search.ctc import search_batch
 from asrkit.search.lexicon import Lexicon
 from asrkit.search.lm import ArpaLM, LmFusion
@@ -159,11 +159,13 @@ class Recognizer:
         return word_spans(spans, self.tokenizer, self.seconds_per_frame)
 
     def decode_features(self, feats: list[np.ndarray], search: SearchOptions | None = None,
-                        batch_size: int = 32, keep_log_probs: list | None = None) -> list[list[Hypothesis]]:
+                        batch_size: int = 32, keep_log_probs: list | None = None,
+                        contexts: list | None = None) -> list[list[Hypothesis]]:
         """n-best hypotheses (best first) for raw (un-normalised) feature matrices, in input order.
 
         ``keep_log_probs``, a list, receives each utterance's CTC log-posteriors (T', V) in
-        input order, for alignment without running the model again."""
+        input order, for alignment without running the model again. ``contexts``: each
+        utterance's own hotword graph (None: ``search.hotwords``' graph, if any)."""
         search = search or SearchOptions()
         if search.mode == "rescore" and not self.has_decoder:
             raise DecodeError(f"{self.path} has no attention decoder (trained with model.ctc_weight=1): "
@@ -180,9 +182,11 @@ class Recognizer:
             for row, matrix in enumerate(matrices):
                 padded[row, :len(matrix)] = matrix
             log_probs, out_lens, enc = self.acoustic(padded, lens)
+            context = self.context(search)
+            if contexts is not None and any(contexts[i] is not None for i in idx):
+                context = [contexts[i] if contexts[i] is not None else context for i in idx]
             found = search_batch(log_probs, out_lens, search, blank_id=self.tokenizer.blank_id,
-                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon,
-                                 context=self.context(search))
+                                 boundary=self.tokenizer.boundary, lm=fusion, lexicon=lexicon, context=context)
             if search.mode == "rescore":
                 found = attention_rescore(self.decoder, enc, out_lens, found, search.ctc_weight)
                 found = [hyps[:search.nbest] for hyps in found]
@@ -290,15 +294,38 @@ class Recognizer:
                       words if aligned is not None else None)
 
     def decode_data_dir(self, data_dir: str | Path, search: SearchOptions | None = None) -> dict[str, list[Hypothesis]]:
-        """n-best hypotheses for every utterance of a data dir."""
+        """n-best hypotheses for every utterance of a data dir; with a ``context`` file there (lines
+        ``utt-id phrase[<TAB>weight]``) and a beam search, each utterance is biased towards its own
+        phrases (and ``search.hotwords``, if any)."""
+        search = search or SearchOptions()
         data = DataDir.load(data_dir)
         feats = self.features_of(data)
         ids = data.utt_ids()
+        contexts = self.utterance_contexts(data, search)
         hyps: list[list[Hypothesis]] = []
         chunk = 256  # utterances read from the arks at a time: memory stays flat in corpus size
         for start in track(range(0, len(ids), chunk), "decoding"):
-            hyps.extend(self.decode_features([feats[u] for u in ids[start:start + chunk]], search))
+            part = ids[start:start + chunk]
+            hyps.extend(self.decode_features([feats[u] for u in part], search,
+                                             contexts=None if contexts is None else [contexts.get(u) for u in part]))
         return dict(zip(ids, hyps))
+
+    def utterance_contexts(self, data: DataDir, search: SearchOptions) -> dict | None:
+        """Each utterance's hotword graph from the data dir's ``context`` file (None without one, or
+        for greedy search, which cannot be biased: said once)."""
+        path = data.path / "context"
+        if not path.is_file():
+            return None
+        if search.mode == "greedy":
+            log.warning("%s: greedy search cannot be biased; the hotwords are left out (use --mode beam)", path)
+            return None
+        own, unknown = read_utterance_hotwords(path, self.tokenizer, search.hotword_score, set(data.utt_ids()))
+        if unknown:
+            log.warning("%s: %d line(s) name utterances that %s does not hold; left out", path, unknown, data.path)
+        shared = read_hotwords(search.hotwords, self.tokenizer, search.hotword_score) if search.hotwords else []
+        boundary = self.tokenizer.boundary
+        return {utt: ContextGraph(shared + phrases, len(self.tokenizer), boundary.separator, boundary.starts)
+                for utt, phrases in own.items()}
 
     def features_of(self, data: DataDir):
         """The data dir's feature store for this model (computed and stored where missing or stale);

@@ -88,6 +88,7 @@ class ContextGraph:
             link = self.fail[node]
             self.output[node] = ends[node] + (self.output[link] if link not in (ROOT, self.dead) else 0.0)
         self._compile()
+        self.roots = np.zeros(1, np.int64)  # where a search starts (``union``: one root per graph)
 
     # ------------------------------------------------------------------ building
     def _node_of(self, tokens: tuple[int, ...]) -> int:
@@ -173,7 +174,14 @@ class ContextGraph:
         samples += extra
         states = len(self.children) + 1
         self.token_class = classes
-        self.table = np.array([[self._goto(node, t) for t in samples] for node in range(states)], np.int64)
+        table = np.zeros((states, len(samples)), np.int64)
+        for node in (ROOT, self.dead):  # the rows that end every failure chain: ``_goto``'s rules
+            table[node] = [self._goto(node, t) for t in samples]
+        for node in self._breadth_first():  # the rest as Aho-Corasick builds them: the failure's row,
+            table[node] = table[self.fail[node]]  # (a shorter suffix: already built) then the children
+            for token, child in self.children[node].items():
+                table[node, classes[token]] = child
+        self.table = table
         closes = np.array([self._closes(t) for t in samples])
         self.gain = np.where(closes[None, :], self.output[:, None], 0.0)  # completed on the transition
         if self.mode == "none":  # every token closes its word: a phrase completes as it arrives
@@ -186,6 +194,35 @@ class ContextGraph:
         if self.mode == "starts":
             return bool(self.starts[token])
         return False
+
+    @classmethod
+    def union(cls, graphs: list["ContextGraph"]) -> "ContextGraph":
+        """One graph holding ``graphs`` side by side (their states numbered one after another, the
+        token classes refined so that every graph's are unions of them): the per-utterance lists of
+        a batch searched at once, each utterance starting at its own graph's root (``roots``)."""
+        first = graphs[0]
+        for graph in graphs[1:]:
+            if (graph.vocab, graph.space_id, graph.mode) != (first.vocab, first.space_id, first.mode) or (
+                    graph.starts is not None and not (graph.starts == first.starts).all()):
+                raise DecodeError("hotword graphs of one batch must share the token table and word boundary")
+        signature = np.stack([g.token_class for g in graphs], 1)  # (V + 1, G): each token's class in each
+        _, classes = np.unique(signature, axis=0, return_inverse=True)
+        classes = classes.reshape(-1)
+        sample = np.zeros(classes.max() + 1, np.int64)
+        for token in range(len(classes) - 1, -1, -1):
+            sample[classes[token]] = token
+        sizes = [len(g.partial) for g in graphs]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        union = cls.__new__(cls)
+        union.vocab, union.space_id, union.starts, union.mode = first.vocab, first.space_id, first.starts, first.mode
+        union.phrases = [p for g in graphs for p in g.phrases]
+        union.token_class = classes
+        union.table = np.concatenate([g.table[:, g.token_class[sample]] + off for g, off in zip(graphs, offsets)])
+        union.gain = np.concatenate([g.gain[:, g.token_class[sample]] for g in graphs])
+        union.partial = np.concatenate([g.partial for g in graphs])
+        union.output = np.concatenate([g.output for g in graphs])
+        union.roots = offsets
+        return union
 
     # ------------------------------------------------------------------ use
     def step(self, nodes: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,6 +326,31 @@ def read_hotwords(path: str | Path, tokenizer, default_weight: float) -> list[Ph
     return phrases
 
 
+def read_utterance_hotwords(path: str | Path, tokenizer, default_weight: float,
+                            utterances: set[str]) -> tuple[dict[str, list[Phrase]], int]:
+    """A data dir's ``context`` file: lines ``utt-id phrase[<TAB>weight]`` (several lines per
+    utterance for several phrases). Returns each known utterance's phrases and how many lines
+    named an utterance not in ``utterances``; a phrase the tokenizer cannot spell or a weight that
+    is not a number is a ``DecodeError`` naming the line."""
+    found: dict[str, list[Phrase]] = {}
+    unknown = 0
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        utt, _, rest = line.strip().partition(" ")
+        text, _, weight = rest.partition("\t")
+        try:
+            value = float(weight) if weight.strip() else default_weight
+        except ValueError:
+            raise DecodeError(f"{path}:{number}: weight {weight.strip()!r} is not a number") from None
+        phrase = Phrase(spell(text, tokenizer, f"{path}:{number}"), value)
+        if utt not in utterances:
+            unknown += 1
+            continue
+        found.setdefault(utt, []).append(phrase)
+    return found, unknown
+
+
 def spell(text: str, tokenizer, where: str) -> tuple[int, ...]:
     """A phrase in the model's tokens; a character the model has no token for is an error."""
     words = text.split()
@@ -300,4 +362,4 @@ def spell(text: str, tokenizer, where: str) -> tuple[int, ...]:
     return tuple(tokens)
 
 
-__all__ = ["ContextGraph", "Phrase", "context_score", "read_hotwords", "spell"]
+__all__ = ["ContextGraph", "Phrase", "context_score", "read_hotwords", "read_utterance_hotwords", "spell"]

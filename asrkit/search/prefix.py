@@ -103,7 +103,7 @@ class _Beams:
     ctx_partial: np.ndarray | None = None  # (graph states,): the bonus of each state's match in progress
 
     @classmethod
-    def start(cls, batch: int, opts: _Options) -> "_Beams":
+    def start(cls, batch: int, opts: _Options, roots: np.ndarray | None = None) -> "_Beams":
         size, vocab = (batch, opts.beam), opts.vocab
         beams = cls(np.full(size, -math.inf, np.float32), np.full(size, -math.inf, np.float32),
                     np.full(size, _NO_PREFIX, np.int64), np.full(size, _NO_PARENT, np.int64),
@@ -115,7 +115,7 @@ class _Beams:
         if opts.lexicon is not None:
             beams.node = np.zeros(size, np.int64)
         if opts.context is not None:
-            beams.ctx_node = np.zeros(size, np.int64)
+            beams.ctx_node = np.repeat(np.asarray(roots, np.int64)[:, None], opts.beam, 1)  # each row its graph
             beams.ctx_done = np.zeros(size, np.float32)
             beams.ctx_partial = opts.context.partial.astype(np.float32)
         return beams
@@ -350,7 +350,7 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
                        lm: WordScorer | None = None, token_min_logp: float | None = None,
                        space_id: int | None = None,
                        lexicon: WordConstraint | None = None,
-                       word_starts=None, context: ContextGraph | None = None) -> list[list[Hypothesis]]:
+                       word_starts=None, context: ContextGraph | list | None = None) -> list[list[Hypothesis]]:
     """CTC prefix beam search over a batch at once: the ``nbest`` best label sequences per utterance.
 
     log_probs: (B, T, V); lengths: (B,) (numpy arrays or torch tensors). Per prefix it keeps the log-probability
@@ -380,8 +380,8 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     when the word ends (the space token; the last word and </s> at the end) and
     steers the pruning (shallow fusion).
 
-    With ``context`` (hotwords: ``asrkit.search.context.ContextGraph``, built for the
-    same tokens and word boundary), each prefix carries its context score, the
+    With ``context`` (hotwords: an ``asrkit.search.context.ContextGraph`` built for the
+    same tokens and word boundary, or a list of one per utterance), each prefix carries its context score, the
     bonus of the phrases it has completed and of its match in progress, which
     steers the pruning too; at the end a match in progress is given back, so that
     a hypothesis keeps the bonus of its completed phrases only (``context_score``).
@@ -402,8 +402,9 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
         return []
     order, lp, running = _longest_first(log_probs, lengths)
     max_frames = len(running)
+    context, roots = context_of(context, batch)
     opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon, context)
-    beams = _Beams.start(batch, opts)
+    beams = _Beams.start(batch, opts, None if roots is None else roots[order])
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
     quiet = _quiet_frames(lp, opts)
@@ -430,13 +431,14 @@ class PrefixSearch:
     def __init__(self, batch: int, vocab: int, beam: int = 10, nbest: int = 1, token_prune: int | None = None,
                  blank_id: int = 0, lm: WordScorer | None = None, token_min_logp: float | None = None,
                  space_id: int | None = None, lexicon: WordConstraint | None = None, word_starts=None,
-                 context: ContextGraph | None = None) -> None:
+                 context: ContextGraph | list | None = None) -> None:
         check_beam(beam, nbest, token_prune)
         _check_tokens(vocab, blank_id, lexicon)
+        context, roots = context_of(context, batch)
         self.opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon,
                              context)
         self.batch, self.nbest = batch, nbest
-        self.beams = _Beams.start(batch, self.opts)
+        self.beams = _Beams.start(batch, self.opts, roots)
         self.back_slot: list[np.ndarray] = []  # per frame (B, K)
         self.back_token: list[np.ndarray] = []
 
@@ -500,6 +502,25 @@ def _options(vocab: int, beam: int, blank_id: int, token_prune, token_min_logp, 
     if context is not None:
         opts.context_groups = _context_groups(context, opts)
     return opts
+
+
+def context_of(context, batch: int) -> tuple[ContextGraph | None, np.ndarray | None]:
+    """(graph, each utterance's root) of a search's ``context``: one graph for every utterance, or a
+    list with each utterance's own (None: no hotwords for it), joined by ``ContextGraph.union``."""
+    if context is None:
+        return None, None
+    if isinstance(context, ContextGraph):
+        return context, np.full(batch, context.roots[0], np.int64)
+    if len(context) != batch:
+        raise DecodeError(f"{len(context)} hotword graphs for {batch} utterances")
+    given = [g for g in context if g is not None]
+    if not given:
+        return None, None
+    first = given[0]
+    empty = ContextGraph([], first.vocab, first.space_id,
+                         None if first.starts is None else tuple(bool(x) for x in first.starts[:-1]))
+    union = ContextGraph.union([g if g is not None else empty for g in context])
+    return union, union.roots
 
 
 def _context_groups(context: ContextGraph, opts: _Options) -> list[tuple[np.ndarray, int]]:
