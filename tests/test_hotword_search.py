@@ -195,3 +195,25 @@ def test_a_data_dirs_context_file_biases_each_utterance_towards_its_own(trained_
     (data / "context").write_text(f"{ids[0]} b q\n")
     code, _, err = run_cli([*args, "--out", tmp_path / "bad"], capsys)
     assert code == 1 and "context:1: 'b q' has characters the model has no token for" in err
+
+
+def test_an_export_bundle_takes_hotwords_without_torch(trained_exp, tone_corpus, tmp_path, capsys):
+    """The exported runtime biases as the checkpoint does, in a Python where torch cannot be imported."""
+    import subprocess
+    import sys
+
+    from asrkit.recognize.export import export_bundle
+
+    from conftest import run_cli, torch_blocked_env
+
+    bundle = export_bundle(trained_exp, tmp_path / "bundle")
+    hot = tmp_path / "hot.txt"
+    hot.write_text("b b\t3\n")
+    wavs = [str(w) for w in sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[:4]]
+    flags = ["--mode", "beam", "--beam", "4", "--hotwords", str(hot)]
+    code, want, _ = run_cli(["transcribe", trained_exp, *wavs, *flags], capsys)
+    assert code == 0
+    got = subprocess.run([sys.executable, "-m", "asrkit", "transcribe", str(bundle), *wavs, *flags],
+                         env=torch_blocked_env(tmp_path / "no_torch"), capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want

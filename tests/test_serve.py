@@ -418,3 +418,27 @@ def test_concurrent_streams_share_encoder_steps(server, stream_exp, wavs, capsys
     got = asyncio.run(scenario())
     assert [[m["text"] for m in messages if m["type"] == "final"] for messages in got] == [[w] for w in want]
     assert max(server.engine.stream_batches) >= 2, server.engine.stream_batches
+
+
+def test_a_requests_hotwords_bias_it_as_the_command_lines_do(server, stream_exp, wavs, tmp_path, capsys):
+    hot = tmp_path / "hot.txt"
+    hot.write_text("b b b\t5\n")
+    flags = ["--mode", "beam", "--beam", "4", "--hotwords", hot]
+    want = run_cli(["transcribe", stream_exp, *wavs, *flags], capsys)[1].splitlines()
+    plain = run_cli(["transcribe", stream_exp, *wavs, "--mode", "beam", "--beam", "4"], capsys)[1].splitlines()
+    assert want != plain  # the bonus changes something, so that equality below means something
+    for wav, line in zip(wavs, want):
+        got = post(server, "/v1/transcribe", wav.read_bytes(), wav.name, mode="beam", beam="4",
+                   hotwords="b b b\t5").json()
+        assert got["text"] == line.split("\t", 1)[1], wav
+    streamed = run_cli(["transcribe", stream_exp, wavs[3], "--stream", *flags], capsys)[1].strip()
+    messages = asyncio.run(stream_over_socket(server, stream_pcm(wavs[3]), {
+        "sample_rate": 8000, "endpoint": False, "mode": "beam", "beam": 4, "hotwords": "b b b\t5"}))
+    assert [m["text"] for m in messages if m["type"] == "final"] == [streamed]
+    for fields, words in (({"mode": "beam", "hotwords": "b zz"}, "hotwords:1: 'b zz' has characters"),
+                          ({"mode": "beam", "hotwords": "b\tmany"}, "hotwords:1: weight 'many' is not a number"),
+                          ({"hotwords": "b"}, "greedy search cannot be biased")):
+        answer = post(server, "/v1/transcribe", wavs[0].read_bytes(), **fields)
+        assert answer.status_code == 400 and words in answer.json()["error"]["message"], answer.text
+        assert answer.json()["error"]["param"] == "hotwords"
+    assert_served(server, wavs[1])

@@ -258,14 +258,18 @@ class Recognizer:
         return feats, offsets
 
     def decode_segments(self, files: list[tuple[str, list[np.ndarray], list[float]]], search: SearchOptions | None,
-                        with_words: bool) -> Iterator[Result]:
+                        with_words: bool, contexts: list | None = None) -> Iterator[Result]:
         """Decode the segments of ``files`` ((name, features, offsets), as ``segments`` gives) as one
-        set of utterances, batched, and join each file's back up."""
+        set of utterances, batched, and join each file's back up. ``contexts``: each file's own
+        hotword graph (a server request's), or None."""
         if not files:
             return
         feats = [f for _, segments, _ in files for f in segments]
+        per_segment = None if contexts is None else [c for c, (_, segments, _) in zip(contexts, files)
+                                                      for _ in segments]
         log_probs: list[np.ndarray] = []
-        hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None)
+        hyps = self.decode_features(feats, search, keep_log_probs=log_probs if with_words else None,
+                                    contexts=per_segment)
         first = 0
         for key, segments, offsets in files:
             pieces = range(first, first + len(segments))

@@ -64,8 +64,11 @@ class StreamingSession:
     whole number of its frames); the algorithmic latency is that plus the model's lookahead."""
 
     def __init__(self, recognizer, search: SearchOptions | None = None, chunk_ms: float = 320.0,
-                 endpoint: EndpointRules | None = None, with_words: bool = False) -> None:
+                 endpoint: EndpointRules | None = None, with_words: bool = False, context=None) -> None:
+        """``context``: a hotword graph of this stream's own (a server request's); else
+        ``search.hotwords``' graph, if any."""
         self.recognizer, self.backend = recognizer, recognizer.backend
+        self.context = context
         self.search = search or SearchOptions()
         if self.search.mode == "rescore" and recognizer.decoder is None:
             raise DecodeError(f"{recognizer.path} has no attention decoder: use --mode greedy or beam")
@@ -101,7 +104,7 @@ class StreamingSession:
                                        blank_id=self.recognizer.tokenizer.blank_id, lm=self.lm,
                                        token_min_logp=opts.token_min_logp, lexicon=self.lexicon,
                                        space_id=boundary.separator, word_starts=boundary.starts,
-                                       context=self.recognizer.context(opts))
+                                       context=self.context or self.recognizer.context(opts))
 
     def accept(self, samples: np.ndarray) -> list[StreamResult]:
         self.feed(samples)

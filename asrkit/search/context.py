@@ -311,18 +311,24 @@ def read_hotwords(path: str | Path, tokenizer, default_weight: float) -> list[Ph
     path = Path(path)
     if not path.is_file():
         raise DecodeError(f"hotword file {path} does not exist")
+    return parse_hotwords(path.read_text(encoding="utf-8"), tokenizer, default_weight, str(path))
+
+
+def parse_hotwords(text: str, tokenizer, default_weight: float, where: str) -> list[Phrase]:
+    """Hotwords as ``read_hotwords`` reads them, from text (a server request's field); ``where``
+    names it in errors."""
     phrases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        text, _, weight = line.partition("\t")
+        line_text, _, weight = line.partition("\t")
         try:
             value = float(weight) if weight.strip() else default_weight
         except ValueError:
-            raise DecodeError(f"{path}:{number}: weight {weight.strip()!r} is not a number") from None
-        phrases.append(Phrase(spell(text, tokenizer, f"{path}:{number}"), value))
+            raise DecodeError(f"{where}:{number}: weight {weight.strip()!r} is not a number") from None
+        phrases.append(Phrase(spell(line_text, tokenizer, f"{where}:{number}"), value))
     if not phrases:
-        raise DecodeError(f"hotword file {path} holds no phrase (one per line, optionally phrase<TAB>weight)")
+        raise DecodeError(f"{where} holds no phrase (one per line, optionally phrase<TAB>weight)")
     return phrases
 
 
@@ -362,4 +368,4 @@ def spell(text: str, tokenizer, where: str) -> tuple[int, ...]:
     return tuple(tokens)
 
 
-__all__ = ["ContextGraph", "Phrase", "context_score", "read_hotwords", "read_utterance_hotwords", "spell"]
+__all__ = ["ContextGraph", "Phrase", "context_score", "parse_hotwords", "read_hotwords", "read_utterance_hotwords", "spell"]

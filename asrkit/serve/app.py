@@ -35,7 +35,7 @@ from asrkit.data.audio import read_audio_bytes
 from asrkit.errors import AsrkitError
 from asrkit.recognize.formats import cues, to_srt, to_vtt, word_dicts
 from asrkit.serve.engine import Busy, Engine
-from asrkit.serve.fields import HttpError, Settings, error_body, search_from
+from asrkit.serve.fields import HttpError, Settings, error_body, request_context, search_from
 from asrkit.serve.stream import serve_stream
 
 log = logging.getLogger("asrkit")
@@ -194,10 +194,11 @@ class Service:
                             param="response_format")
         search = search_from({} if openai else fields, self.engine.search)
         recognizer = self.engine.recognizer
+        context = None if openai else await asyncio.to_thread(request_context, recognizer, fields, search)
         started = time.perf_counter()
         samples, rate = await asyncio.to_thread(read_audio_bytes, data, name)
         feats, offsets = await asyncio.to_thread(recognizer.segments, samples, rate, name, self.settings.max_seconds)
-        result = await self.engine.decode(name, feats, offsets, search)
+        result = await self.engine.decode(name, feats, offsets, search, context=context)
         duration = len(samples) / rate
         words = result.words or []
         if not openai:

@@ -48,6 +48,7 @@ class _Job:
     with_words: bool = True
     session: object = None  # or a stream's new audio, batched with the other streams' chunks
     samples: np.ndarray | None = None
+    context: object = None  # a request's own hotword graph
 
     def settle(self, value=None, error: BaseException | None = None) -> None:
         def done() -> None:
@@ -112,12 +113,12 @@ class Engine:
         return await job.future
 
     async def decode(self, name: str, feats: list[np.ndarray], offsets: list[float], search: SearchOptions,
-                     with_words: bool = True) -> Result:
+                     with_words: bool = True, context=None) -> Result:
         """One file's result (its features and segment offsets, from ``Recognizer.segments``), batched
         with the other files waiting for the same search."""
         loop = asyncio.get_running_loop()
         job = _Job(loop, loop.create_future(), name=name, feats=feats, offsets=offsets, search=search,
-                   with_words=with_words)
+                   with_words=with_words, context=context)
         self._jobs.put(job)
         return await job.future
 
@@ -156,7 +157,9 @@ class Engine:
         try:
             files = [(job.name, job.feats, job.offsets) for job in group]
             self.batches.append(len(files))
-            results = list(self.recognizer.decode_segments(files, group[0].search, group[0].with_words))
+            contexts = [job.context for job in group]
+            results = list(self.recognizer.decode_segments(files, group[0].search, group[0].with_words,
+                                                           contexts if any(c is not None for c in contexts) else None))
         except Exception as exc:
             for job in group:
                 job.settle(error=exc)

@@ -40,7 +40,8 @@ def search_from(fields: dict[str, str], default: SearchOptions) -> SearchOptions
     word_bonus, ctc_weight, token_min_logp, and lm/lexicon "false" to leave out the server's own
     (a request cannot name files)."""
     changes: dict = {}
-    numbers = {"beam": int, "lm_weight": float, "word_bonus": float, "ctc_weight": float, "token_min_logp": float}
+    numbers = {"beam": int, "lm_weight": float, "word_bonus": float, "ctc_weight": float, "token_min_logp": float,
+               "hotword_score": float}
     for name, kind in numbers.items():
         if fields.get(name, "") != "":
             try:
@@ -65,4 +66,30 @@ def search_from(fields: dict[str, str], default: SearchOptions) -> SearchOptions
         raise HttpError(400, str(exc)) from None
 
 
-__all__ = ["HttpError", "Settings", "error_body", "search_from"]
+MAX_HOTWORDS = 2000  # phrases a request may bring
+
+
+def request_context(recognizer, fields: dict[str, str], search: SearchOptions):
+    """The hotword graph of a request's ``hotwords`` field (phrases, one per line, optionally
+    <TAB>weight), with the server's own list (--hotwords) if it has one; None without the field."""
+    text = fields.get("hotwords", "")
+    if not text.strip():
+        return None
+    from asrkit.search.context import ContextGraph, parse_hotwords, read_hotwords
+
+    if search.mode == "greedy":
+        raise HttpError(400, "hotwords need mode beam or rescore (greedy search cannot be biased)", param="hotwords")
+    try:
+        phrases = parse_hotwords(text, recognizer.tokenizer, search.hotword_score, "hotwords")
+        if len(phrases) > MAX_HOTWORDS:
+            raise HttpError(400, f"at most {MAX_HOTWORDS} hotword phrases per request, not {len(phrases)}",
+                            param="hotwords")
+        if search.hotwords is not None:
+            phrases = read_hotwords(search.hotwords, recognizer.tokenizer, search.hotword_score) + phrases
+    except AsrkitError as exc:
+        raise HttpError(400, str(exc), param="hotwords") from None
+    boundary = recognizer.tokenizer.boundary
+    return ContextGraph(phrases, len(recognizer.tokenizer), boundary.separator, boundary.starts)
+
+
+__all__ = ["HttpError", "Settings", "error_body", "request_context", "search_from"]

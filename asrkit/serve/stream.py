@@ -34,7 +34,7 @@ from asrkit.errors import AsrkitError
 from asrkit.recognize.formats import word_dicts
 from asrkit.recognize.stream import EndpointRules, StreamingSession, StreamResult
 from asrkit.serve.engine import Busy, Engine
-from asrkit.serve.fields import HttpError, search_from
+from asrkit.serve.fields import HttpError, request_context, search_from
 
 log = logging.getLogger("asrkit")
 
@@ -106,7 +106,8 @@ async def _run(websocket: WebSocket, engine: Engine, settings) -> None:
         if not 1000 <= rate <= 384000:
             raise ValueError(f"sample_rate {rate} is not a rate between 1000 and 384000 Hz")
         endpoint = None if fields.get("endpoint", "true").lower() in ("false", "0", "no") else EndpointRules()
-        session = await engine.call(StreamingSession, recognizer, search, settings.chunk_ms, endpoint, True)
+        context = request_context(recognizer, fields, search)
+        session = await engine.call(StreamingSession, recognizer, search, settings.chunk_ms, endpoint, True, context)
     except (HttpError, AsrkitError, ValueError) as exc:
         raise StreamClosed(1008, str(exc)) from None
     resample = Resampler(rate, recognizer.sample_rate)
