@@ -175,9 +175,11 @@ def _extensions(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) ->
     stay_blank = total + frame[:, opts.blank_id, None]  # staying through a blank,
     stay_token = pt + _take(frame_pad, lst)  # or by repeating the last token
     next_node = None
-    if opts.lexicon is None and opts.context is not None:
+    if opts.lexicon is None and opts.context is not None and opts.context_groups:
         tokens, token_lp, full = class_candidates(frame, opts.context_groups, opts.blank_id, opts.token_prune,
                                                   opts.token_min_logp)
+    elif opts.lexicon is None and opts.context is not None:  # the classes would take every token anyway
+        tokens, token_lp, full = shared_candidates(frame, opts.vocab, opts.blank_id, None, None, None)
     elif opts.lexicon is None and opts.lm is not None and opts.starts is not None:
         tokens, token_lp, full = split_candidates(frame, opts.limit, opts.blank_id, opts.token_prune,
                                                   opts.token_min_logp, opts.starts, opts.num_starts)
@@ -501,6 +503,9 @@ def _options(vocab: int, beam: int, blank_id: int, token_prune, token_min_logp, 
                     sum(word_starts) if word_starts is not None else 0, lm, lexicon, context)
     if context is not None:
         opts.context_groups = _context_groups(context, opts)
+        taken = sum(min(int(mask.sum()), count) for mask, count in opts.context_groups)
+        if taken >= vocab - 1 and token_prune is None and token_min_logp is None:
+            opts.context_groups = []  # every token a column, in order: the cheaper full frame
     return opts
 
 
@@ -516,9 +521,12 @@ def context_of(context, batch: int) -> tuple[ContextGraph | None, np.ndarray | N
     given = [g for g in context if g is not None]
     if not given:
         return None, None
-    first = given[0]
-    empty = ContextGraph([], first.vocab, first.space_id,
-                         None if first.starts is None else tuple(bool(x) for x in first.starts[:-1]))
+    if len(given) == len(context) and all(g is given[0] for g in given):  # one graph for all
+        return given[0], np.full(batch, given[0].roots[0], np.int64)
+    first, empty = given[0], None
+    if len(given) < len(context):
+        empty = ContextGraph([], first.vocab, first.space_id,
+                             None if first.starts is None else tuple(bool(x) for x in first.starts[:-1]))
     union = ContextGraph.union([g if g is not None else empty for g in context])
     return union, union.roots
 
