@@ -327,6 +327,20 @@ def test_api_keys_guard_every_endpoint_but_health(stream_exp, wavs, tmp_path, ca
             asyncio.run(stream_over_socket(guarded, stream_pcm(wavs[0])))
         messages = asyncio.run(stream_over_socket(guarded, stream_pcm(wavs[0]), {"sample_rate": 8000}, headers=right))
         assert messages[-1]["type"] == "final"
+
+        async def as_a_browser(key: str) -> str | None:  # the key as a subprotocol, as the page sends it
+            import base64
+
+            encoded = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+            async with websockets.connect(guarded.ws + "/v1/stream",
+                                          subprotocols=["asrkit", "asrkit.key." + encoded]) as ws:
+                await ws.send(json.dumps({"type": "end"}))
+                await ws.recv()
+                return ws.subprotocol
+
+        assert asyncio.run(as_a_browser("secret-one")) == "asrkit"
+        with pytest.raises(websockets.InvalidStatus):
+            asyncio.run(as_a_browser("secret-none"))
         assert "secret" not in caplog.text
     finally:
         guarded.stop()

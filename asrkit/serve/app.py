@@ -55,9 +55,30 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
     return found
 
 
+PROTOCOL = "asrkit"  # the WebSocket subprotocol the server answers a browser with
+KEY_PROTOCOL = "asrkit.key."  # a browser's key: "asrkit.key." + base64url(key) among its subprotocols
+
+
+def socket_key(headers: dict) -> str:
+    """A key a browser sent among its WebSocket subprotocols (it cannot set Authorization on one)."""
+    import base64
+
+    offered = headers.get(b"sec-websocket-protocol", b"").decode("latin-1")
+    for item in offered.split(","):
+        item = item.strip()
+        if item.startswith(KEY_PROTOCOL):
+            encoded = item[len(KEY_PROTOCOL):]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return ""
+    return ""
+
+
 class RequireKey:
     """ASGI middleware: with API keys, every request but /healthz and the page's static files
-    carries ``Authorization: Bearer <key>`` (401 without, and a socket is refused before it opens)."""
+    carries ``Authorization: Bearer <key>`` (401 without, and a socket is refused before it opens;
+    a browser's socket may carry the key as a subprotocol instead, ``socket_key``)."""
 
     OPEN = ("/healthz", "/", "/static/")
 
@@ -71,6 +92,8 @@ class RequireKey:
         given = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = given.partition(" ")
         if scheme.lower() == "bearer" and key_matches(token.strip(), self.keys):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket" and key_matches(socket_key(headers), self.keys):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})

@@ -72,7 +72,8 @@ class Resampler:
 
 async def serve_stream(websocket: WebSocket, engine: Engine, settings) -> None:
     """One client's stream from accept to close; its session is freed however it ends."""
-    await websocket.accept()
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    await websocket.accept(subprotocol="asrkit" if "asrkit" in offered else None)  # a browser must hear one back
     try:
         engine.open_session()
     except Busy as exc:

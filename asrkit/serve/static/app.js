@@ -49,7 +49,10 @@ async function start() {
   const source = context.createMediaStreamSource(stream);
   const node = new AudioWorkletNode(context, "capture");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const socket = new WebSocket(`${scheme}//${location.host}/v1/stream`);
+  const key = $("key").value.trim();
+  const protocols = ["asrkit"];  // a browser cannot set Authorization on a socket: the key rides as a subprotocol
+  if (key) protocols.push("asrkit.key." + btoa(unescape(encodeURIComponent(key))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, ""));
+  const socket = new WebSocket(`${scheme}//${location.host}/v1/stream`, protocols);
   socket.binaryType = "arraybuffer";
   live = {context, source, node, socket, stream, pending: [], pendingLength: 0};
   const block = Math.round(context.sampleRate * BLOCK_MS / 1000);
@@ -118,7 +121,9 @@ async function sendFile(file) {
   $("file-result").className = "file-result muted";
   const form = new FormData();
   form.append("file", file);
-  const answer = await fetch("/v1/transcribe", {method: "POST", body: form});
+  const key = $("key").value.trim();
+  const answer = await fetch("/v1/transcribe", {method: "POST", body: form,
+                                                headers: key ? {Authorization: `Bearer ${key}`} : {}});
   const data = await answer.json();
   if (!answer.ok) {
     $("file-result").textContent = data.error ? data.error.message : `error ${answer.status}`;
@@ -140,7 +145,11 @@ drop.addEventListener("drop", (e) => {
 });
 $("file").addEventListener("change", (e) => { if (e.target.files.length) sendFile(e.target.files[0]); });
 
-fetch("/v1/models").then((r) => r.json()).then((data) => {
+$("key").value = sessionStorage.getItem("asrkit-key") || "";
+$("key").addEventListener("change", () => sessionStorage.setItem("asrkit-key", $("key").value.trim()));
+
+const headers = () => ($("key").value.trim() ? {Authorization: `Bearer ${$("key").value.trim()}`} : {});
+fetch("/v1/models", {headers: headers()}).then((r) => r.json()).then((data) => {
   const model = data.data && data.data[0];
   $("model").textContent = model ? `${model.id}${model.streaming ? "" : " (files only: not a streaming model)"}` : "";
   if (model && !model.streaming) $("mic").disabled = true;
