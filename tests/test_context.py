@@ -38,13 +38,18 @@ def random_phrases(rng: random.Random, mode: str, vocab: int, starts) -> list[Ph
                 word[0] = rng.choice([t for t in letters if starts[t]])
                 word[1:] = [rng.choice([t for t in letters if not starts[t]]) for _ in word[1:]]
             words.append(word)
-        tokens = []
-        for i, word in enumerate(words):
-            if mode == "separator" and i:
-                tokens.append(SPACE)
-            tokens += word
-        phrases.append(Phrase(tuple(tokens), rng.choice([1.0, 1.5, 2.0])))
+        phrases.append(Phrase(tuple(joined(words, mode)), rng.choice([1.0, 1.5, 2.0])))
     return phrases
+
+
+def joined(words: list[list[int]], mode: str) -> list[int]:
+    """Words as one token sequence (a separator between them, where the boundary is one)."""
+    tokens = []
+    for i, word in enumerate(words):
+        if mode == "separator" and i:
+            tokens.append(SPACE)
+        tokens += word
+    return tokens
 
 
 def random_text(rng: random.Random, mode: str, phrases: list[Phrase], vocab: int, starts) -> list[int]:
@@ -63,12 +68,7 @@ def random_text(rng: random.Random, mode: str, phrases: list[Phrase], vocab: int
         if mode == "separator":
             piece = [t for t in piece if t != SPACE] or [2]
         words.append(piece)
-    tokens = []
-    for i, word in enumerate(words):
-        if mode == "separator" and i:
-            tokens.append(SPACE)
-        tokens += word
-    return tokens
+    return joined(words, mode)
 
 
 @pytest.mark.parametrize("mode", ["separator", "starts", "none"])
