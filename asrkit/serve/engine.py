@@ -81,10 +81,10 @@ class Engine:
         self._thread.start()
 
     def _warm_up(self) -> None:
-        """One second of faint noise through features and model before the first request, which
+        """One second of noise through features and model before the first request, which
         would otherwise wait for librosa's functions to compile (about 3 s)."""
         rate = self.recognizer.sample_rate
-        noise = np.random.default_rng(0).normal(0, 1e-3, rate).astype(np.float32)
+        noise = np.random.default_rng(0).normal(0, 0.05, rate).astype(np.float32)  # loud enough to pass unremarked
         feats, offsets = self.recognizer.segments(noise, rate, "warm-up")
         list(self.recognizer.decode_segments([("warm-up", feats, offsets)], self.search, True))
 
