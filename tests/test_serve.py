@@ -456,3 +456,22 @@ def test_a_requests_hotwords_bias_it_as_the_command_lines_do(server, stream_exp,
         assert answer.status_code == 400 and words in answer.json()["error"]["message"], answer.text
         assert answer.json()["error"]["param"] == "hotwords"
     assert_served(server, wavs[1])
+
+
+def test_without_batching_each_request_runs_alone_with_the_same_result(stream_exp, wavs, capsys):
+    want = [line.split("\t", 1)[1] for line in run_cli(["transcribe", stream_exp, *wavs[:3]], capsys)[1].splitlines()]
+    alone = Server(stream_exp, batch=False)
+    try:
+        async def scenario() -> list[str]:
+            held = asyncio.ensure_future(alone.engine.call(time.sleep, 0.5))
+            await asyncio.sleep(0.1)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answers = await asyncio.gather(*[client.post(alone.url + "/v1/transcribe",
+                                                             files={"file": (w.name, w.read_bytes())})
+                                                 for w in wavs[:3]])
+            await held
+            return [a.json()["text"] for a in answers]
+
+        assert asyncio.run(scenario()) == want and alone.engine.batches == [1, 1, 1]
+    finally:
+        alone.stop()

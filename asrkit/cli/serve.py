@@ -43,6 +43,9 @@ def serve(
                                 "concurrent work itself."),
     threads: int = typer.Option(0, "--threads", help="Threads of the acoustic model per worker (0: the cores "
                                 "divided among the workers)."),
+    batch: bool = typer.Option(True, "--batch/--no-batch", help="Batch the work that waits (files of several "
+                               "requests in one model call, chunks of several streams in one encoder step); "
+                               "--no-batch runs each alone, for comparison."),
     search: SearchOptions = None,
 ) -> None:
     """Serve a model over HTTP and WebSocket: POST /v1/transcribe, OpenAI's POST
@@ -70,7 +73,7 @@ def serve(
     settings = {"exp": str(exp.resolve()), "search": _search_dict(search), "max_sessions": max_sessions,
                 "api_key_file": str(api_key_file.resolve()) if api_key_file else None,
                 "max_upload_mb": max_upload_mb, "idle_timeout": idle_timeout, "request_timeout": request_timeout,
-                "chunk_ms": chunk_ms, "threads": threads}
+                "chunk_ms": chunk_ms, "threads": threads, "batch": batch}
     os.environ[SETTINGS_VARIABLE] = json.dumps(settings)
     from asrkit.serve.main import from_environment
 

@@ -68,8 +68,10 @@ class Busy(Exception):
 class Engine:
     """A recognizer served to many requests and streams by one worker thread (see the module)."""
 
-    def __init__(self, recognizer: Recognizer, search: SearchOptions, max_sessions: int = 8) -> None:
-        self.recognizer, self.search, self.max_sessions = recognizer, search, max_sessions
+    def __init__(self, recognizer: Recognizer, search: SearchOptions, max_sessions: int = 8,
+                 batch: bool = True) -> None:
+        """``batch=False`` runs every job alone, in order (the comparison ``serve_load.py`` makes)."""
+        self.recognizer, self.search, self.max_sessions, self.batch = recognizer, search, max_sessions, batch
         self.sessions = 0
         self.created = time.time()
         self.can_stream, self.why_not_stream = _streams(recognizer)
@@ -141,7 +143,7 @@ class Engine:
                     self._jobs.put(None)
                     break
                 waiting.append(more)
-            for group in _groups(waiting):
+            for group in _groups(waiting) if self.batch else [[job] for job in waiting]:
                 self._run(group)
 
     def _run(self, group: list[_Job]) -> None:

@@ -18,13 +18,13 @@ VARIABLE = "ASRKIT_SERVE"
 
 
 def build(exp: str | Path, search: SearchOptions | None = None, *, max_sessions: int = 8, threads: int = 0,
-          api_key_file: str | Path | None = None, **settings):
+          api_key_file: str | Path | None = None, batch: bool = True, **settings):
     """(Starlette app, engine) serving ``exp`` (an experiment dir, checkpoint or bundle)."""
     recognizer = Recognizer(exp, threads=threads)
     search = search or SearchOptions()
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails now
     keys = load_keys(api_key_file) if api_key_file else ()
-    engine = Engine(recognizer, search, max_sessions)
+    engine = Engine(recognizer, search, max_sessions, batch)
     model_id = Path(exp).name if Path(exp).name not in ("best.pt", "") else Path(exp).parent.name
     return create_app(engine, Settings(model_id=model_id, api_keys=keys, **settings)), engine
 
