@@ -27,25 +27,24 @@ function addFinal(message) {
   $("finals").appendChild(item);
 }
 
-function toPcm16(floats) {
+function toPcm16(floats) {  // the inverse of reading 16-bit samples as k / 32768
   const out = new Int16Array(floats.length);
   for (let i = 0; i < floats.length; i++) {
-    const x = Math.max(-1, Math.min(1, floats[i]));
-    out[i] = x < 0 ? Math.round(x * 32768) : Math.round(x * 32767);
+    out[i] = Math.max(-32768, Math.min(32767, Math.round(floats[i] * 32768)));
   }
   return out;
 }
 
 async function start() {
-  const stream = await navigator.mediaDevices.getUserMedia({
-    audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
   let context;
   try {
     context = new AudioContext({sampleRate: RATE});
   } catch (e) {  // a browser that will not resample: its own rate, resampled by the server
     context = new AudioContext();
   }
-  await context.audioWorklet.addModule("/static/worklet.js");
+  await context.audioWorklet.addModule("/static/worklet.js");  // ready before the microphone opens:
+  const stream = await navigator.mediaDevices.getUserMedia({  // its first words are not lost
+    audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
   const source = context.createMediaStreamSource(stream);
   const node = new AudioWorkletNode(context, "capture");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -59,6 +58,7 @@ async function start() {
   socket.onopen = () => {
     socket.send(JSON.stringify({type: "start", sample_rate: context.sampleRate}));
     setStatus(`listening (${context.sampleRate} Hz)`);
+    if (live.pendingLength >= block) flush();  // what was heard while the socket opened
   };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -72,11 +72,11 @@ async function start() {
     stopAudio();
     document.body.dataset.state = "done";
   };
-  node.port.onmessage = (event) => {
-    if (socket.readyState !== WebSocket.OPEN) return;
+  node.port.onmessage = (event) => {  // kept while the socket opens, sent once it is open
+    if (socket.readyState > WebSocket.OPEN) return;
     live.pending.push(event.data);
     live.pendingLength += event.data.length;
-    if (live.pendingLength >= block) flush();
+    if (live.pendingLength >= block && socket.readyState === WebSocket.OPEN) flush();
   };
   source.connect(node);
   $("mic").textContent = "Stop";
