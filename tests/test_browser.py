@@ -38,7 +38,7 @@ def browser(playwright, wav: Path):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required",
-        "--no-sandbox"])
+        "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
 
 
 def speak_to_the_page(url: str, wav: Path, screenshot: str | None = None) -> tuple[list[str], str]:
