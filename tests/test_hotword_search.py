@@ -217,3 +217,15 @@ def test_an_export_bundle_takes_hotwords_without_torch(trained_exp, tone_corpus,
                          env=torch_blocked_env(tmp_path / "no_torch"), capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr
     assert got.stdout == want
+
+
+def test_hotwords_outside_the_lexicon_are_warned_about(trained_exp, tone_corpus, tmp_path, capsys, caplog):
+    from conftest import run_cli
+
+    lexicon, hot = tmp_path / "lexicon.txt", tmp_path / "hot.txt"
+    lexicon.write_text("a\nb\n")
+    hot.write_text("a b\nab\n")
+    wav = sorted((tone_corpus["dev"] / "audio").glob("*.wav"))[0]
+    code, _, _ = run_cli(["transcribe", trained_exp, wav, "--mode", "beam", "--lexicon", lexicon, "--hotwords", hot],
+                         capsys)
+    assert code == 0 and "1 hotword(s) are not in --lexicon" in caplog.text and "(e.g. ab)" in caplog.text

@@ -119,10 +119,22 @@ class Recognizer:
         key = ("hotwords", str(search.hotwords), search.hotword_score)
         if key not in self._search_cache:
             phrases = read_hotwords(search.hotwords, self.tokenizer, search.hotword_score)
+            self._warn_outside_lexicon(phrases, search, str(search.hotwords))
             boundary = self.tokenizer.boundary
             self._search_cache[key] = ContextGraph(phrases, len(self.tokenizer), boundary.separator, boundary.starts)
             log.info("hotwords %s: %d phrases, %g per token", search.hotwords, len(phrases), search.hotword_score)
         return self._search_cache[key]
+
+    def _warn_outside_lexicon(self, phrases, search: SearchOptions, source: str) -> None:
+        """Hotwords with a word the --lexicon lacks can never be recognised: said once, with a count."""
+        lexicon = self.lexicon(search)
+        if lexicon is None:
+            return
+        words = {w for phrase in phrases for w in self.tokenizer.decode(list(phrase.tokens)).split()}
+        missing = sorted(w for w in words if not lexicon.has(self.tokenizer.encode(w)))
+        if missing:
+            log.warning("%s: %d hotword(s) are not in --lexicon %s and can never be recognised (e.g. %s)", source,
+                        len(missing), search.lexicon, ", ".join(missing[:3]))
 
     def lexicon(self, search: SearchOptions):
         """The word constraint for ``search`` (None without --lexicon), loaded once per file."""

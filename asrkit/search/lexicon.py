@@ -105,6 +105,16 @@ class Lexicon:
         ``pad_token`` leading to node 0)."""
         return self._tokens[nodes], self._nodes[nodes]
 
+    def has(self, tokens) -> bool:
+        """Whether the token sequence ``tokens`` spells one of the words."""
+        node = 0
+        for token in tokens:
+            column = np.nonzero(self._tokens[node] == token)[0]
+            if not len(column):
+                return False
+            node = int(self._nodes[node, column[0]])
+        return bool(self._ends[node])
+
     def is_word(self, nodes: np.ndarray) -> np.ndarray:
         """Whether each node ends a lexicon word."""
         return self._ends[nodes]
