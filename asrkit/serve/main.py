@@ -25,7 +25,8 @@ def build(exp: str | Path, search: SearchOptions | None = None, *, max_sessions:
     recognizer.word_resources(search)  # a bad --lm/--lexicon fails now
     keys = load_keys(api_key_file) if api_key_file else ()
     engine = Engine(recognizer, search, max_sessions, batch)
-    model_id = Path(exp).name if Path(exp).name not in ("best.pt", "") else Path(exp).parent.name
+    path = Path(exp)
+    model_id = f"{path.parent.name}/{path.stem}" if path.suffix == ".pt" else path.name  # exp/avg_10.pt: "exp/avg_10"
     return create_app(engine, Settings(model_id=model_id, api_keys=keys, **settings)), engine
 
 
