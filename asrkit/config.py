@@ -23,7 +23,8 @@ import yaml
 from asrkit.errors import ConfigError
 
 # What a resumed run may change (``asrkit train --resume --set ...``); anything else would make it another run.
-RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.save_every_steps", "train.num_workers", "train.device")
+RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.save_every_steps", "train.num_workers", "train.device",
+                  "train.num_threads")  # threads change the speed (and float rounding), not the run
 
 
 @dataclass

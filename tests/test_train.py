@@ -220,6 +220,23 @@ def test_resume_refuses_a_changed_config_and_names_the_keys(trained_exp, tone_co
     assert len(err.strip().splitlines()) == 1
 
 
+def test_resume_may_change_the_number_of_threads(trained_exp, tone_corpus, config, tmp_path, capsys):
+    """A run stopped on one machine continues on one with other cores (the threads change the speed)."""
+    import torch
+
+    exp = tmp_path / "threads"
+    shutil.copytree(trained_exp, exp)
+    shutil.copy(exp / "epoch_9.pt", exp / "last.pt")
+    threads = torch.get_num_threads()
+    try:
+        code, _, err = run_cli(train_args(tone_corpus, config, exp, "--resume", "--set", "train.num_threads=1"),
+                               capsys)
+    finally:
+        torch.set_num_threads(threads)  # the process's setting, which later tests' exact comparisons rely on
+    assert code == 0, err
+    assert load_checkpoint(exp / "last.pt").train_state.epoch == 10
+
+
 def test_resume_with_more_epochs_extends_the_run_without_a_jump_in_the_learning_rate(trained_exp, tone_corpus,
                                                                                     config, tmp_path, capsys):
     exp = tmp_path / "extended"
