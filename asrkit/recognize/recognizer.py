@@ -338,7 +338,7 @@ class Recognizer:
         own, unknown = read_utterance_hotwords(path, self.tokenizer, search.hotword_score, set(data.utt_ids()))
         if unknown:
             log.warning("%s: %d line(s) name utterances that %s does not hold; left out", path, unknown, data.path)
-        shared = read_hotwords(search.hotwords, self.tokenizer, search.hotword_score) if search.hotwords else []
+        shared = self.context(search).phrases if search.hotwords else []  # read once, kept with its graph
         boundary = self.tokenizer.boundary
         return {utt: ContextGraph(shared + phrases, len(self.tokenizer), boundary.separator, boundary.starts)
                 for utt, phrases in own.items()}

@@ -2,7 +2,7 @@
 
 ``prefix_beam_search`` runs frame by frame through four named steps:
 ``_extensions`` (the candidate tokens of every prefix, with the word rules and
-the lexicon: asrkit.search.candidates), ``_merge_equal_prefixes``, ``_add_lm`` (shallow fusion) and
+the lexicon: asrkit.search.candidates), ``_merge_equal_prefixes``, ``_add_side_scores`` (shallow fusion, hotwords) and
 ``_prune``; ``_final_scores`` and ``_backtrack`` finish. The pure-Python
 ``prefix_beam_search_reference`` in tests/reference_search.py is its specification (tested).
 
@@ -242,7 +242,7 @@ def _merge_equal_prefixes(beams: _Beams, n: int, frame_pad: np.ndarray, ext: np.
     return np.logaddexp(stay_token, np.where(merge, merged, -math.inf))
 
 
-def _add_lm(beams: _Beams, n: int, frm: _Frame, opts: _Options) -> None:
+def _add_side_scores(beams: _Beams, n: int, frm: _Frame, opts: _Options) -> None:
     """Shallow fusion and biasing: every candidate carries its prefix's LM and context scores, an
     extension by the separator the score of the word it ends, and every extension its context
     score after the token (the extensions' CTC scores are kept apart)."""
@@ -586,7 +586,7 @@ def _step(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options, back_slo
         return
     frm = _extensions(beams, n, frame_pad, opts)
     if opts.lm is not None or opts.context is not None:
-        _add_lm(beams, n, frm, opts)
+        _add_side_scores(beams, n, frm, opts)
     _prune(beams, n, frm, opts, back_slot, back_token)
 
 

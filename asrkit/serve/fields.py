@@ -75,7 +75,7 @@ def request_context(recognizer, fields: dict[str, str], search: SearchOptions):
     text = fields.get("hotwords", "")
     if not text.strip():
         return None
-    from asrkit.search.context import ContextGraph, parse_hotwords, read_hotwords
+    from asrkit.search.context import ContextGraph, parse_hotwords
 
     if search.mode == "greedy":
         raise HttpError(400, "hotwords need mode beam or rescore (greedy search cannot be biased)", param="hotwords")
@@ -84,8 +84,8 @@ def request_context(recognizer, fields: dict[str, str], search: SearchOptions):
         if len(phrases) > MAX_HOTWORDS:
             raise HttpError(400, f"at most {MAX_HOTWORDS} hotword phrases per request, not {len(phrases)}",
                             param="hotwords")
-        if search.hotwords is not None:
-            phrases = read_hotwords(search.hotwords, recognizer.tokenizer, search.hotword_score) + phrases
+        if search.hotwords is not None:  # the server's own list, read once when it started
+            phrases = recognizer.context(search).phrases + phrases
     except AsrkitError as exc:
         raise HttpError(400, str(exc), param="hotwords") from None
     boundary = recognizer.tokenizer.boundary
