@@ -251,3 +251,21 @@ def test_segments_of_one_piped_recording_run_its_command_once(tmp_path, monkeypa
     parts = [read_audio(entry, start, start + 0.2)[0] for start in (0.0, 0.3, 0.6)]
     assert [len(p) for p in parts] == [1600, 1600, 1600]
     assert counter.read_text().count("x") == 1
+
+
+def test_a_truncated_file_on_disk_is_read_with_a_warning_and_an_upload_is_refused(tmp_path, caplog):
+    import io
+
+    from asrkit.data.audio import read_audio, read_audio_bytes
+    from asrkit.errors import AudioError
+
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(16000, np.float32), 16000, format="WAV", subtype="PCM_16")
+    cut = buf.getvalue()[:20044]  # the header says 32000 bytes of audio; 20000 are there
+    path = tmp_path / "cut.wav"
+    path.write_bytes(cut)
+    samples, rate = read_audio(path)
+    assert len(samples) == 10000 and rate == 16000
+    assert "cut.wav: truncated audio file (its header announces 32000 bytes of audio, it holds 20000)" in caplog.text
+    with pytest.raises(AudioError, match="up.wav: truncated audio file"):
+        read_audio_bytes(cut, "up.wav")

@@ -361,6 +361,8 @@ def test_serve_refuses_bad_settings_and_warns_off_loopback_without_a_key(stream_
                         (["--max-sessions", "0"], "at least 1"), (["--max-upload-mb", "0"], "positive")):
         code, _, err = run_cli(["serve", stream_exp, *args], capsys)
         assert code == 1 and words in err, err
+    code, _, err = run_cli(["serve", tmp_path / "no_such_exp"], capsys)
+    assert code == 1 and "does not exist" in err
     assert not calls
     code, _, err = run_cli(["serve", stream_exp, "--host", "0.0.0.0", "--port", "9"], capsys)
     assert code == 0 and calls and calls[0]["host"] == "0.0.0.0"
