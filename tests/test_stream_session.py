@@ -5,6 +5,8 @@ and what cannot stream says so in one line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -131,7 +133,7 @@ def test_transcribe_stream_prints_what_offline_transcribe_prints(stream_exp, ton
     assert code == 0, err
     assert len(out.splitlines()) == 2 and all(line.startswith(f"{long}\t") for line in out.splitlines())
     short, missing = tmp_path / "short.wav", tmp_path / "missing.wav"  # bad files: a line each, the rest go on
-    soundfile.write(short, np.zeros(40, np.float32), 8000)
+    soundfile.write(short, np.full(40, 0.01, np.float32), 8000)
     code, out, err = run_cli(["transcribe", stream_exp, short, missing, long, "--stream"], capsys)
     assert code == 1 and out.startswith(f"{long}\t") and f"{short}: audio is 5.0 ms long" in err
     assert str(missing) in err and len(err.strip().splitlines()) == 2
@@ -313,3 +315,36 @@ def test_streams_stepped_as_one_batch_give_what_each_gives_alone(kind, stream_ex
     offline = Recognizer(stream_exp).transcribe_files(wavs, search)
     for i, session in enumerate(together):
         assert session.finish()[-1].text == alone[i].finish()[-1].text == offline[i].text
+
+
+def test_digital_silence_at_the_start_is_counted_not_heard(stream_exp, tmp_path, capsys):
+    """A browser's microphone opens with 10-20 ms of exact zeros; a stream and offline ``transcribe``
+    both start at the first other sample, so that a file heard with them in front gives the same
+    words from the same frames (their confidences equal), at times later by exactly the silence; a
+    file of nothing but zeros gives an empty line."""
+    import json
+
+    speech = tone_words(["a", "b", "a"], seed=5)
+    speech[0] = speech[0] or 0.001  # its own first sample is sound
+    plain, padded, silent = tmp_path / "plain.wav", tmp_path / "padded.wav", tmp_path / "silent.wav"
+    soundfile.write(plain, speech, 8000, subtype="FLOAT")
+    soundfile.write(padded, np.concatenate([np.zeros(173, np.float32), speech]), 8000, subtype="FLOAT")
+    soundfile.write(silent, np.zeros(8000, np.float32), 8000, subtype="FLOAT")
+    for how in ([], ["--stream", "--chunk-ms", "160"], ["--stream", "--endpoint"]):
+        code, out, err = run_cli(["transcribe", stream_exp, plain, padded, silent, "--format", "json", *how],
+                                 capsys)
+        assert code == 0, err
+        got = {Path(row["file"]).name: row for row in map(json.loads, out.splitlines())}
+        assert got["plain.wav"]["text"] and got["padded.wav"]["text"] == got["plain.wav"]["text"], how
+        assert got["silent.wav"]["text"] == "" and got["silent.wav"]["words"] == [], how
+        for a, b in zip(got["plain.wav"]["words"], got["padded.wav"]["words"]):
+            shifted = (b["start"] - a["start"], b["end"] - a["end"])  # JSON holds milliseconds
+            assert all(abs(s - 173 / 8000) < 1.1e-3 for s in shifted), (how, a, b)
+            assert b["confidence"] == a["confidence"], (how, a, b)  # the same frames heard
+    import soxr  # a file at another rate, with digital silence in front: a stream resamples it as it comes,
+    other = tmp_path / "other_rate.wav"  # sample for sample as offline transcribe resamples the whole file
+    soundfile.write(other, np.concatenate([np.zeros(301, np.float32), soxr.resample(speech, 8000, 22050)]), 22050,
+                    subtype="FLOAT")
+    outputs = [run_cli(["transcribe", stream_exp, other, "--format", "json", *how], capsys)
+               for how in ([], ["--stream", "--chunk-ms", "160"])]
+    assert outputs[0][0] == outputs[1][0] == 0 and outputs[0][1] == outputs[1][1] and '"text": ""' not in outputs[0][1]

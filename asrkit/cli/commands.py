@@ -248,18 +248,18 @@ def _transcribe_streams(recognizer, audio: list[Path], search, output_format: st
     """``transcribe --stream``: each file fed to a ``StreamingSession`` one chunk at a time."""
     import sys
 
-    from asrkit.data.audio import read_audio, resample
+    from asrkit.data.audio import read_audio
     from asrkit.recognize.stream import EndpointRules, StreamingSession
 
     live = sys.stderr.isatty()
     failed = 0
+    StreamingSession(recognizer, search, chunk_ms)  # a chunk size or model that cannot stream: said once, here
     for path in audio:
-        session = StreamingSession(recognizer, search, chunk_ms, EndpointRules() if endpoint else None,
-                                   with_words=output_format != "txt")
         try:
             samples, rate = read_audio(path)
-            samples = resample(samples, rate, recognizer.sample_rate)
-            piece = int(recognizer.sample_rate * chunk_ms / 1000)
+            session = StreamingSession(recognizer, search, chunk_ms, EndpointRules() if endpoint else None,
+                                       with_words=output_format != "txt", rate=rate)  # resampled as it comes
+            piece = int(rate * chunk_ms / 1000)
             for start in range(0, len(samples) + piece, piece):
                 results = session.accept(samples[start:start + piece]) if start < len(samples) else session.finish()
                 _show(results, live, output_format, str(path), len(audio) > 1 or endpoint)

@@ -185,6 +185,16 @@ LOW_LEVEL_DBFS = -45.0  # where speech is; AN4 clean test: -34 to -18 dBFS
 LOW_RATE_RATIO = 0.75  # a file below 3/4 of the model's rate lacks the top of the model's band
 
 
+def leading_zeros(samples: np.ndarray) -> int:
+    """How many samples at the start are exactly zero: digital silence, which a device sends while
+    it opens (a browser's microphone: its first 10-20 ms) and padding tools write, and which carries
+    no sound. ``len(samples)`` when all are. Recognition from audio (``transcribe``, the server,
+    streams) starts at the first other sample and keeps times on the input's clock, so that a live
+    stream and the file it plays are heard from the same sample (see ``recognize.stream``)."""
+    nonzero = np.flatnonzero(samples)
+    return int(nonzero[0]) if len(nonzero) else len(samples)
+
+
 def input_warnings(samples: np.ndarray, rate: int, model_rate: int) -> list[str]:
     """How a recording (mono samples at its own rate) is far from what a model hears in training:
     clipped samples, a very low level, a rate far below the model's. Empty when nothing is."""
@@ -232,6 +242,24 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     import librosa
 
     return librosa.resample(samples, orig_sr=rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
+
+
+class StreamResampler:
+    """Audio at ``rate`` to ``target``, chunk by chunk, the filter's state carried over: soxr's
+    streaming resampler at the quality ``resample`` uses (librosa's ``soxr_hq``), whose output is
+    sample for sample that of resampling the whole signal at once, however it is cut into chunks."""
+
+    def __init__(self, rate: int, target: int) -> None:
+        self.stream = None
+        if rate != target:
+            import soxr
+
+            note_resampling(rate, target)
+            self.stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        return samples if self.stream is None else self.stream.resample_chunk(samples, last=last)
 
 
 def load_audio(path: str | Path, target_rate: int, start: float = 0.0, end: float | None = None) -> np.ndarray:

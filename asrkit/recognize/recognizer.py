@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from asrkit.data.audio import input_warnings, read_audio, resample
+from asrkit.data.audio import input_warnings, leading_zeros, read_audio, resample
 from asrkit.data.datadir import DataDir
 from asrkit.data.featstore import FeatureStore, compute_missing, is_foreign
 from asrkit.data.features import compute_features
@@ -259,14 +259,17 @@ class Recognizer:
         found = input_warnings(samples, rate, self.sample_rate)
         if found:  # once per file, one line; it is transcribed all the same
             log.warning("%s: %s; the transcript may suffer", name, "; ".join(found))
-        samples = resample(samples, rate, self.sample_rate)
+        skip = leading_zeros(samples)  # digital silence at the start is not heard (as in a stream)
         feats, offsets = [], []
+        if skip == len(samples):  # nothing but digital silence: nothing to decode, no words
+            return feats, offsets
+        samples = resample(samples[skip:], rate, self.sample_rate)
         for start, end in split_on_silence(samples, self.sample_rate, max_seconds):
             try:
                 feats.append(compute_features(samples[start:end], self.config.feature))
             except AudioError as exc:
                 raise AudioError(f"{name}: {exc}") from None
-            offsets.append(start / self.sample_rate)
+            offsets.append(skip / rate + start / self.sample_rate)
         return feats, offsets
 
     def decode_segments(self, files: list[tuple[str, list[np.ndarray], list[float]]], search: SearchOptions | None,
@@ -277,6 +280,9 @@ class Recognizer:
         if not files:
             return
         feats = [f for _, segments, _ in files for f in segments]
+        if not feats:  # digital silence only
+            yield from (self._joined(key, [], [], [] if with_words else None) for key, _, _ in files)
+            return
         per_segment = None if contexts is None else [c for c, (_, segments, _) in zip(contexts, files)
                                                       for _ in segments]
         log_probs: list[np.ndarray] = []
@@ -305,7 +311,7 @@ class Recognizer:
                 feats, log_probs = aligned[i]
                 words.extend(WordSpan(w.word, w.start + offsets[i], w.end + offsets[i], w.confidence)
                              for w in self.align_words(feats, hyp.tokens, log_probs))
-        hypothesis = Hypothesis(tokens, score, steps) if len(best) > 1 else best[0]
+        hypothesis = Hypothesis(tokens, score, steps) if len(best) != 1 else best[0]
         return Result(key, self.tokenizer.decode(hypothesis.tokens), hypothesis,
                       words if aligned is not None else None)
 

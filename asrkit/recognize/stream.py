@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asrkit.data.audio import StreamResampler, leading_zeros
 from asrkit.data.features import StreamingFeatures
 from asrkit.errors import ConfigError, DecodeError
 from asrkit.model.stream_plan import merge_states, split_state, state_signature
@@ -51,7 +52,7 @@ class EndpointRules:
 class StreamResult:
     text: str
     hypothesis: Hypothesis  # timesteps: encoder frames from the stream's start
-    start: float  # seconds from the stream's start
+    start: float  # seconds from the stream's start (its first sample, digital silence included)
     end: float
     final: bool
     words: list[WordSpan] | None = None
@@ -59,14 +60,16 @@ class StreamResult:
 
 class StreamingSession:
     """One stream through a ``Recognizer``'s streaming model: ``accept(samples)`` (mono float32 at
-    the model's rate) returns the results the new audio produced (a partial after each chunk, a
+    ``rate``, by default the model's) returns the results the new audio produced (a partial after each chunk, a
     final at each endpoint), ``finish()`` the last final. ``chunk_ms`` is the encoder's chunk (a
     whole number of its frames); the algorithmic latency is that plus the model's lookahead."""
 
     def __init__(self, recognizer, search: SearchOptions | None = None, chunk_ms: float = 320.0,
-                 endpoint: EndpointRules | None = None, with_words: bool = False, context=None) -> None:
+                 endpoint: EndpointRules | None = None, with_words: bool = False, context=None,
+                 rate: int | None = None) -> None:
         """``context``: a hotword graph of this stream's own (a server request's); else
-        ``search.hotwords``' graph, if any."""
+        ``search.hotwords``' graph, if any. ``rate``: the audio's sample rate, if not the model's
+        (resampled as it comes, sample for sample as ``transcribe`` resamples the whole file)."""
         self.recognizer, self.backend = recognizer, recognizer.backend
         self.context = context
         self.search = search or SearchOptions()
@@ -85,6 +88,9 @@ class StreamingSession:
         self.seconds_per_frame = recognizer.seconds_per_frame
         self.lm, self.lexicon = recognizer.word_resources(self.search)
         self.pending = np.zeros((0, cfg.feature.dim), dtype=np.float32)  # features short of a chunk
+        self.skipped, self.heard = 0, False  # digital silence before the first sound (samples); any sound yet
+        self.rate = rate or recognizer.sample_rate
+        self.resample = StreamResampler(self.rate, recognizer.sample_rate)
         self.frames = 0  # encoder frames of the stream so far
         self.finals = 0  # utterances ended by an endpoint
         self._start_utterance()
@@ -114,8 +120,22 @@ class StreamingSession:
         return results
 
     def feed(self, samples: np.ndarray) -> None:
-        """New audio's features, held until they fill a chunk (``take_chunk``)."""
-        self.pending = np.concatenate([self.pending, self.features.accept(samples)])
+        """New audio's features, held until they fill a chunk (``take_chunk``). Digital silence (exact
+        zeros) before the first sound is counted, not heard, as ``transcribe`` does for a file: a
+        browser's microphone opens with 10-20 ms of it, and the page's stream and the file it plays
+        are then heard from the same sample."""
+        if not self.heard:
+            skip = leading_zeros(samples)
+            self.skipped += skip
+            if skip == len(samples):
+                return
+            self.heard, samples = True, samples[skip:]
+        self.pending = np.concatenate([self.pending, self.features.accept(self.resample(samples))])
+
+    @property
+    def offset(self) -> float:
+        """Seconds of digital silence skipped at the stream's start (added to every time)."""
+        return self.skipped / self.rate
 
     def take_chunk(self) -> np.ndarray | None:
         """The next whole chunk of (normalised) features for the encoder, or None: the caller runs the
@@ -128,8 +148,13 @@ class StreamingSession:
 
     def finish(self) -> list[StreamResult]:
         """The end of the stream: the last features and frames, and the last utterance's final result
-        (none when an endpoint ended the last words and only silence came after)."""
-        self.pending = np.concatenate([self.pending, self.features.finish()])
+        (none when an endpoint ended the last words and only silence came after; an empty one for a
+        stream of nothing but digital silence, which ``transcribe`` does not decode either)."""
+        if not self.heard:
+            start = self.offset
+            return [StreamResult("", Hypothesis([], 0.0, []), start, start, True, [] if self.with_words else None)]
+        tail = self.features.accept(self.resample(np.zeros(0, np.float32), last=True))
+        self.pending = np.concatenate([self.pending, tail, self.features.finish()])
         chunk, self.pending = self.pending, self.pending[:0]
         return self._run(chunk, final=True)
 
@@ -213,12 +238,14 @@ class StreamingSession:
 
     def _result(self, hyp: Hypothesis, final: bool, log_probs: np.ndarray | None = None) -> StreamResult:
         shift = self.start_frame
-        absolute = Hypothesis(hyp.tokens, hyp.score, [t + shift for t in hyp.timesteps], hyp.ctc_score,
+        skipped = self.offset  # the digital silence before the stream's first sound
+        steps = shift + int(round(skipped / self.seconds_per_frame))
+        absolute = Hypothesis(hyp.tokens, hyp.score, [t + steps for t in hyp.timesteps], hyp.ctc_score,
                               hyp.lm_score, hyp.att_score)
-        start, end = shift * self.seconds_per_frame, self.frames * self.seconds_per_frame
+        start, end = skipped + shift * self.seconds_per_frame, skipped + self.frames * self.seconds_per_frame
         words = None
         if final and self.with_words and len(log_probs) and hyp.tokens:
-            offset = shift * self.seconds_per_frame
+            offset = skipped + shift * self.seconds_per_frame
             words = [WordSpan(w.word, w.start + offset, w.end + offset, w.confidence)
                      for w in self.recognizer.align_words(None, hyp.tokens, log_probs)]
         elif final and self.with_words:

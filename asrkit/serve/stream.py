@@ -53,23 +53,6 @@ def message_of(result: StreamResult) -> dict:
     return out
 
 
-class Resampler:
-    """PCM at the client's rate to float32 at the model's, chunk by chunk with the filter's state
-    carried over (soxr's streaming resampler; librosa's own resampling backend)."""
-
-    def __init__(self, rate: int, target: int) -> None:
-        self.rate, self.target, self.stream = rate, target, None
-        if rate != target:
-            import soxr
-
-            self.stream = soxr.ResampleStream(rate, target, 1, dtype="float32")
-
-    def __call__(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
-        if self.stream is None:
-            return samples
-        return self.stream.resample_chunk(samples, last=last)
-
-
 async def serve_stream(websocket: WebSocket, engine: Engine, settings) -> None:
     """One client's stream from accept to close; its session is freed however it ends."""
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
@@ -108,10 +91,10 @@ async def _run(websocket: WebSocket, engine: Engine, settings) -> None:
             raise ValueError(f"sample_rate {rate} is not a rate between 1000 and 384000 Hz")
         endpoint = None if fields.get("endpoint", "true").lower() in ("false", "0", "no") else EndpointRules()
         context = request_context(recognizer, fields, search)
-        session = await engine.call(StreamingSession, recognizer, search, settings.chunk_ms, endpoint, True, context)
+        session = await engine.call(StreamingSession, recognizer, search, settings.chunk_ms, endpoint, True, context,
+                                    rate)
     except (HttpError, AsrkitError, ValueError) as exc:
         raise StreamClosed(1008, str(exc)) from None
-    resample = Resampler(rate, recognizer.sample_rate)
     await websocket.send_json({"type": "ready", "sample_rate": recognizer.sample_rate, "chunk_ms": settings.chunk_ms})
     message = first
     while True:
@@ -121,15 +104,14 @@ async def _run(websocket: WebSocket, engine: Engine, settings) -> None:
             data = message["bytes"]
             if len(data) % 2:
                 raise StreamClosed(1007, f"PCM16 comes in whole samples: a message of {len(data)} bytes is not")
-            samples = resample(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
+            samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0  # resampled by the session
             results = await engine.stream(session, samples)
         else:
             control = _control(message.get("text") or "")
             if control.get("type") != "end":
                 raise StreamClosed(1003, f"unexpected message {str(control.get('type'))[:40]!r}: send PCM16 as "
                                          "binary messages and {\"type\": \"end\"} at the end")
-            tail = resample(np.zeros(0, np.float32), last=True)
-            results = await engine.call(lambda: session.accept(tail) + session.finish())
+            results = await engine.call(session.finish)
             for result in results:
                 await websocket.send_json(message_of(result))
             await websocket.close(1000)

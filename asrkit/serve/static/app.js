@@ -1,10 +1,11 @@
-// asrkit's page: the microphone streamed to /v1/stream (PCM16 at 16 kHz when the browser can, else its
-// own rate, which the server resamples), partial and final results shown as they come; a dropped
-// file sent to /v1/transcribe. Plain JS, nothing fetched from elsewhere.
+// asrkit's page: the microphone streamed to /v1/stream as PCM16 at the audio device's own rate (the
+// server resamples it to the model's with soxr, the resampler `asrkit transcribe` uses, so that the
+// page and the CLI hear the same samples; a browser's own resampler differs from it), partial and
+// final results shown as they come; a dropped file sent to /v1/transcribe. Plain JS, nothing
+// fetched from elsewhere.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let RATE = 16000;  // the model's, once /v1/models has said it: the browser resamples the microphone
 const BLOCK_MS = 100;  // audio sent per message
 let live = null;  // {context, source, node, socket, stream, pending}
 
@@ -27,21 +28,17 @@ function addFinal(message) {
   $("finals").appendChild(item);
 }
 
-function toPcm16(floats) {  // the inverse of reading 16-bit samples as k / 32768
+function toPcm16(floats) {  // the inverse of the browser's own 16-bit reading: k / 32768 below zero, k / 32767 above
   const out = new Int16Array(floats.length);
   for (let i = 0; i < floats.length; i++) {
-    out[i] = Math.max(-32768, Math.min(32767, Math.round(floats[i] * 32768)));
+    const f = floats[i];
+    out[i] = f < 0 ? Math.max(-32768, Math.round(f * 32768)) : Math.min(32767, Math.round(f * 32767));
   }
   return out;
 }
 
 async function start() {
-  let context;
-  try {
-    context = new AudioContext({sampleRate: RATE});
-  } catch (e) {  // a browser that will not resample: its own rate, resampled by the server
-    context = new AudioContext();
-  }
+  const context = new AudioContext();  // the device's rate: no resampling in the browser
   await context.audioWorklet.addModule("/static/worklet.js");  // ready before the microphone opens:
   const stream = await navigator.mediaDevices.getUserMedia({  // its first words are not lost
     audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
@@ -153,6 +150,5 @@ fetch("/v1/models", {headers: headers()}).then((r) => r.json()).then((data) => {
   const model = data.data && data.data[0];
   $("model").textContent = model ? `${model.id}${model.streaming ? "" : " (files only: not a streaming model)"}` : "";
   if (model && !model.streaming) $("mic").disabled = true;
-  if (model && model.sample_rate) RATE = model.sample_rate;
   document.body.dataset.ready = "yes";
 }).catch(() => { $("model").textContent = ""; });
