@@ -225,6 +225,23 @@ class ContextGraph:
         return union
 
     # ------------------------------------------------------------------ use
+    @property
+    def delta(self) -> np.ndarray:
+        """(states, classes) float32: how a prefix's context score changes when it is extended from
+        a state by a token of a class (the completed bonus, plus the match in progress after it,
+        less the one before): the search adds it to every candidate with one lookup."""
+        if getattr(self, "_delta", None) is None:
+            self._delta = (self.gain + self.partial[self.table] - self.partial[:, None]).astype(np.float32)
+        return self._delta
+
+    @property
+    def closing(self) -> np.ndarray:
+        """(states,) float32: how the end of the utterance changes a context score at a state (what
+        its last word completes, less the match in progress, which is given back)."""
+        if getattr(self, "_closing", None) is None:
+            self._closing = (self.final(np.arange(len(self.partial))) - self.partial).astype(np.float32)
+        return self._closing
+
     def step(self, nodes: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(next nodes, completed bonus) for prefixes at ``nodes`` extended by ``tokens`` (same shape)."""
         cls = self.token_class[tokens]

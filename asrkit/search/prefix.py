@@ -99,8 +99,7 @@ class _Beams:
     word_key: np.ndarray | None = None  # key of the word being spelt (with an LM)
     node: np.ndarray | None = None  # trie node of the word being spelt (with a lexicon)
     ctx_node: np.ndarray | None = None  # context-graph state (with hotwords)
-    ctx_done: np.ndarray | None = None  # bonus of the phrases it has completed
-    ctx_partial: np.ndarray | None = None  # (graph states,): the bonus of each state's match in progress
+    ctx_score: np.ndarray | None = None  # its context score: completed phrases and the match in progress
 
     @classmethod
     def start(cls, batch: int, opts: _Options, roots: np.ndarray | None = None) -> "_Beams":
@@ -116,15 +115,12 @@ class _Beams:
             beams.node = np.zeros(size, np.int64)
         if opts.context is not None:
             beams.ctx_node = np.repeat(np.asarray(roots, np.int64)[:, None], opts.beam, 1)  # each row its graph
-            beams.ctx_done = np.zeros(size, np.float32)
-            beams.ctx_partial = opts.context.partial.astype(np.float32)
+            beams.ctx_score = np.zeros(size, np.float32)  # a root's match in progress is empty
         return beams
 
     def context(self, n: int) -> np.ndarray | None:
         """Each running prefix's context score: its completed phrases and its match in progress."""
-        if self.ctx_node is None:
-            return None
-        return self.ctx_done[:n] + self.ctx_partial[self.ctx_node[:n]]
+        return None if self.ctx_score is None else self.ctx_score[:n]
 
 
 @dataclass
@@ -140,16 +136,11 @@ class _Frame:
     word_delta: np.ndarray | None = None  # (n, K): LM score of ending the pending word (with an LM)
     word_next: np.ndarray | None = None
     ranked_ctc: np.ndarray | None = None  # (n, K + K·width): stays, then extensions (ext_ctc is a view)
-    stay_lm: np.ndarray | None = None  # what the pruning ranks with an LM or hotwords: stays and extensions
-    ext_lm: np.ndarray | None = None  # with their LM and context scores
-    ctx_next: np.ndarray | None = None  # (n, K, width): each extension's context state (with hotwords)
-    ctx_done: np.ndarray | None = None  # and its completed phrases' bonus
+    ranked_lm: np.ndarray | None = None  # (n, K + K·width): the same with their LM and context scores
 
     def ranked(self) -> np.ndarray:
         """(n, K + K·width): the scores the pruning ranks, stays first."""
-        if self.stay_lm is not None:
-            return np.concatenate([self.stay_lm, self.ext_lm], 1)
-        return self.ranked_ctc
+        return self.ranked_ctc if self.ranked_lm is None else self.ranked_lm
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,23 +237,24 @@ def _add_side_scores(beams: _Beams, n: int, frm: _Frame, opts: _Options) -> None
     """Shallow fusion and biasing: every candidate carries its prefix's LM and context scores, an
     extension by the separator the score of the word it ends, and every extension its context
     score after the token (the extensions' CTC scores are kept apart)."""
-    side = beams.lm_total[:n]
     context = beams.context(n)
-    if context is not None:
-        side = side + context
-    frm.stay_lm = np.logaddexp(frm.stay_blank, frm.stay_token) + side
-    ext3 = frm.ext_ctc.reshape(n, opts.beam, -1) + side[:, :, None]
-    if context is not None:
-        tokens = np.broadcast_to(frm.tokens, ext3.shape)
-        frm.ctx_next, gain = opts.context.step(np.broadcast_to(beams.ctx_node[:n, :, None], ext3.shape), tokens)
-        frm.ctx_done = beams.ctx_done[:n, :, None] + gain.astype(np.float32)
-        ext3 += frm.ctx_done + beams.ctx_partial[frm.ctx_next] - context[:, :, None]
+    if context is None:
+        side = beams.lm_total[:n]
+    else:
+        side = context if opts.lm is None else beams.lm_total[:n] + context
+    K = opts.beam
+    frm.ranked_lm = ranked = np.empty_like(frm.ranked_ctc)
+    np.add(frm.ranked_ctc[:, :K], side, out=ranked[:, :K])  # the stays,
+    ext3 = ranked[:, K:].reshape(n, K, -1)  # and the extensions (a view, written in place)
+    np.add(frm.ext_ctc.reshape(n, K, -1), side[:, :, None], out=ext3)
+    if context is not None:  # each extension's change of context score, one lookup (the kept ones'
+        # states follow in ``_prune``)
+        ext3 += opts.context.delta[beams.ctx_node[:n, :, None], opts.context.token_class[frm.tokens]]
     if opts.lm is not None and (opts.space_id is not None or opts.starts is not None):
         frm.word_delta, frm.word_next = _score_words(opts.lm, beams.lm_state[:n], beams.word_key[:n],
                                                      beams.key[:n] != _NO_PREFIX)
         ends = frm.tokens == opts.space_id if opts.space_id is not None else opts.starts[frm.tokens]
         ext3 += np.where(ends, frm.word_delta[:, :, None], np.float32(0.0))
-    frm.ext_lm = ext3.reshape(n, -1)
 
 
 def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: np.ndarray,
@@ -295,8 +287,10 @@ def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: np.nda
     if beams.word_key is not None:
         _carry_words(beams, n, frm, opts, src, token, is_stay)
     if beams.ctx_node is not None:  # the hotwords' state of each kept prefix
-        for kept, extended in ((beams.ctx_node, frm.ctx_next), (beams.ctx_done, frm.ctx_done)):
-            kept[:n] = np.where(is_stay, _take(kept[:n], src), _take(extended.reshape(n, K * width), ext_index))
+        node_src, score_src = _take(beams.ctx_node[:n], src), _take(beams.ctx_score[:n], src)
+        cls = opts.context.token_class[token]  # a stay's -1: the padding token's class (not used)
+        beams.ctx_node[:n] = np.where(is_stay, node_src, opts.context.table[node_src, cls])
+        beams.ctx_score[:n] = np.where(is_stay, score_src, score_src + opts.context.delta[node_src, cls])
 
 
 def _carry_words(beams: _Beams, n: int, frm: _Frame, opts: _Options, src: np.ndarray, token: np.ndarray,
@@ -334,7 +328,7 @@ def _final_scores(beams: _Beams, opts: _Options):
     score = ctc + lm_total
     context = None
     if opts.context is not None:
-        context = beams.ctx_done + opts.context.final(beams.ctx_node).astype(np.float32)
+        context = beams.ctx_score + opts.context.closing[beams.ctx_node]  # the match in progress given back
         score = score + context
     if opts.space_id is not None:
         trailing = beams.last == opts.space_id
