@@ -39,7 +39,9 @@ class FeatureConfig:
     # level invariance (asrkit.data.features): "active" scales the waveform so that its loud frames
     # (the 95th percentile of 10 ms frame levels) sit at -20 dBFS before the mel analysis, so a
     # quiet microphone, a hot one and a half-silent stereo downmix give one level; "none" keeps
-    # the samples as read (models trained before this key)
+    # the samples as read (models trained before this key); "running" is the causal form, for
+    # streaming (with causal_cmn): the log floor of each frame follows the peak level of the frames
+    # up to it, which decays by e^-1 every 3 s (asrkit.data.features.running_level)
     level_norm: str = "active"
     utterance_cmn: bool = True  # subtract each utterance's own mean (per dimension) after the log
     # instead, a running mean: of the frames so far, over the last 3 s once there are that many;
@@ -53,8 +55,8 @@ class FeatureConfig:
     def check(self) -> None:
         if self.kind not in ("fbank", "mfcc"):
             raise ConfigError(f"feature.kind must be 'fbank' or 'mfcc', not {self.kind!r}")
-        if self.level_norm not in ("active", "none"):
-            raise ConfigError(f"feature.level_norm must be 'active' or 'none', not {self.level_norm!r}")
+        if self.level_norm not in ("active", "running", "none"):
+            raise ConfigError(f"feature.level_norm must be 'active', 'running' or 'none', not {self.level_norm!r}")
         if self.utterance_cmn and self.causal_cmn:
             raise ConfigError("feature.utterance_cmn and feature.causal_cmn are two ways to remove the mean: "
                               "choose one (causal_cmn streams)")

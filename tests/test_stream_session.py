@@ -19,10 +19,10 @@ from asrkit.search.options import SearchOptions
 from conftest import run_cli, tone_words, torch_blocked_env
 
 
-@pytest.mark.parametrize("causal_cmn", [False, True])
+@pytest.mark.parametrize("causal_cmn,level_norm", [(False, "none"), (True, "none"), (True, "running")])
 @pytest.mark.parametrize("piece", [1, 80, 333, 4000])
-def test_streamed_features_are_the_whole_signals(piece, causal_cmn):
-    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="none", utterance_cmn=False,
+def test_streamed_features_are_the_whole_signals(piece, causal_cmn, level_norm):
+    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm=level_norm, utterance_cmn=False,
                         causal_cmn=causal_cmn)
     samples = np.concatenate([tone_words(["a", "b", "a"], seed=3)] * 3)  # past the running mean's warm-up
     stream = StreamingFeatures(cfg)
@@ -33,10 +33,32 @@ def test_streamed_features_are_the_whole_signals(piece, causal_cmn):
 
 
 def test_whole_utterance_features_cannot_stream():
-    with pytest.raises(ConfigError, match="cannot stream.*level_norm: none"):
+    with pytest.raises(ConfigError, match="cannot stream.*level_norm: running or none"):
         StreamingFeatures(FeatureConfig())
     with pytest.raises(ConfigError, match="utterance_cmn and feature.causal_cmn.*choose one"):
         FeatureConfig(causal_cmn=True).check()
+
+
+def test_the_running_level_is_a_decaying_peak_and_its_floor_takes_the_level_away():
+    from asrkit.data.features import LEVEL_RELEASE, running_level
+
+    power = np.random.default_rng(1).exponential(1.0, 900) * np.repeat([1.0, 1e-3, 30.0], 300)
+    level, want = -np.inf, np.empty_like(power)
+    for t, p in enumerate(power):  # L_t = max(p_t, L_{t-1} e^(-1/R))
+        level = max(p, level * np.exp(-1 / LEVEL_RELEASE))
+        want[t] = level
+    got, peak, count = running_level(power)
+    assert count == 900 and np.allclose(got, want, rtol=1e-9)
+    first, peak, count = running_level(power[:400])  # in pieces, carrying (peak, frames so far)
+    assert np.allclose(np.concatenate([first, running_level(power[400:], peak, count)[0]]), want, rtol=1e-9)
+    cfg = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="running", utterance_cmn=False,
+                        causal_cmn=True)
+    speech = tone_words(["a", "b", "a", "b"], seed=9)
+    loud, quiet = compute_features(speech, cfg), compute_features(speech * 10 ** (-45 / 20), cfg)
+    assert np.abs(loud - quiet).max() < 1e-3  # 45 dB quieter: the same features (the floor moved with it)
+    plain = FeatureConfig(sample_rate=8000, num_mel_bins=23, level_norm="none", utterance_cmn=False,
+                          causal_cmn=True)  # the running mean alone: the fixed floor changes them
+    assert np.abs(compute_features(speech, plain) - compute_features(speech * 10 ** (-45 / 20), plain)).max() > 1
 
 
 def test_the_running_mean_is_the_cumulative_mean_then_an_exponential_average():

@@ -17,8 +17,10 @@ a data dir's features are stored is ``asrkit.data.featstore``'s business.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -46,6 +48,46 @@ def normalize_level(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return (samples * np.float32(gain)).astype(np.float32, copy=False)
 
 
+LEVEL_RELEASE = 300  # frames: the running level's peak decays by e^-1 (4.3 dB) in this many (3 s at 10 ms)
+TARGET_FRAME_POWER = 0.2  # a frame's mean mel power at the running peak: where "active" puts AN4's peaks
+MIN_RUNNING_FLOOR = 1e-14  # the running floor's own floor: below 16-bit audio's quietest noise
+
+
+def running_level(power: np.ndarray, peak: float = -math.inf, start: int = 0) -> tuple[np.ndarray, float, int]:
+    """``feature.level_norm: running``, the causal form of "active": the log floor of each frame
+    follows the level of the frames up to it, so that it stays one distance below the speech
+    whatever the gain (``causal_cmn`` then removes the gain itself, an offset on every log-mel
+    bin). The level is the highest mean mel power (of the bands above ``LEVEL_FMIN``) so far,
+    decaying by e^-1 every ``LEVEL_RELEASE`` frames (L_t = max(p_t, L_{t-1} e^(-1/R))): a pause
+    does not drop it at once, a louder talker lifts it at once. Scaling the input by c scales every
+    L_t, the floor and the frames' powers alike: the log-mel frames move by 2 log c, which the
+    running mean takes away. Computed as a running maximum in the log domain
+    (log L_t = max_s≤t (log p_s + s/R) - t/R), so a stream carries (peak, start): the maximum so
+    far and the frames so far. Returns (levels, peak, start + frames)."""
+    steps = (start + np.arange(len(power))) / LEVEL_RELEASE
+    with np.errstate(divide="ignore"):
+        lifted = np.log(power.astype(np.float64)) + steps
+    running = np.maximum.accumulate(np.concatenate([[peak], lifted]))[1:]
+    return np.exp(running - steps), float(running[-1]) if len(running) else peak, start + len(power)
+
+
+LEVEL_FMIN = 300.0  # Hz: the running level is measured on mel bands centred above this
+
+
+def _speech_bins(cfg: FeatureConfig) -> np.ndarray:
+    """(num_mel_bins,) bool: the mel bands centred at ``LEVEL_FMIN`` or above (all, if none is)."""
+    return _bands_above(cfg.num_mel_bins, cfg.fmin, cfg.sample_rate / 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _bands_above(count: int, fmin: float, fmax: float) -> np.ndarray:
+    import librosa
+
+    centres = librosa.mel_frequencies(count + 2, fmin=fmin, fmax=fmax)[1:-1]
+    above = centres >= LEVEL_FMIN
+    return above if above.any() else np.ones_like(above)
+
+
 def frame_sizes(cfg: FeatureConfig) -> tuple[int, int, int]:
     """(n_fft, win_length, hop_length) in samples for the config's rate."""
     win = int(round(cfg.frame_length_ms * cfg.sample_rate / 1000))
@@ -61,7 +103,7 @@ def compute_features(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     one-line ``AudioError`` says so (the caller adds the file or utterance).
     """
     _check_length(len(samples), cfg)
-    feats = _log_mel(normalize_level(samples, cfg), cfg, center=True, cmn=cfg.utterance_cmn)
+    feats, _ = _log_mel(normalize_level(samples, cfg), cfg, center=True, cmn=cfg.utterance_cmn)
     return running_mean(feats)[0] if cfg.causal_cmn else feats
 
 
@@ -99,10 +141,13 @@ def _check_length(count: int, cfg: FeatureConfig) -> None:
                          f"{cfg.frame_length_ms:g} ms (one {cfg.frame_length_ms:g} ms frame)")
 
 
-def _log_mel(samples: np.ndarray, cfg: FeatureConfig, center: bool, cmn: bool = False) -> np.ndarray:
+def _log_mel(samples: np.ndarray, cfg: FeatureConfig, center: bool, cmn: bool = False,
+             level: tuple[float, int] = (-math.inf, 0)) -> tuple[np.ndarray, tuple[float, int]]:
     """(frames, dim) float32: log-mel (or MFCC) frames, centred (zero padding of half a window at both
     ends, as the whole-utterance features are) or not (frames of ``samples`` as they come: streaming);
-    ``cmn``: each dimension's mean over the frames subtracted."""
+    ``cmn``: each dimension's mean over the frames subtracted. With ``level_norm: running`` each
+    frame's mel powers are scaled by its running level (``running_level``, carried in ``level``:
+    (peak, frames so far), returned updated)."""
     import librosa
 
     n_fft, win, hop = frame_sizes(cfg)
@@ -114,13 +159,17 @@ def _log_mel(samples: np.ndarray, cfg: FeatureConfig, center: bool, cmn: bool = 
             y=samples, sr=cfg.sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
             n_mels=cfg.num_mel_bins, fmin=cfg.fmin, fmax=cfg.sample_rate / 2, power=2.0, center=center,
         )
+    floor = LOG_FLOOR
+    if cfg.level_norm == "running":  # the floor follows the speech band's level (hum and DC left out)
+        levels, *level = running_level(mel[_speech_bins(cfg)].mean(axis=0), *level)
+        floor = np.maximum(levels * (LOG_FLOOR / TARGET_FRAME_POWER), MIN_RUNNING_FLOOR).astype(np.float32)
     if cfg.kind == "fbank":
-        feats = np.log(mel + LOG_FLOOR)
+        feats = np.log(mel + floor)
     else:
         feats = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.num_ceps)
     if cmn:
         feats = feats - feats.mean(axis=1, keepdims=True)
-    return np.ascontiguousarray(feats.T, dtype=np.float32)
+    return np.ascontiguousarray(feats.T, dtype=np.float32), tuple(level)
 
 
 class StreamingFeatures:
@@ -131,17 +180,18 @@ class StreamingFeatures:
     (``power_to_db``'s ``top_db``) are refused in one line."""
 
     def __init__(self, cfg: FeatureConfig) -> None:
-        if cfg.level_norm != "none" or cfg.utterance_cmn or cfg.kind != "fbank":
+        if cfg.level_norm == "active" or cfg.utterance_cmn or cfg.kind != "fbank":
             raise ConfigError("these features cannot stream: they are normalised over the whole utterance "
-                              "(a streaming model trains with feature.kind: fbank, feature.level_norm: none "
-                              "and feature.utterance_cmn: false, or causal_cmn: true; global CMVN streams as "
-                              "it is)")
+                              "(a streaming model trains with feature.kind: fbank, feature.level_norm: running "
+                              "or none and feature.utterance_cmn: false, or causal_cmn: true; global CMVN "
+                              "streams as it is)")
         self.cfg = cfg
         self.n_fft, _, self.hop = frame_sizes(cfg)
         self.buffer = np.zeros(self.n_fft // 2, dtype=np.float32)  # the centred first frame's padding
         self.emitted = 0  # frames returned so far; the buffer starts at frame ``emitted``'s first sample
         self.seen = 0  # samples accepted so far
         self.mean, self.count = None, 0  # the running mean (causal_cmn)
+        self.level = (-math.inf, 0)  # the running level (level_norm: running)
 
     def accept(self, samples: np.ndarray) -> np.ndarray:
         self.buffer = np.concatenate([self.buffer, np.asarray(samples, dtype=np.float32)])
@@ -157,7 +207,9 @@ class StreamingFeatures:
     def _frames(self, count: int) -> np.ndarray:
         if count <= 0:
             return np.zeros((0, self.cfg.dim), dtype=np.float32)
-        feats = _log_mel(self.buffer[:(count - 1) * self.hop + self.n_fft], self.cfg, center=False)[:count]
+        feats, self.level = _log_mel(self.buffer[:(count - 1) * self.hop + self.n_fft], self.cfg, center=False,
+                                     level=self.level)
+        feats = feats[:count]
         self.buffer = self.buffer[count * self.hop:]
         self.emitted += count
         if self.cfg.causal_cmn:

@@ -4,6 +4,8 @@
 #
 #   bash recipes/an4/run.sh --stop-stage 1          # data dirs and speed perturbation, shared with 1a
 #   bash recipes/an4/run_stream.sh [--stage N] [--stop-stage N] [--force]
+#   conf=conf/unigru_stream_running.yaml base=exp/unigru_stream_running suffix=_running lookaheads=2 \
+#     bash recipes/an4/run_stream.sh      # the causal level normalisation (feature.level_norm: running)
 #
 # Stages: 0 copies of train_sp, dev and test for the streaming features (data/<set>_stream: a data
 # dir holds one feature config's features), 1 features, 2 train with lookahead 2
@@ -13,29 +15,31 @@
 set -euo pipefail
 {
 cd "$(dirname "$0")"
-conf=conf/unigru_stream.yaml
-base=exp/unigru_stream
+conf=${conf:-conf/unigru_stream.yaml}
+base=${base:-exp/unigru_stream}
+suffix=${suffix:-_stream}  # the data dirs of this feature config: data/<set>$suffix
+lookaheads=${lookaheads:-"2 0"}
 beam=20
 . ../common.sh
 
 if run_stage 0 "data dirs for the streaming features"; then
   for set in train_sp dev test; do
-    if done_or_force "$data/${set}_stream/wav.scp"; then continue; fi
-    mkdir -p "$data/${set}_stream"
-    cp "$data/$set"/{wav.scp,text,utt2spk,spk2utt} "$data/${set}_stream/"
+    if done_or_force "$data/${set}${suffix}/wav.scp"; then continue; fi
+    mkdir -p "$data/${set}${suffix}"
+    cp "$data/$set"/{wav.scp,text,utt2spk,spk2utt} "$data/${set}${suffix}/"
   done
 fi
 
 if run_stage 1 "features"; then
-  for set in train_sp dev test; do asrkit features "$data/${set}_stream" --config "$conf" --nj "$nj"; done
+  for set in train_sp dev test; do asrkit features "$data/${set}${suffix}" --config "$conf" --nj "$nj"; done
 fi
 
-for lookahead in 2 0; do
+for lookahead in $lookaheads; do
   out=$base$([ "$lookahead" = 2 ] || echo "_la$lookahead")
   if run_stage 2 "train (lookahead $lookahead)"; then
     extra=()
     [ -e "$out/last.pt" ] && [ "$force" != true ] && extra=(--resume)
-    asrkit train --train "$data/train_sp_stream" --dev "$data/dev_stream" --config "$conf" --out "$out" \
+    asrkit train --train "$data/train_sp${suffix}" --dev "$data/dev${suffix}" --config "$conf" --out "$out" \
       --set train.num_threads=1 --set model.lookahead=$lookahead "${extra[@]}"
   fi
   if run_stage 3 "average (lookahead $lookahead)"; then
@@ -45,12 +49,12 @@ for lookahead in 2 0; do
   fi
   if run_stage 4 "offline decode (lookahead $lookahead)"; then
     exp=$out
-    decode_and_score test_stream "$out/avg_$avg.pt" greedy
-    decode_and_score test_stream "$out/avg_$avg.pt" rescore lex --lexicon "$data/lang/lexicon.txt"
+    decode_and_score "test$suffix" "$out/avg_$avg.pt" greedy
+    decode_and_score "test$suffix" "$out/avg_$avg.pt" rescore lex --lexicon "$data/lang/lexicon.txt"
   fi
   if run_stage 5 "stream the test set (lookahead $lookahead)"; then
-    python ../../benchmarks/streaming.py "$out/avg_$avg.pt" "$data/test_stream" --chunk-ms 160,320,640
-    python ../../benchmarks/streaming.py "$out/avg_$avg.pt" "$data/test_stream" --chunk-ms 160,320,640 \
+    python ../../benchmarks/streaming.py "$out/avg_$avg.pt" "$data/test${suffix}" --chunk-ms 160,320,640
+    python ../../benchmarks/streaming.py "$out/avg_$avg.pt" "$data/test${suffix}" --chunk-ms 160,320,640 \
       --mode rescore --beam "$beam" --lexicon "$data/lang/lexicon.txt"
   fi
 done
