@@ -57,7 +57,7 @@ def test_active_level_ignores_pauses():
 
 
 def test_level_norm_value_is_checked():
-    with pytest.raises(ConfigError, match="feature.level_norm must be 'active' or 'none'"):
+    with pytest.raises(ConfigError, match="feature.level_norm must be 'active', 'running' or 'none'"):
         load_config(None, ["feature.level_norm=peak"])
 
 
