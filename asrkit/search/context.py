@@ -247,6 +247,12 @@ class ContextGraph:
         cls = self.token_class[tokens]
         return self.table[nodes, cls], self.gain[nodes, cls]
 
+    def move(self, nodes: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(next nodes, change of context score: ``delta``), what the search carries; -1 (a stay)
+        looks up the padding token's class."""
+        cls = self.token_class[tokens]
+        return self.table[nodes, cls], self.delta[nodes, cls]
+
     def final(self, nodes: np.ndarray) -> np.ndarray:
         """What the end of the utterance completes at ``nodes`` (its last word closes)."""
         return np.zeros(nodes.shape) if self.mode == "none" else self.output[nodes]

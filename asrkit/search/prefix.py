@@ -288,9 +288,9 @@ def _prune(beams: _Beams, n: int, frm: _Frame, opts: _Options, back_slot: np.nda
         _carry_words(beams, n, frm, opts, src, token, is_stay)
     if beams.ctx_node is not None:  # the hotwords' state of each kept prefix
         node_src, score_src = _take(beams.ctx_node[:n], src), _take(beams.ctx_score[:n], src)
-        cls = opts.context.token_class[token]  # a stay's -1: the padding token's class (not used)
-        beams.ctx_node[:n] = np.where(is_stay, node_src, opts.context.table[node_src, cls])
-        beams.ctx_score[:n] = np.where(is_stay, score_src, score_src + opts.context.delta[node_src, cls])
+        moved, change = opts.context.move(node_src, token)  # a stay's -1: not used
+        beams.ctx_node[:n] = np.where(is_stay, node_src, moved)
+        beams.ctx_score[:n] = np.where(is_stay, score_src, score_src + change)
 
 
 def _carry_words(beams: _Beams, n: int, frm: _Frame, opts: _Options, src: np.ndarray, token: np.ndarray,
