@@ -58,6 +58,10 @@ def top_columns(values: np.ndarray, k: int) -> np.ndarray:
     return np.nonzero(chosen)[1].reshape(n, k)
 
 
+def _take_rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(values, index, 1)
+
+
 def pruned(values: np.ndarray, frame: np.ndarray, token_prune: int | None,
            token_min_logp: float | None) -> np.ndarray:
     """``values`` (log-probs taken from ``frame`` (n, V), shape (n, ...)) with -inf where the
@@ -144,8 +148,11 @@ def shared_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune:
     width = min(vocab, token_prune or vocab, limit)
     if token_min_logp is not None:  # on peaky CTC output most frames keep a token or two
         width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
-    if width < vocab:
-        token_lp, tokens = topk(frame, width, axis=1)
+    if width < vocab:  # best first, ties to the lower token (as the compiled step picks them)
+        tokens = top_columns(frame, width)
+        token_lp = _take_rows(frame, tokens)
+        inner = np.argsort(-token_lp, axis=1, kind="stable")
+        tokens, token_lp = _take_rows(tokens, inner), _take_rows(token_lp, inner)
     else:
         tokens, token_lp = np.broadcast_to(np.arange(vocab), (n, vocab)), frame
     token_lp = np.where(tokens == blank_id, -math.inf, token_lp)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asrkit.errors import DecodeError
+from asrkit.search import kernel
 from asrkit.search.candidates import (
     class_candidates,
     lexicon_candidates,
@@ -403,10 +404,17 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     beams = _Beams.start(batch, opts, None if roots is None else roots[order])
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
-    quiet = _quiet_frames(lp, opts)
-    for t in range(max_frames):
-        _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
-              quiet is not None and bool(quiet[t, :running[t]].all()))
+    if _compiled(opts):  # row by row, each through all its frames
+        rows_running = np.asarray(running)
+        for row in range(batch):
+            frames = int((rows_running > row).sum())
+            _compiled_frames(beams, row, lp[:frames, row, :vocab], opts, back_slot[:frames, row],
+                             back_token[:frames, row])
+    else:
+        quiet = _quiet_frames(lp, opts)
+        for t in range(max_frames):
+            _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
+                  quiet is not None and bool(quiet[t, :running[t]].all()))
     score, ctc, lm_total, context = _final_scores(beams, opts)
     _, ranked = topk(score, min(nbest, beam), axis=1)  # (B, N), best first
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token, context)
@@ -453,6 +461,15 @@ class PrefixSearch:
         padded = np.full((log_probs.shape[1], self.batch, self.opts.vocab + 1), -math.inf, np.float32)
         padded[:, :, :self.opts.vocab] = log_probs.transpose(1, 0, 2)
         n, opts, beam = self.batch, self.opts, self.opts.beam
+        if _compiled(opts):
+            frames = len(padded)
+            slots = np.tile(np.arange(beam, dtype=np.int64), (frames, n, 1))
+            tokens = np.full((frames, n, beam), -1, np.int64)
+            for row in range(n):
+                _compiled_frames(self.beams, row, padded[:, row, :opts.vocab], opts, slots[:, row], tokens[:, row])
+            self.back_slot.extend(slots)
+            self.back_token.extend(tokens)
+            return
         quiet = _quiet_frames(padded, opts)
         for t, frame in enumerate(padded):
             slots, tokens = np.arange(beam, dtype=np.int64)[None].repeat(n, 0), np.full((n, beam), -1, np.int64)
@@ -567,6 +584,24 @@ def _stay(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options) -> None:
     total = np.logaddexp(pb, pt)
     beams.p_token[:n] = pt + _take(frame_pad, beams.last[:n])
     beams.p_blank[:n] = total + frame_pad[:, opts.blank_id, None]
+
+
+def _compiled(opts: _Options) -> bool:
+    """Whether the compiled step (asrkit.search.kernel) runs this search: no side scores (LM,
+    lexicon, hotwords) and numba present."""
+    return opts.lm is None and opts.lexicon is None and opts.context is None and kernel.enabled()
+
+
+def _compiled_frames(beams: _Beams, row: int, frames: np.ndarray, opts: _Options, back_slot: np.ndarray,
+                     back_token: np.ndarray) -> None:
+    """One row's frames (T, V) through ``kernel.run_frames``: the same beam, bit for bit, as
+    ``_step`` on each of its frames; its back-pointers into the (T, K) views given."""
+    slots, tokens = np.empty(back_slot.shape, np.int64), np.empty(back_token.shape, np.int64)
+    kernel.run_frames(frames, opts.vocab, opts.beam, opts.blank_id, opts.limit, opts.token_prune,
+                      opts.token_min_logp, opts.space_id, beams.p_blank[row], beams.p_token[row], beams.key[row],
+                      beams.parent[row], beams.last[row], slots, tokens)
+    back_slot[...] = slots
+    back_token[...] = tokens
 
 
 def _step(beams: _Beams, n: int, frame_pad: np.ndarray, opts: _Options, back_slot: np.ndarray,
