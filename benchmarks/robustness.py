@@ -12,7 +12,9 @@ at 10 and 5 dB, the same words 0.8x and 1.2x as fast (pitch kept, librosa's
 phase vocoder), a 3 kHz low-pass (a muffled microphone), G.711 mu-law at 8 kHz
 (a real WAV of that format), mains hum with a DC offset. Decodes each with
 MODEL and prints WER, the ratio to the clean WER, and the issues' target ratio
-(none where an issue asks only for the figure).
+(none where an issue asks only for the figure). ``--conditions`` also takes
+points of curves, any level of noise, babble, tempo or reverberation:
+``babble_20db,babble_0db,tempo_0.7,tempo_1.3,reverb_1.2_near``.
 
     python benchmarks/robustness.py MODEL DATA_DIR [--mode rescore --beam 20 --lexicon L]
                                     [--work DIR] [--max-utts N] [--json OUT]
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -65,6 +68,30 @@ CONDITIONS = {
     "hum_dc": (None, "50 Hz hum + harmonics, DC offset"),
 }
 ROOM_DISTANCE = {"near": 0.7, "far": 4.0}  # metres from the microphone
+# the curves: any level of these (e.g. babble_0db, tempo_1.3, reverb_1.2_far), no target
+CURVES = [
+    (re.compile(r"noise_(\d+(?:\.\d+)?)db"), "white noise at {} dB SNR"),
+    (re.compile(r"babble_(-?\d+(?:\.\d+)?)db"), "3 competing talkers at {} dB"),
+    (re.compile(r"tempo_(\d*\.?\d+)"), "tempo {}"),
+    (re.compile(r"reverb_(\d*\.?\d+)_(near|far)"), "RT60 {} s, talker {}"),
+]
+
+
+def describe(condition: str) -> tuple[float | None, str]:
+    """(target ratio, description) of a condition: a named one of CONDITIONS, or a point of a
+    curve (CURVES). ValueError for anything else."""
+    if condition in CONDITIONS:
+        return CONDITIONS[condition]
+    for pattern, text in CURVES:
+        match = pattern.fullmatch(condition)
+        if match:
+            values = match.groups()
+            if condition.startswith(("tempo_", "reverb_")) and not float(values[0]) > 0:
+                raise ValueError(f"{condition}: the factor must be above 0")
+            if condition.startswith("reverb_"):
+                return None, text.format(values[0], f"at {ROOM_DISTANCE[values[1]]} m")
+            return None, text.format(*values)
+    raise ValueError(condition)
 
 
 def alter(condition: str, samples: np.ndarray, rate: int, rng: np.random.Generator, others=None):
@@ -197,9 +224,15 @@ def main() -> None:
     recognizer = Recognizer(args.model)
     search = SearchOptions(mode=args.mode, beam=args.beam, lexicon=args.lexicon)
     conditions = [c for c in args.conditions.split(",") if c]
-    unknown = sorted(set(conditions) - set(CONDITIONS))
+    unknown = []
+    for condition in conditions:
+        try:
+            describe(condition)
+        except ValueError:
+            unknown.append(condition)
     if unknown:
-        sys.exit(f"unknown conditions {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+        sys.exit(f"unknown conditions {', '.join(unknown)} (known: {', '.join(CONDITIONS)}; and curves such as "
+                 "babble_0db, tempo_1.3, reverb_1.2_far, noise_5db)")
     print(f"model {args.model}, {len(utts)} utterances of {args.data_dir}, {args.mode}"
           f"{f' beam {args.beam}' if args.mode != 'greedy' else ''}{' + lexicon' if args.lexicon else ''}; "
           f"{platform.machine()}, {platform.python_version()}")
@@ -218,7 +251,7 @@ def main() -> None:
     clean = figures["clean"]["wer"]
     print(f"{'condition':46s} {'WER':>8s} {'CER':>7s} {'x clean':>8s} {'target':>7s}")
     for condition, f in figures.items():
-        target, description = CONDITIONS[condition]
+        target, description = describe(condition)
         if "drr_db" in f:
             description += f" (DRR {f['drr_db']:+.0f} dB)"
         ratio = f["wer"] / clean if clean > 0 else float("inf") if f["wer"] > 0 else 1.0

@@ -62,3 +62,44 @@ def test_robustness_benchmark_builds_every_copy_and_prints_every_row(trained_exp
     assert info("mulaw_8k").samplerate == 8000 and info("mulaw_8k").subtype == "ULAW"
     assert info("tempo_1.2").duration < info("clean").duration < info("tempo_0.8").duration
     assert len(done.stdout.strip().splitlines()) == 2 + len(figures)  # header lines + one row per condition
+
+
+def _benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_curve_points_are_conditions_and_nonsense_is_refused(trained_exp, tmp_path):
+    benchmark = _benchmark()
+    assert benchmark.describe("babble_0db") == (None, "3 competing talkers at 0 dB")
+    assert benchmark.describe("babble_-5db") == (None, "3 competing talkers at -5 dB")
+    assert benchmark.describe("tempo_1.3") == (None, "tempo 1.3")
+    assert benchmark.describe("reverb_1.2_far") == (None, "RT60 1.2 s, talker at 4.0 m")
+    assert benchmark.describe("tempo_1.2") == benchmark.CONDITIONS["tempo_1.2"]  # a named one keeps its target
+    for bad in ("tempo_0", "tempo_x", "babble_10", "reverb_0.5_mid", "wobble"):
+        try:
+            benchmark.describe(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
+    from asrkit.corpora import digits
+
+    digits.prepare(None, tmp_path / "digits", utts_per_voice=1)
+    test = tmp_path / "digits" / "test"
+    out = tmp_path / "figures.json"
+    run = [sys.executable, str(ROOT / "benchmarks" / "robustness.py"), str(trained_exp / "best.pt"), str(test),
+           "--work", str(tmp_path / "work"), "--json", str(out)]
+    done = subprocess.run(run + ["--conditions", "babble_0db,tempo_1.3"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert list(figures) == ["clean", "babble_0db", "tempo_1.3"]
+    assert any(line.startswith("tempo 1.3 ") for line in done.stdout.splitlines())
+    assert soundfile.info(next(iter(DataDir.load(tmp_path / "work" / "tempo_1.3").wav_scp.values()))).duration < \
+        soundfile.info(next(iter(DataDir.load(tmp_path / "work" / "clean").wav_scp.values()))).duration
+    refused = subprocess.run(run + ["--conditions", "tempo_0,babble_0db"], capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "unknown conditions tempo_0" in refused.stderr

@@ -6,6 +6,7 @@
 #   bash recipes/an4/run_stream.sh [--stage N] [--stop-stage N] [--force]
 #   conf=conf/unigru_stream_running.yaml base=exp/unigru_stream_running suffix=_running lookaheads=2 \
 #     bash recipes/an4/run_stream.sh      # the causal level normalisation (feature.level_norm: running)
+#   seed=1 ... bash recipes/an4/run_stream.sh   # another seed (train.seed), into <exp>_s1
 #
 # Stages: 0 copies of train_sp, dev and test for the streaming features (data/<set>_stream: a data
 # dir holds one feature config's features), 1 features, 2 train with lookahead 2
@@ -19,6 +20,7 @@ conf=${conf:-conf/unigru_stream.yaml}
 base=${base:-exp/unigru_stream}
 suffix=${suffix:-_stream}  # the data dirs of this feature config: data/<set>$suffix
 lookaheads=${lookaheads:-"2 0"}
+seed=${seed:-0}  # train.seed; another than 0 trains into <exp>_s<seed>
 beam=20
 . ../common.sh
 
@@ -35,12 +37,12 @@ if run_stage 1 "features"; then
 fi
 
 for lookahead in $lookaheads; do
-  out=$base$([ "$lookahead" = 2 ] || echo "_la$lookahead")
+  out=$base$([ "$lookahead" = 2 ] || echo "_la$lookahead")$([ "$seed" = 0 ] || echo "_s$seed")
   if run_stage 2 "train (lookahead $lookahead)"; then
     extra=()
     [ -e "$out/last.pt" ] && [ "$force" != true ] && extra=(--resume)
     asrkit train --train "$data/train_sp${suffix}" --dev "$data/dev${suffix}" --config "$conf" --out "$out" \
-      --set train.num_threads=1 --set model.lookahead=$lookahead "${extra[@]}"
+      --set train.num_threads=1 --set model.lookahead=$lookahead --set train.seed=$seed "${extra[@]}"
   fi
   if run_stage 3 "average (lookahead $lookahead)"; then
     if ! done_or_force "$out/avg_$avg.pt" || [ "$out/last.pt" -nt "$out/avg_$avg.pt" ]; then
