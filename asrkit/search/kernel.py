@@ -49,184 +49,209 @@ def _logaddexp(x, y):
     return d  # NaN
 
 
+def _quiet(f, vocab, blank, min_logp):
+    """(quiet, tokens at or above ``min_logp``): a quiet frame (prefix._quiet_frames) leaves no
+    token but the blank, and the blank is possible."""
+    loud = 0
+    at_least = 0
+    for c in range(vocab):
+        if f[c] >= min_logp:
+            at_least += 1
+            if c != blank:
+                loud += 1
+    return loud == 0 and np.isfinite(f[blank]), at_least
+
+
+def _stay(f, vocab, blank, pb, pt, last, back_slot, back_token):
+    """A quiet frame (prefix._stay): every prefix keeps its slot, its two scores move."""
+    for k in range(len(pb)):
+        tot = _logaddexp(pb[k], pt[k])
+        pt[k] = pt[k] + (f[last[k]] if last[k] < vocab else _NEG_INF)
+        pb[k] = tot + f[blank]
+        back_slot[k] = k
+        back_token[k] = -1
+
+
+def _columns(f, vocab, width, blank, use_min_logp, min_logp, cols, clp):
+    """The frame's candidate tokens (candidates.shared_candidates): every token in order when
+    ``width`` is the vocabulary, else the ``width`` most probable, best first, ties in token order;
+    the blank and (with ``min_logp``) the unlikely ones at -inf."""
+    if width == vocab:
+        for c in range(vocab):
+            cols[c] = c
+            clp[c] = f[c]
+    else:
+        filled = 0
+        for c in range(vocab):
+            v = f[c]
+            if filled < width:
+                pos = filled
+                filled += 1
+            elif v > clp[width - 1]:
+                pos = width - 1
+            else:
+                continue
+            while pos > 0 and clp[pos - 1] < v:  # after the equal ones: ties in token order
+                clp[pos] = clp[pos - 1]
+                cols[pos] = cols[pos - 1]
+                pos -= 1
+            clp[pos] = v
+            cols[pos] = c
+    for i in range(width):
+        if cols[i] == blank or (use_min_logp and clp[i] < min_logp):
+            clp[i] = _NEG_INF
+
+
+def _extend(f, vocab, width, blank, space_id, cols, clp, pb, pt, last, total, stay_blank, stay_token, ext):
+    """Each prefix's stays and its extensions by the columns' tokens (prefix._extensions), with
+    the separator's rules (never first, never twice)."""
+    for k in range(len(pb)):
+        total[k] = _logaddexp(pb[k], pt[k])
+        stay_blank[k] = total[k] + f[blank]
+        stay_token[k] = pt[k] + (f[last[k]] if last[k] < vocab else _NEG_INF)
+        no_space = space_id >= 0 and (last[k] == vocab or last[k] == space_id)
+        for i in range(width):
+            c = cols[i]
+            if no_space and c == space_id:
+                ext[k * width + i] = _NEG_INF
+            elif c == last[k]:  # a repeat is a new label only after a blank
+                ext[k * width + i] = pb[k] + clp[i]
+            else:
+                ext[k * width + i] = total[k] + clp[i]
+
+
+def _merge(f, vocab, width, full, kth_prune, use_min_logp, min_logp, cols, pb, total, key, parent, last,
+           stay_token, ext):
+    """An extension equal to a prefix j already in the beam joins j's stay and loses its column
+    (prefix._merge_equal_prefixes)."""
+    K = len(pb)
+    for j in range(K):
+        lj = last[j]
+        if lj >= vocab:
+            continue
+        source = -1
+        for k in range(K):
+            if key[k] == parent[j]:
+                source = k
+                break
+        if source < 0:
+            continue
+        if full:
+            merged = ext[source * width + lj]
+            ext[source * width + lj] = _NEG_INF
+        else:  # j's token may have no column: its mass as candidates.token_log_probs gives it
+            lp = f[lj]
+            if lp < kth_prune or (use_min_logp and lp < min_logp):
+                lp = _NEG_INF
+            merged = (pb[source] if last[source] == lj else total[source]) + lp
+            for i in range(width):
+                if cols[i] == lj:
+                    ext[source * width + i] = _NEG_INF
+                    break
+        stay_token[j] = _logaddexp(stay_token[j], merged)
+
+
+def _candidate(col, stay_blank, stay_token, ext):
+    """The score of a column of the pruning: the stays (0..K-1), then the extensions."""
+    K = len(stay_blank)
+    return _logaddexp(stay_blank[col], stay_token[col]) if col < K else ext[col - K]
+
+
+def _select(width, stay_blank, stay_token, ext, best, chosen):
+    """The K best columns, ties to the lower column, in column order (candidates.top_columns)."""
+    K = len(stay_blank)
+    size = K + K * width
+    filled = 0
+    for col in range(size):  # the K best values, descending
+        v = _candidate(col, stay_blank, stay_token, ext)
+        if filled < K:
+            pos = filled
+            filled += 1
+        elif v > best[K - 1]:
+            pos = K - 1
+        else:
+            continue
+        while pos > 0 and best[pos - 1] < v:
+            best[pos] = best[pos - 1]
+            pos -= 1
+        best[pos] = v
+    kth = best[K - 1]
+    ties = K
+    for s in range(K):
+        if best[s] > kth:
+            ties -= 1
+    n = 0
+    for col in range(size):
+        v = _candidate(col, stay_blank, stay_token, ext)
+        if v > kth or (v == kth and ties > 0):
+            if not v > kth:
+                ties -= 1
+            chosen[n] = col
+            n += 1
+            if n == K:
+                break
+
+
+def _move(width, chosen, cols, stay_blank, stay_token, ext, pb, pt, key, parent, last, new_pb, new_pt, new_key,
+          new_parent, new_last, back_slot, back_token):
+    """The chosen columns become the beam (prefix._prune), their back-pointers written."""
+    K = len(pb)
+    for s in range(K):
+        col = chosen[s]
+        if col < K:
+            src, tok = col, -1
+            new_pb[s], new_pt[s] = stay_blank[src], stay_token[src]
+            value = _logaddexp(stay_blank[src], stay_token[src])
+            new_key[s], new_parent[s], new_last[s] = key[src], parent[src], last[src]
+        else:
+            e = col - K
+            src, tok = e // width, cols[e % width]
+            new_pb[s], new_pt[s] = _NEG_INF, ext[e]
+            value = ext[e]
+            new_key[s] = (key[src] * _BASE + (tok + 1)) % _MODULUS
+            new_parent[s], new_last[s] = key[src], tok
+        if not value > _NEG_INF:
+            new_key[s], new_parent[s] = _NO_PREFIX, _NO_PARENT
+        back_slot[s], back_token[s] = src, tok
+    pb[:], pt[:], key[:], parent[:], last[:] = new_pb, new_pt, new_key, new_parent, new_last
+
+
 def _frames(frames, vocab, beam, blank, limit, token_prune, use_min_logp, min_logp, space_id,
             pb, pt, key, parent, last, back_slot, back_token):
     """Advance one utterance's beam (``pb``, ``pt``, ``key``, ``parent``, ``last``: (K,), in place)
     over ``frames`` (T, V) float32, writing each frame's back-pointers into ``back_slot`` and
     ``back_token`` (T, K). ``token_prune`` 0 and ``space_id`` -1: none."""
     K = beam
-    n_frames = frames.shape[0]
-    cap = vocab if token_prune <= 0 else min(vocab, token_prune)
-    cap = min(cap, limit)
-    cols = np.empty(vocab, np.int64)
-    clp = np.empty(vocab, np.float32)
-    total = np.empty(K, np.float32)
-    stay_blank = np.empty(K, np.float32)
-    stay_token = np.empty(K, np.float32)
+    cap = min(vocab if token_prune <= 0 else min(vocab, token_prune), limit)
+    cols, clp = np.empty(vocab, np.int64), np.empty(vocab, np.float32)
+    total, stay_blank, stay_token = np.empty(K, np.float32), np.empty(K, np.float32), np.empty(K, np.float32)
     ext = np.empty(K * vocab, np.float32)
-    best = np.empty(K, np.float32)  # the K best candidate values so far, descending
-    chosen = np.empty(K, np.int64)
-    new_pb = np.empty(K, np.float32)
-    new_pt = np.empty(K, np.float32)
-    new_key = np.empty(K, np.int64)
-    new_parent = np.empty(K, np.int64)
-    new_last = np.empty(K, np.int64)
+    best, chosen = np.empty(K, np.float32), np.empty(K, np.int64)
+    new_pb, new_pt = np.empty(K, np.float32), np.empty(K, np.float32)
+    new_key, new_parent, new_last = np.empty(K, np.int64), np.empty(K, np.int64), np.empty(K, np.int64)
     sorted_frame = np.empty(vocab, np.float32)
-    for t in range(n_frames):
+    for t in range(frames.shape[0]):
         f = frames[t]
-        blank_lp = f[blank]
-        if use_min_logp:  # a quiet frame (prefix._quiet_frames): the scores move, nothing else
-            loud = 0
-            at_least = 0
-            for c in range(vocab):
-                if f[c] >= min_logp:
-                    at_least += 1
-                    if c != blank:
-                        loud += 1
-            if loud == 0 and np.isfinite(blank_lp):
-                for k in range(K):
-                    tot = _logaddexp(pb[k], pt[k])
-                    pt[k] = pt[k] + (f[last[k]] if last[k] < vocab else _NEG_INF)
-                    pb[k] = tot + blank_lp
-                    back_slot[t, k] = k
-                    back_token[t, k] = -1
-                continue
         width = cap
         if use_min_logp:
+            quiet, at_least = _quiet(f, vocab, blank, min_logp)
+            if quiet:
+                _stay(f, vocab, blank, pb, pt, last, back_slot[t], back_token[t])
+                continue
             width = max(1, min(width, at_least))
         full = width == vocab
-        if full:  # every token a column, in order
-            for c in range(vocab):
-                cols[c] = c
-                clp[c] = f[c]
-        else:  # the ``width`` most probable, best first, ties in token order (candidates.topk)
-            filled = 0
-            for c in range(vocab):
-                v = f[c]
-                if filled < width:
-                    pos = filled
-                    filled += 1
-                elif v > clp[width - 1]:
-                    pos = width - 1
-                else:
-                    continue
-                while pos > 0 and clp[pos - 1] < v:  # after the equal ones: ties in token order
-                    clp[pos] = clp[pos - 1]
-                    cols[pos] = cols[pos - 1]
-                    pos -= 1
-                clp[pos] = v
-                cols[pos] = c
-        for i in range(width):
-            if cols[i] == blank or (use_min_logp and clp[i] < min_logp):
-                clp[i] = _NEG_INF
+        _columns(f, vocab, width, blank, use_min_logp, min_logp, cols, clp)
         kth_prune = _NEG_INF  # token_log_probs' pruning of a merged prefix's token
         if not full and 0 < token_prune < vocab:
-            for c in range(vocab):
-                sorted_frame[c] = f[c]
+            sorted_frame[:] = f
             sorted_frame.sort()
             kth_prune = sorted_frame[vocab - token_prune]
-        for k in range(K):
-            total[k] = _logaddexp(pb[k], pt[k])
-            stay_blank[k] = total[k] + blank_lp
-            stay_token[k] = pt[k] + (f[last[k]] if last[k] < vocab else _NEG_INF)
-            no_space = space_id >= 0 and (last[k] == vocab or last[k] == space_id)
-            for i in range(width):
-                c = cols[i]
-                if no_space and c == space_id:
-                    ext[k * width + i] = _NEG_INF
-                elif c == last[k]:  # a repeat is a new label only after a blank
-                    ext[k * width + i] = pb[k] + clp[i]
-                else:
-                    ext[k * width + i] = total[k] + clp[i]
-        # an extension equal to a prefix j already in the beam joins j's stay (prefix._merge_equal_prefixes)
-        for j in range(K):
-            lj = last[j]
-            if lj >= vocab:
-                continue
-            source = -1
-            for k in range(K):
-                if key[k] == parent[j]:
-                    source = k
-                    break
-            if source < 0:
-                continue
-            if full:
-                merged = ext[source * width + lj]
-                ext[source * width + lj] = _NEG_INF
-            else:
-                lp = f[lj]
-                if lp < kth_prune or (use_min_logp and lp < min_logp):
-                    lp = _NEG_INF
-                merged = (pb[source] if last[source] == lj else total[source]) + lp
-                for i in range(width):
-                    if cols[i] == lj:
-                        ext[source * width + i] = _NEG_INF
-                        break
-            stay_token[j] = _logaddexp(stay_token[j], merged)
-        # the K best of the stays (columns 0..K-1) and the extensions (K + k·width + i), ties to the
-        # lower column, kept in column order (candidates.top_columns)
-        size = K + K * width
-        filled = 0
-        for col in range(size):
-            v = _logaddexp(stay_blank[col], stay_token[col]) if col < K else ext[col - K]
-            if filled < K:
-                pos = filled
-                filled += 1
-            elif v > best[K - 1]:
-                pos = K - 1
-            else:
-                continue
-            while pos > 0 and best[pos - 1] < v:
-                best[pos] = best[pos - 1]
-                pos -= 1
-            best[pos] = v
-        kth = best[K - 1]
-        strict = 0
-        for s in range(K):
-            if best[s] > kth:
-                strict += 1
-        ties = K - strict
-        n = 0
-        for col in range(size):
-            v = _logaddexp(stay_blank[col], stay_token[col]) if col < K else ext[col - K]
-            if v > kth or (v == kth and ties > 0):
-                if v == kth and not v > kth:
-                    ties -= 1
-                chosen[n] = col
-                n += 1
-                if n == K:
-                    break
-        for s in range(K):
-            col = chosen[s]
-            if col < K:
-                src, tok = col, -1
-                new_pb[s] = stay_blank[src]
-                new_pt[s] = stay_token[src]
-                value = _logaddexp(stay_blank[src], stay_token[src])
-                new_key[s] = key[src]
-                new_parent[s] = parent[src]
-                new_last[s] = last[src]
-            else:
-                e = col - K
-                src = e // width
-                tok = cols[e % width]
-                new_pb[s] = _NEG_INF
-                new_pt[s] = ext[e]
-                value = ext[e]
-                new_key[s] = (key[src] * _BASE + (tok + 1)) % _MODULUS
-                new_parent[s] = key[src]
-                new_last[s] = tok
-            if not value > _NEG_INF:
-                new_key[s] = _NO_PREFIX
-                new_parent[s] = _NO_PARENT
-            back_slot[t, s] = src
-            back_token[t, s] = tok
-        for s in range(K):
-            pb[s] = new_pb[s]
-            pt[s] = new_pt[s]
-            key[s] = new_key[s]
-            parent[s] = new_parent[s]
-            last[s] = new_last[s]
+        _extend(f, vocab, width, blank, space_id, cols, clp, pb, pt, last, total, stay_blank, stay_token, ext)
+        _merge(f, vocab, width, full, kth_prune, use_min_logp, min_logp, cols, pb, total, key, parent, last,
+               stay_token, ext)
+        _select(width, stay_blank, stay_token, ext, best, chosen)
+        _move(width, chosen, cols, stay_blank, stay_token, ext, pb, pt, key, parent, last, new_pb, new_pt, new_key,
+              new_parent, new_last, back_slot[t], back_token[t])
 
 
 def _compile(function, **options):
@@ -240,7 +265,9 @@ def _compile(function, **options):
 
 if njit is not None:
     _logaddexp = _compile(_logaddexp, inline="always")
-    _frames = _compile(_frames)
+    _candidate = _compile(_candidate, inline="always")
+    _quiet, _stay, _columns, _extend, _merge, _select, _move, _frames = (
+        _compile(f) for f in (_quiet, _stay, _columns, _extend, _merge, _select, _move, _frames))
 
 
 def run_frames(frames: np.ndarray, vocab: int, beam: int, blank_id: int, limit: int, token_prune: int | None,
