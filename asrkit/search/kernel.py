@@ -72,6 +72,25 @@ def _stay(f, vocab, blank, pb, pt, last, back_slot, back_token):
         back_token[k] = -1
 
 
+def _keep_best(values, index, filled, k, v, i):
+    """Offer ``v`` (of index ``i``) to the ``k`` best so far (``values[:filled]``, descending, ties
+    in the order offered; ``index`` beside them); returns how many are held."""
+    if filled < k:
+        pos = filled
+        filled += 1
+    elif v > values[k - 1]:
+        pos = k - 1
+    else:
+        return filled
+    while pos > 0 and values[pos - 1] < v:  # after the equal ones
+        values[pos] = values[pos - 1]
+        index[pos] = index[pos - 1]
+        pos -= 1
+    values[pos] = v
+    index[pos] = i
+    return filled
+
+
 def _columns(f, vocab, width, blank, use_min_logp, min_logp, cols, clp):
     """The frame's candidate tokens (candidates.shared_candidates): every token in order when
     ``width`` is the vocabulary, else the ``width`` most probable, best first, ties in token order;
@@ -83,20 +102,7 @@ def _columns(f, vocab, width, blank, use_min_logp, min_logp, cols, clp):
     else:
         filled = 0
         for c in range(vocab):
-            v = f[c]
-            if filled < width:
-                pos = filled
-                filled += 1
-            elif v > clp[width - 1]:
-                pos = width - 1
-            else:
-                continue
-            while pos > 0 and clp[pos - 1] < v:  # after the equal ones: ties in token order
-                clp[pos] = clp[pos - 1]
-                cols[pos] = cols[pos - 1]
-                pos -= 1
-            clp[pos] = v
-            cols[pos] = c
+            filled = _keep_best(clp, cols, filled, width, f[c], c)
     for i in range(width):
         if cols[i] == blank or (use_min_logp and clp[i] < min_logp):
             clp[i] = _NEG_INF
@@ -162,19 +168,8 @@ def _select(width, stay_blank, stay_token, ext, best, chosen):
     K = len(stay_blank)
     size = K + K * width
     filled = 0
-    for col in range(size):  # the K best values, descending
-        v = _candidate(col, stay_blank, stay_token, ext)
-        if filled < K:
-            pos = filled
-            filled += 1
-        elif v > best[K - 1]:
-            pos = K - 1
-        else:
-            continue
-        while pos > 0 and best[pos - 1] < v:
-            best[pos] = best[pos - 1]
-            pos -= 1
-        best[pos] = v
+    for col in range(size):  # the K best values, descending (``chosen`` as scratch for their columns)
+        filled = _keep_best(best, chosen, filled, K, _candidate(col, stay_blank, stay_token, ext), col)
     kth = best[K - 1]
     ties = K
     for s in range(K):
@@ -266,6 +261,7 @@ def _compile(function, **options):
 if njit is not None:
     _logaddexp = _compile(_logaddexp, inline="always")
     _candidate = _compile(_candidate, inline="always")
+    _keep_best = _compile(_keep_best, inline="always")
     _quiet, _stay, _columns, _extend, _merge, _select, _move, _frames = (
         _compile(f) for f in (_quiet, _stay, _columns, _extend, _merge, _select, _move, _frames))
 
