@@ -87,6 +87,11 @@ class ModelConfig:
     attention_dim: int = 128
     decoder_hidden_size: int = 256
     decoder_embed_dim: int = 64
+    # a second pass for a streaming model's rescoring (cascaded encoders, Narayanan et al. 2021):
+    # bidirectional GRU layers over the encoder output that only the attention decoder reads, so
+    # that at the endpoint it rescores with the whole utterance in both directions (0: none)
+    decoder_memory_layers: int = 0
+    decoder_memory_size: int = 128  # each direction's width
     label_smoothing: float = 0.1
 
     @property
@@ -138,6 +143,10 @@ class ModelConfig:
             raise ConfigError("model.attention_dim, decoder_hidden_size and decoder_embed_dim must be >= 1")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("model.label_smoothing must be in [0, 1)")
+        if self.decoder_memory_layers < 0 or self.decoder_memory_size < 1:
+            raise ConfigError("model.decoder_memory_layers must be 0 (none) or more, and decoder_memory_size >= 1")
+        if self.decoder_memory_layers and not self.has_decoder:
+            raise ConfigError("model.decoder_memory_layers needs an attention decoder (model.ctc_weight < 1)")
 
 
 @dataclass

@@ -140,6 +140,29 @@ def test_a_joint_models_bundle_rescores_as_the_checkpoint(joint_exp, tone_corpus
         assert abs(float(score_a) - float(score_b)) < 1e-2
 
 
+def test_a_second_pass_bundle_scores_as_torch(tmp_path, capsys):
+    """A decoder with a memory (model.decoder_memory_layers, AN4's conf/unigru_stream_2pass.yaml): the
+    keys graph runs the bidirectional second pass once per utterance within its length, and the
+    bundle's sequence scores are torch's."""
+    from asrkit.recognize.recognizer import Recognizer
+
+    checkpoint = small_checkpoint(ROOT / "recipes/an4/conf/unigru_stream_2pass.yaml", tmp_path / "model.pt")
+    bundle = tmp_path / "bundle"
+    assert run_cli(["-q", "export", checkpoint, "--out", bundle], capsys)[0] == 0
+    torch_side, onnx_side = Recognizer(checkpoint), Recognizer(bundle)
+    assert torch_side.model.decoder.memory is not None
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((3, 90, torch_side.config.feature.dim)).astype(np.float32)
+    lens = np.array([90, 23, 61])
+    _, enc_lens, enc = torch_side.acoustic(feats, lens)
+    _, onnx_lens, onnx_enc = onnx_side.acoustic(feats, lens)
+    rows = [2, 0, 1, 1, 0, 2]
+    tokens = [rng.integers(1, len(torch_side.tokenizer), n).tolist() for n in (5, 1, 0, 7, 3, 2)]
+    want = torch_side.decoder.score_sequences(enc, enc_lens, rows, tokens)
+    got = onnx_side.decoder.score_sequences(onnx_enc, onnx_lens, rows, tokens)
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
+
+
 def run_cli_ctm(exp, tone_corpus, tmp_path, capsys) -> str:
     out = tmp_path / "ref_ctm"
     assert run_cli(["-q", "align", exp, tone_corpus["dev"], "--out", out], capsys)[0] == 0

@@ -70,3 +70,38 @@ def test_untrainable_utterances_are_dropped_and_counted():
     data.text["a"] = "héllo!"
     keep, tokens, dropped = select_trainable(data, feats, CharTokenizer.build(["hello"]), cfg, 20.0)
     assert dropped["unknown_chars"] == 3 and tokens["a"].count(1) == 2  # é and ! here, i in "hi"
+
+
+def test_decoder_memory_reads_each_utterance_to_its_own_length():
+    """model.decoder_memory_layers: the decoder's bidirectional second pass starts each utterance's
+    backward direction at its own last frame, so a padded batch scores as each utterance alone."""
+    cfg = ModelConfig(rnn_type="gru", bidirectional=False, hidden_size=16, num_layers=2, ctc_weight=0.5,
+                      decoder_hidden_size=12, attention_dim=8, decoder_embed_dim=6, decoder_memory_layers=2,
+                      decoder_memory_size=5)
+    torch.manual_seed(0)
+    model = build_model(10, 7, cfg).eval()
+    assert model.decoder.memory is not None and model.decoder.cell.input_size == 6 + 10  # reads 2 x 5
+    feats = torch.randn(3, 48, 10)
+    lens = torch.tensor([48, 20, 33])
+    tokens = [[1, 2, 3], [4], [5, 6]]
+    with torch.no_grad():
+        enc, enc_lens = model.encode(feats, lens)
+        together = model.decoder.score_sequences(enc, enc_lens, [0, 1, 2], tokens)
+        for row in range(3):
+            alone_enc, alone_lens = model.encode(feats[row:row + 1, :lens[row]], lens[row:row + 1])
+            alone = model.decoder.score_sequences(alone_enc, alone_lens, [0], [tokens[row]])
+            assert abs(float(alone[0]) - float(together[row])) < 1e-4
+        padded = torch.cat([enc, torch.randn(3, 5, enc.size(2))], 1)  # garbage past every length
+        assert torch.allclose(torch.as_tensor(model.decoder.score_sequences(padded, enc_lens, [0, 1, 2], tokens)),
+                              torch.as_tensor(together), atol=1e-4)
+
+
+def test_decoder_memory_config_errors_name_the_key():
+    from asrkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decoder_memory_layers needs an attention decoder"):
+        ModelConfig(ctc_weight=1.0, decoder_memory_layers=1).check()
+    with pytest.raises(ConfigError, match="decoder_memory_layers must be 0"):
+        ModelConfig(ctc_weight=0.5, decoder_memory_layers=-1).check()
+    with pytest.raises(ConfigError, match="decoder_memory_size >= 1"):
+        ModelConfig(ctc_weight=0.5, decoder_memory_layers=1, decoder_memory_size=0).check()

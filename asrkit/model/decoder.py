@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from asrkit.config import ModelConfig
+from asrkit.model.recurrent import run_rnn
 from asrkit.tokenizer import SOS_EOS
 
 
@@ -57,21 +58,49 @@ class Attention(nn.Module):
         return flat.view_as(energy)
 
 
+class Memory(nn.Module):
+    """What the decoder attends to when ``model.decoder_memory_layers`` > 0: bidirectional GRU layers
+    over the encoder output (B, T, D) -> (B, T, 2·size), each utterance read to its own length (the
+    backward direction starts at its last frame), so padding changes nothing. Over a streaming
+    encoder's output it is the second pass of cascaded encoders: run once, at the endpoint."""
+
+    def __init__(self, enc_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(enc_dim, cfg.decoder_memory_size, num_layers=cfg.decoder_memory_layers, batch_first=True,
+                          bidirectional=True, dropout=cfg.dropout if cfg.decoder_memory_layers > 1 else 0.0)
+        self.output_dim = 2 * cfg.decoder_memory_size
+
+    def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        return run_rnn(self.rnn, enc, enc_lens.clamp(min=1))
+
+
 class AttentionDecoder(nn.Module):
-    """forward(enc: (B, T, D), enc_lens: (B,), ys_in: (B, L)) -> logits: (B, L, V) (teacher forcing)."""
+    """forward(enc: (B, T, D), enc_lens: (B,), ys_in: (B, L)) -> logits: (B, L, V) (teacher forcing).
+    With ``model.decoder_memory_layers`` it reads ``Memory(enc)`` in place of ``enc``."""
 
     def __init__(self, enc_dim: int, vocab_size: int, cfg: ModelConfig) -> None:
         super().__init__()
         hidden = cfg.decoder_hidden_size
         self.vocab_size = vocab_size
+        self.memory = Memory(enc_dim, cfg) if cfg.decoder_memory_layers else None
+        if self.memory is not None:
+            enc_dim = self.memory.output_dim
         self.embed = nn.Embedding(vocab_size, cfg.decoder_embed_dim)
         self.cell = nn.LSTMCell(cfg.decoder_embed_dim + enc_dim, hidden)
         self.attention = Attention(enc_dim, hidden, cfg.attention_dim, cfg.attention == "location")
         self.dropout = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(hidden + enc_dim, vocab_size)
 
+    def read(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        """What the decoder attends to: ``enc``, or its ``Memory`` (computed once per utterance)."""
+        return enc if self.memory is None else self.memory(enc, enc_lens)
+
     def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor,
                 return_attention: bool = False):
+        return self.attend(self.read(enc, enc_lens), enc_lens, ys_in, return_attention)
+
+    def attend(self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor, return_attention: bool = False):
+        """``forward`` on what ``read`` gave."""
         batch, frames, enc_dim = enc.shape
         mask = torch.arange(frames, device=enc.device)[None, :] < enc_lens[:, None]
         keys = self.attention.enc_proj(enc)
@@ -104,7 +133,8 @@ class AttentionDecoder(nn.Module):
             targets[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
         ys_in, ys_out = decoder_io(targets, lens)
         enc_lens = torch.as_tensor(enc_lens, device=device)
-        logits = self(enc.index_select(0, index), enc_lens.index_select(0, index), ys_in)
+        memory = self.read(enc, enc_lens)  # once per utterance, not per hypothesis
+        logits = self.attend(memory.index_select(0, index), enc_lens.index_select(0, index), ys_in)
         return sequence_log_probs(logits, ys_out).cpu().numpy()
 
 
@@ -136,4 +166,4 @@ def sequence_log_probs(logits: torch.Tensor, ys_out: torch.Tensor, ignore_id: in
     return picked.masked_fill(ys_out == ignore_id, 0.0).sum(1)
 
 
-__all__ = ["AttentionDecoder", "SOS_EOS", "attention_loss", "decoder_io", "sequence_log_probs"]
+__all__ = ["AttentionDecoder", "Memory", "SOS_EOS", "attention_loss", "decoder_io", "sequence_log_probs"]

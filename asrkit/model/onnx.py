@@ -51,14 +51,18 @@ class _CtcGraph(nn.Module):
 
 class _DecoderKeys(nn.Module):
     """forward(enc: (N, T, D)) -> keys: (N, T, A), the attention's projection of the encoder output,
-    computed once per batch of hypotheses."""
+    computed once per batch of hypotheses; with a decoder memory forward(enc, enc_lens) -> (memory
+    (N, T, M), keys): the second pass over each utterance, then its projection."""
 
     def __init__(self, decoder: AttentionDecoder) -> None:
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, enc: torch.Tensor) -> torch.Tensor:
-        return self.decoder.attention.enc_proj(enc)
+    def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor | None = None):
+        if self.decoder.memory is None:
+            return self.decoder.attention.enc_proj(enc)
+        memory = self.decoder.memory(enc, enc_lens)
+        return memory, self.decoder.attention.enc_proj(memory)
 
 
 class _DecoderStep(nn.Module):
@@ -171,15 +175,28 @@ def export_ctc(model: AsrModel, path: str | Path, opset: int = OPSET) -> Path:
 
 
 def export_decoder(model: AsrModel, folder: str | Path, opset: int = OPSET) -> list[Path]:
-    """Write the attention decoder as two graphs in ``folder``: ``decoder_keys.onnx`` (enc -> keys) and
+    """Write the attention decoder as two graphs in ``folder``: ``decoder_keys.onnx`` (enc -> keys; with
+    a decoder memory, enc and its lengths -> memory and keys) and
     ``decoder_step.onnx`` (one teacher-forced step); the runtime loops over the steps
     (``asrkit.recognize.bundle.OnnxDecoder``), so hypotheses of any length run on one graph."""
     decoder = model.decoder.cpu().eval()
     folder = Path(folder)
-    hypotheses, frames, enc_dim = 3, 11, model.encoder.output_dim
-    enc = torch.randn(hypotheses, frames, enc_dim)
+    hypotheses, frames = 3, 11
+    enc = torch.randn(hypotheses, frames, model.encoder.output_dim)
+    enc_lens = torch.tensor([11, 7, 3])
+    by_frames = {0: "hypotheses", 1: "frames"}
+    if decoder.memory is None:
+        _export(_DecoderKeys(decoder), (enc,), folder / "decoder_keys.onnx", ["enc"], ["keys"],
+                {"enc": by_frames, "keys": by_frames}, opset)
+    else:  # the step reads the memory where it would read the encoder output
+        _export(_DecoderKeys(decoder), (enc, enc_lens), folder / "decoder_keys.onnx", ["enc", "enc_lens"],
+                ["memory", "keys"], {"enc": by_frames, "enc_lens": {0: "hypotheses"}, "memory": by_frames,
+                                     "keys": by_frames}, opset)
+        with torch.no_grad():
+            enc = decoder.memory(enc, enc_lens)
+    enc_dim = enc.size(2)
     keys = decoder.attention.enc_proj(enc).detach()
-    mask = torch.arange(frames)[None, :] < torch.tensor([11, 7, 3])[:, None]
+    mask = torch.arange(frames)[None, :] < enc_lens[:, None]
     hidden = decoder.cell.hidden_size
     state = (torch.zeros(hypotheses, hidden), torch.zeros(hypotheses, hidden), torch.zeros(hypotheses, enc_dim),
              mask.float() / mask.sum(1, keepdim=True))
@@ -188,8 +205,6 @@ def export_decoder(model: AsrModel, folder: str | Path, opset: int = OPSET) -> l
     by_hypothesis = {name: {0: "hypotheses"} for name in step_inputs + step_outputs}
     for name in ("enc", "keys", "mask", "weights", "weights_out"):
         by_hypothesis[name] = {0: "hypotheses", 1: "frames"}
-    _export(_DecoderKeys(decoder), (enc,), folder / "decoder_keys.onnx", ["enc"], ["keys"],
-            {"enc": {0: "hypotheses", 1: "frames"}, "keys": {0: "hypotheses", 1: "frames"}}, opset)
     _export(_DecoderStep(decoder), (enc, keys, mask, torch.zeros(hypotheses, dtype=torch.long), *state),
             folder / "decoder_step.onnx", step_inputs, step_outputs, by_hypothesis, opset)
     return [folder / "decoder_keys.onnx", folder / "decoder_step.onnx"]

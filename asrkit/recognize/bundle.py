@@ -209,12 +209,18 @@ class OnnxDecoder:
         self.keys = _session(bundle.path / "decoder_keys.onnx", threads)
         self.step = _session(bundle.path / "decoder_step.onnx", threads)
         self.hidden = next(i.shape[1] for i in self.step.get_inputs() if i.name == "h")
+        self.memory = any(i.name == "enc_lens" for i in self.keys.get_inputs())  # model.decoder_memory_layers
 
     def score_sequences(self, enc: np.ndarray, enc_lens: np.ndarray, rows: list[int],
                         tokens: list[list[int]]) -> np.ndarray:
         """log P(tokens[i] + <eos> | enc[rows[i]]) for every i."""
-        enc_np = np.ascontiguousarray(np.asarray(enc)[rows], dtype=np.float32)
-        lens = np.asarray(enc_lens, dtype=np.int64)[rows]
+        enc_all = np.ascontiguousarray(np.asarray(enc), dtype=np.float32)
+        lens_all = np.asarray(enc_lens, dtype=np.int64)
+        if self.memory:  # the second pass, once per utterance: what the steps read, and its keys
+            memory, keys = self.keys.run(None, {"enc": enc_all, "enc_lens": np.maximum(lens_all, 1)})
+        else:
+            memory, (keys,) = enc_all, self.keys.run(None, {"enc": enc_all})
+        enc_np, keys, lens = memory[rows], keys[rows], lens_all[rows]
         count, frames, dim = enc_np.shape
         longest = max(len(t) for t in tokens)
         ys_in = np.full((count, longest + 1), SOS_EOS, dtype=np.int64)  # <sos> + y (then <sos> padding)
@@ -223,7 +229,6 @@ class OnnxDecoder:
             ys_in[i, 1:len(seq) + 1] = seq
             ys_out[i, :len(seq)] = seq
             ys_out[i, len(seq)] = SOS_EOS
-        (keys,) = self.keys.run(None, {"enc": enc_np})
         mask = np.arange(frames)[None, :] < lens[:, None]
         state = {"h": np.zeros((count, self.hidden), np.float32), "c": np.zeros((count, self.hidden), np.float32),
                  "context": np.zeros((count, dim), np.float32),
