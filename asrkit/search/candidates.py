@@ -58,10 +58,6 @@ def top_columns(values: np.ndarray, k: int) -> np.ndarray:
     return np.nonzero(chosen)[1].reshape(n, k)
 
 
-def _take_rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(values, index, 1)
-
-
 def pruned(values: np.ndarray, frame: np.ndarray, token_prune: int | None,
            token_min_logp: float | None) -> np.ndarray:
     """``values`` (log-probs taken from ``frame`` (n, V), shape (n, ...)) with -inf where the
@@ -150,9 +146,9 @@ def shared_candidates(frame: np.ndarray, limit: int, blank_id: int, token_prune:
         width = max(1, min(width, int((frame >= token_min_logp).sum(1).max())))
     if width < vocab:  # best first, ties to the lower token (as the compiled step picks them)
         tokens = top_columns(frame, width)
-        token_lp = _take_rows(frame, tokens)
+        token_lp = np.take_along_axis(frame, tokens, 1)
         inner = np.argsort(-token_lp, axis=1, kind="stable")
-        tokens, token_lp = _take_rows(tokens, inner), _take_rows(token_lp, inner)
+        tokens, token_lp = np.take_along_axis(tokens, inner, 1), np.take_along_axis(token_lp, inner, 1)
     else:
         tokens, token_lp = np.broadcast_to(np.arange(vocab), (n, vocab)), frame
     token_lp = np.where(tokens == blank_id, -math.inf, token_lp)

@@ -397,24 +397,14 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     _check_tokens(vocab, blank_id, lexicon)
     if batch == 0:
         return []
-    order, lp, running = _longest_first(log_probs, lengths)
-    max_frames = len(running)
     context, roots = context_of(context, batch)
     opts = _options(vocab, beam, blank_id, token_prune, token_min_logp, space_id, word_starts, lm, lexicon, context)
+    order = np.argsort(-lengths, kind="stable")  # longest first (as _longest_first orders them)
+    max_frames = int(lengths.max())
     beams = _Beams.start(batch, opts, None if roots is None else roots[order])
     back_slot = np.tile(np.arange(beam, dtype=np.int64), (max_frames, batch, 1))
     back_token = np.full((max_frames, batch, beam), -1, dtype=np.int64)
-    if _compiled(opts):  # row by row, each through all its frames
-        rows_running = np.asarray(running)
-        for row in range(batch):
-            frames = int((rows_running > row).sum())
-            _compiled_frames(beams, row, lp[:frames, row, :vocab], opts, back_slot[:frames, row],
-                             back_token[:frames, row])
-    else:
-        quiet = _quiet_frames(lp, opts)
-        for t in range(max_frames):
-            _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
-                  quiet is not None and bool(quiet[t, :running[t]].all()))
+    _run_frames(beams, log_probs, lengths, order, opts, back_slot, back_token)
     score, ctc, lm_total, context = _final_scores(beams, opts)
     _, ranked = topk(score, min(nbest, beam), axis=1)  # (B, N), best first
     found = _backtrack(ranked, score, ctc, lm_total if lm is not None else None, back_slot, back_token, context)
@@ -422,6 +412,24 @@ def prefix_beam_search(log_probs, lengths, beam: int = 10, nbest: int = 1,
     for row, utt in enumerate(order.tolist()):
         results[utt] = found[row]
     return results
+
+
+def _run_frames(beams: _Beams, log_probs: np.ndarray, lengths: np.ndarray, order: np.ndarray, opts: _Options,
+                back_slot: np.ndarray, back_token: np.ndarray) -> None:
+    """Every utterance's frames through the search, its beam in row ``order.index(utt)``: compiled,
+    row by row through its own frames (no time-major copy), or the numpy step frame by frame over
+    the rows still running."""
+    if _compiled(opts):
+        for row, utt in enumerate(order.tolist()):
+            frames = int(lengths[utt])
+            _compiled_frames(beams, row, log_probs[utt, :frames], opts, back_slot[:frames, row],
+                             back_token[:frames, row])
+        return
+    _, lp, running = _longest_first(log_probs, lengths)
+    quiet = _quiet_frames(lp, opts)
+    for t in range(len(running)):
+        _step(beams, running[t], lp[t, :running[t]], opts, back_slot[t], back_token[t],
+              quiet is not None and bool(quiet[t, :running[t]].all()))
 
 
 class PrefixSearch:
@@ -458,18 +466,18 @@ class PrefixSearch:
                               f"{tuple(log_probs.shape)}")
         if np.isnan(log_probs).any():
             raise DecodeError("log-probabilities contain NaN")
-        padded = np.full((log_probs.shape[1], self.batch, self.opts.vocab + 1), -math.inf, np.float32)
-        padded[:, :, :self.opts.vocab] = log_probs.transpose(1, 0, 2)
         n, opts, beam = self.batch, self.opts, self.opts.beam
-        if _compiled(opts):
-            frames = len(padded)
+        if _compiled(opts):  # each stream through the chunk's frames as given
+            frames = log_probs.shape[1]
             slots = np.tile(np.arange(beam, dtype=np.int64), (frames, n, 1))
             tokens = np.full((frames, n, beam), -1, np.int64)
             for row in range(n):
-                _compiled_frames(self.beams, row, padded[:, row, :opts.vocab], opts, slots[:, row], tokens[:, row])
+                _compiled_frames(self.beams, row, log_probs[row], opts, slots[:, row], tokens[:, row])
             self.back_slot.extend(slots)
             self.back_token.extend(tokens)
             return
+        padded = np.full((log_probs.shape[1], self.batch, self.opts.vocab + 1), -math.inf, np.float32)
+        padded[:, :, :self.opts.vocab] = log_probs.transpose(1, 0, 2)
         quiet = _quiet_frames(padded, opts)
         for t, frame in enumerate(padded):
             slots, tokens = np.arange(beam, dtype=np.int64)[None].repeat(n, 0), np.full((n, beam), -1, np.int64)
